@@ -1,0 +1,107 @@
+"""The small contract every encoder follows: declare what it is, load lazily once, encode in batches."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mmsearch.config import Settings, get_settings
+
+
+class EncoderError(Exception):
+    """An input the encoder cannot handle (corrupt, empty, wrong kind): the document ends `failed`."""
+
+
+class Encoder(ABC):
+    """One model behind one vector field `vectors.<name>`.
+
+    Subclasses set the class attributes and implement `_load` and `_encode`. The model is loaded on the
+    first `encode` (or `dims`) call, once per process, under a lock, so API threads and worker batches can
+    share an instance.
+    """
+
+    name: ClassVar[str]  # registry key and vector field name
+    input_kind: ClassVar[str]  # what a document feeds it at index time: "text" | "image" | "audio"
+    query_kinds: ClassVar[frozenset[str]]  # what a search can give it: {"text"}, {"text", "image"}, ...
+    similarity: ClassVar[str] = "cosine"  # Elasticsearch dense_vector similarity
+    element_type: ClassVar[str] = "float"  # "float" | "bit"
+
+    def __init__(self, model: str | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.model_ref = model or self.default_model()
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def default_model(self) -> str:
+        return ""
+
+    @property
+    def version(self) -> str:
+        """`name@model`: stored on every document so vectors of two models are never mixed unknowingly."""
+        return f"{self.name}@{self.model_ref}" if self.model_ref else self.name
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    @property
+    @abstractmethod
+    def dims(self) -> int: ...
+
+    @abstractmethod
+    def _load(self) -> Any: ...
+
+    @abstractmethod
+    def _encode(self, items: Sequence[Any], kind: str) -> np.ndarray: ...
+
+    def encode(self, items: Sequence[Any], kind: str | None = None) -> np.ndarray:
+        """Encode a batch of `kind` inputs (default: the index-time kind) to an (n, dims) array."""
+        kind = kind or self.input_kind
+        if kind != self.input_kind and kind not in self.query_kinds:
+            raise EncoderError(f"encoder {self.name!r} does not accept {kind!r} input")
+        if not items:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        return self._encode(items, kind)
+
+    def field_value(self, vector: np.ndarray) -> Any:
+        """One row of `encode` as Elasticsearch expects it in `_source` (floats; bit encoders override)."""
+        return [round(float(x), 6) for x in vector]
+
+    def mapping(self) -> dict[str, Any]:
+        """The dense_vector mapping for this encoder's field."""
+        if self.element_type == "bit":
+            return {
+                "type": "dense_vector",
+                "element_type": "bit",
+                "dims": self.dims,
+                "similarity": "l2_norm",
+                "index": True,
+                "index_options": {"type": "hnsw"},
+            }
+        return {
+            "type": "dense_vector",
+            "dims": self.dims,
+            "similarity": self.similarity,
+            "index": True,
+            "index_options": {"type": "int8_hnsw"},
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model_ref,
+            "version": self.version,
+            "dims": self.dims,
+            "similarity": self.similarity,
+            "element_type": self.element_type,
+            "input": self.input_kind,
+            "query_kinds": sorted(self.query_kinds),
+        }

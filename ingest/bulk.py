@@ -1,0 +1,41 @@
+"""Bulk writes in the `elasticsearch.helpers` streaming style, reporting each document's outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+
+
+def index_many(
+    es: Elasticsearch, index: str, docs: Iterable[dict[str, Any]], refresh: str | bool = False
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Index documents (create or replace by `doc_id`); returns (ids written, errors)."""
+    actions = ({"_op_type": "index", "_index": index, "_id": d["doc_id"], "_source": d} for d in docs)
+    ok_ids: list[str] = []
+    errors: list[dict[str, Any]] = []
+    for ok, item in helpers.streaming_bulk(
+        es,
+        actions,
+        chunk_size=500,
+        max_chunk_bytes=20 * 1024 * 1024,
+        raise_on_error=False,
+        raise_on_exception=False,
+        max_retries=3,
+        initial_backoff=1,
+    ):
+        result = item["index"]
+        if ok:
+            ok_ids.append(result["_id"])
+        else:
+            errors.append({"id": result.get("_id"), "error": _reason(result.get("error"))})
+    if refresh and ok_ids:
+        es.indices.refresh(index=index)
+    return ok_ids, errors
+
+
+def _reason(error: Any) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('type')}: {error.get('reason')}"
+    return str(error)

@@ -1,0 +1,130 @@
+"""JSON documents in: validation and the index document they become."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mappings.analysis import stem_text
+
+
+class PayloadError(ValueError):
+    """The request body cannot be read as documents; the message names the problem."""
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str | None = Field(None, min_length=1, max_length=512, pattern=r"^[^\x00-\x1f/]+$")
+    title: str | None = Field(None, max_length=10_000)
+    text: str = Field(..., min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    lang: str | None = Field(None, max_length=16)
+
+    @field_validator("metadata")
+    @classmethod
+    def _json_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > 64_000:
+            raise ValueError("metadata is larger than 64 kB")
+        return value
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_documents(body: bytes, content_type: str | None, max_docs: int, max_chars: int) -> list[DocumentIn]:
+    """One JSON object, a JSON array, or NDJSON (one object per line)."""
+    text = _decode(body)
+    if "ndjson" in (content_type or "") or ("\n" in text.strip() and not text.lstrip().startswith("[")):
+        raw = _parse_ndjson(text)
+    else:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PayloadError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raw = raw if isinstance(raw, list) else [raw]
+    if not raw:
+        raise PayloadError("no documents in the request body")
+    if len(raw) > max_docs:
+        raise PayloadError(f"{len(raw)} documents in one request; the limit is {max_docs}")
+    docs = []
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise PayloadError(f"document {position}: expected a JSON object, got {type(item).__name__}")
+        try:
+            doc = DocumentIn.model_validate(item)
+        except ValidationError as exc:
+            raise PayloadError(f"document {position}: {_first_error(exc)}") from None
+        if len(doc.text) > max_chars:
+            raise PayloadError(f"document {position}: text has {len(doc.text)} characters; limit {max_chars}")
+        docs.append(doc)
+    return docs
+
+
+def _decode(body: bytes) -> str:
+    if not body:
+        raise PayloadError("empty request body; send a JSON document, a JSON array or NDJSON")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError("request body is not UTF-8") from None
+
+
+def _parse_ndjson(text: str) -> list[Any]:
+    items = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise PayloadError(f"malformed JSON on NDJSON line {lineno}: {exc.msg}") from None
+    return items
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    return f"{where}: {err['msg']}"
+
+
+def index_document(
+    collection: str,
+    doc_id: str | None,
+    *,
+    title: str | None,
+    content: str,
+    modality: str = "text",
+    metadata: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
+    lang: str | None = None,
+) -> dict[str, Any]:
+    """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`)."""
+    stamp = now_iso()
+    doc: dict[str, Any] = {
+        "doc_id": doc_id or uuid.uuid4().hex,
+        "collection": collection,
+        "@timestamp": stamp,
+        "updated_at": stamp,
+        "modality": modality,
+        "title": title or "",
+        "content": content,
+        "search_stemmed": {"title": stem_text(title or ""), "content": stem_text(content)},
+        "metadata": metadata or {},
+        "ingest": {"status": "pending", "attempts": 0, "queued_at": stamp, "encoders": {}},
+    }
+    if lang:
+        doc["lang"] = lang
+    if source:
+        doc["source"] = source
+    return doc
+
+
+def from_json(collection: str, doc: DocumentIn) -> dict[str, Any]:
+    return index_document(
+        collection, doc.id, title=doc.title, content=doc.text, metadata=doc.metadata, lang=doc.lang
+    )

@@ -1,0 +1,5 @@
+"""Index mappings as JSON, rendered with the dims of the collection's encoders."""
+
+from mappings.render import index_body, vector_field
+
+__all__ = ["index_body", "vector_field"]

@@ -1,0 +1,40 @@
+"""Render the physical-index body of a collection from `collection.json` and its encoders."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from encoders.base import Encoder
+from mmsearch.config import Settings
+
+
+@cache
+def _template() -> dict[str, Any]:
+    return json.loads(resources.files("mappings").joinpath("collection.json").read_text())
+
+
+def vector_field(encoder_name: str) -> str:
+    return f"vectors.{encoder_name}"
+
+
+def index_body(
+    collection: str, encoders: list[Encoder], settings: Settings, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Settings + mappings for one physical index; `_meta` records what the vectors mean."""
+    body = copy.deepcopy(_template())
+    body["settings"]["index"].update(
+        number_of_shards=settings.number_of_shards, number_of_replicas=settings.number_of_replicas
+    )
+    mappings = body["mappings"]
+    mappings["properties"]["vectors"]["properties"] = {enc.name: enc.mapping() for enc in encoders}
+    mappings["_meta"] = {
+        "collection": collection,
+        "encoders": {enc.name: enc.describe() for enc in encoders},
+        "profiles": {},
+        **(meta or {}),
+    }
+    return body

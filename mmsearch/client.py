@@ -1,0 +1,115 @@
+"""A small HTTP client of the mmsearch API, used by the CLI, evaluation and benchmarks alike."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import requests
+
+
+class ApiClientError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class ApiClient:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
+        if resp.status_code >= 400:
+            try:
+                message = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = resp.text[:500]
+            raise ApiClientError(resp.status_code, message)
+        return resp.json() if resp.content else None
+
+    def create_collection(self, name: str, **spec: Any) -> dict[str, Any]:
+        return self.request("POST", "/v1/collections", json={"name": name, **spec})
+
+    def collection(self, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/collections/{name}")
+
+    def collection_exists(self, name: str) -> bool:
+        try:
+            self.collection(name)
+            return True
+        except ApiClientError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def list_collections(self) -> list[str]:
+        return self.request("GET", "/v1/collections")["collections"]
+
+    def delete_collection(self, name: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/collections/{name}")
+
+    def add_documents(
+        self,
+        name: str,
+        docs: Iterable[dict[str, Any]],
+        chunk_size: int = 500,
+        refresh: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """NDJSON batches of `chunk_size`; returns totals and any per-document errors."""
+        totals: dict[str, Any] = {"indexed": 0, "errors": [], "tasks": 0}
+        for chunk in _chunks(docs, chunk_size):
+            body = "\n".join(json.dumps(d) for d in chunk).encode()
+            out = self.request(
+                "POST",
+                f"/v1/collections/{name}/documents",
+                data=body,
+                params={"refresh": "wait_for"} if refresh else None,
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+            totals["indexed"] += out["indexed"]
+            totals["tasks"] += out["tasks"]
+            totals["errors"].extend(out["errors"])
+            if progress:
+                progress(len(chunk))
+        return totals
+
+    def wait_encoded(
+        self,
+        name: str,
+        timeout: float = 3600,
+        poll: float = 1.0,
+        progress: Callable[[dict], None] | None = None,
+    ) -> dict[str, int]:
+        """Block until no document of the collection is `pending`; returns the status counts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = self.collection(name)["documents"]
+            if progress:
+                progress(counts)
+            if counts.get("pending", 0) == 0:
+                return counts
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{counts.get('pending')} documents still pending after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def search(self, name: str, query: str | None = None, **params: Any) -> dict[str, Any]:
+        body = {"query": query, **params} if query is not None else params
+        return self.request("POST", f"/v1/collections/{name}/search", json=body)
+
+    def document(self, name: str, doc_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/collections/{name}/documents/{doc_id}")
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

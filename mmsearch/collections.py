@@ -1,0 +1,190 @@
+"""Collections: an alias `<prefix><name>` in front of versioned physical indices `<alias>-000001`.
+
+The physical index's mapping `_meta` says which encoders (and model versions) its vectors come from, and
+holds the collection's search profiles, so the cluster itself is the source of truth.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from encoders import get_encoder
+from mappings import index_body
+from mmsearch.config import Settings
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class CollectionError(Exception):
+    status = 400
+
+
+class CollectionNotFound(CollectionError):
+    status = 404
+
+
+class CollectionExists(CollectionError):
+    status = 409
+
+
+@dataclass
+class Collection:
+    name: str
+    alias: str
+    index: str  # the physical index the alias writes to
+    encoders: dict[str, dict[str, Any]]
+    extractors: list[str] = field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise CollectionError(
+            f"invalid collection name {name!r}: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def alias_for(settings: Settings, name: str) -> str:
+    return f"{settings.index_prefix}{validate_name(name)}"
+
+
+def physical_index(settings: Settings, name: str, generation: int) -> str:
+    return f"{alias_for(settings, name)}-{generation:06d}"
+
+
+def create(
+    es: Elasticsearch,
+    settings: Settings,
+    name: str,
+    encoders: list[str] | None = None,
+    models: dict[str, str] | None = None,
+    extractors: list[str] | None = None,
+) -> Collection:
+    alias = alias_for(settings, name)
+    if es.indices.exists_alias(name=alias) or es.indices.exists(index=alias):
+        raise CollectionExists(f"collection {name!r} already exists")
+    instances = [get_encoder(enc, (models or {}).get(enc)) for enc in encoders or settings.default_encoders]
+    index = physical_index(settings, name, 1)
+    body = index_body(name, instances, settings, meta={"extractors": extractors or []})
+    es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
+    CACHE.invalidate(name)
+    return get(es, settings, name)
+
+
+def _from_mapping(name: str, alias: str, index: str, mapping: dict[str, Any]) -> Collection:
+    meta = mapping.get("_meta", {})
+    return Collection(
+        name=name,
+        alias=alias,
+        index=index,
+        encoders=meta.get("encoders", {}),
+        extractors=meta.get("extractors", []),
+        profiles=meta.get("profiles", {}),
+        meta=meta,
+    )
+
+
+def write_index(es: Elasticsearch, alias: str) -> str:
+    try:
+        aliases = es.indices.get_alias(name=alias)
+    except NotFoundError:
+        raise CollectionNotFound(f"collection {alias!r} does not exist") from None
+    for index, spec in aliases.items():
+        if spec["aliases"][alias].get("is_write_index", len(aliases) == 1):
+            return index
+    return sorted(aliases)[-1]
+
+
+def get(es: Elasticsearch, settings: Settings, name: str) -> Collection:
+    alias = alias_for(settings, name)
+    try:
+        index = write_index(es, alias)
+    except CollectionNotFound:
+        raise CollectionNotFound(f"collection {name!r} does not exist") from None
+    mapping = es.indices.get_mapping(index=index)[index]["mappings"]
+    return _from_mapping(name, alias, index, mapping)
+
+
+def index_meta(es: Elasticsearch, index: str) -> dict[str, Any]:
+    return es.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+
+
+def update_meta(es: Elasticsearch, index: str, **changes: Any) -> dict[str, Any]:
+    """Read-modify-write of `_meta` (Elasticsearch replaces `_meta` as a whole)."""
+    meta = index_meta(es, index)
+    meta.update(changes)
+    es.indices.put_mapping(index=index, meta=meta)
+    return meta
+
+
+def list_names(es: Elasticsearch, settings: Settings) -> list[str]:
+    aliases = es.indices.get_alias(index=f"{settings.index_prefix}*", ignore_unavailable=True)
+    names = {
+        alias[len(settings.index_prefix) :]
+        for spec in aliases.values()
+        for alias in spec.get("aliases", {})
+        if alias.startswith(settings.index_prefix)
+    }
+    return sorted(names)
+
+
+def delete(es: Elasticsearch, settings: Settings, name: str) -> list[str]:
+    alias = alias_for(settings, name)
+    try:
+        indices = sorted(es.indices.get_alias(name=alias))
+    except NotFoundError:
+        raise CollectionNotFound(f"collection {name!r} does not exist") from None
+    es.indices.delete(index=",".join(indices))
+    CACHE.invalidate(name)
+    return indices
+
+
+def status_counts(es: Elasticsearch, alias: str) -> dict[str, int]:
+    resp = es.search(
+        index=alias,
+        size=0,
+        track_total_hits=True,
+        aggs={"status": {"terms": {"field": "ingest.status", "size": 10}}},
+    )
+    counts = {b["key"]: b["doc_count"] for b in resp["aggregations"]["status"]["buckets"]}
+    counts["total"] = resp["hits"]["total"]["value"]
+    return counts
+
+
+class CollectionCache:
+    """Short-lived per-process cache of collection descriptions, so a search costs one round trip."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._items: dict[str, tuple[float, Collection]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, es: Elasticsearch, settings: Settings, name: str) -> Collection:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(name)
+        if hit and now - hit[0] < self.ttl:
+            return hit[1]
+        collection = get(es, settings, name)
+        with self._lock:
+            self._items[name] = (now, collection)
+        return collection
+
+    def invalidate(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._items.clear()
+            else:
+                self._items.pop(name, None)
+
+
+CACHE = CollectionCache()

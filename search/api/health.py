@@ -1,0 +1,38 @@
+"""Liveness, readiness (Elasticsearch and Redis reachable) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import redis
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from search.api import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    svc = services()
+    checks = {}
+    try:
+        checks["elasticsearch"] = svc.es.cluster.health(timeout="2s")["status"]
+    except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
+        checks["elasticsearch"] = f"down: {type(exc).__name__}"
+    try:
+        redis.Redis.from_url(svc.settings.broker_url, socket_timeout=2).ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"down: {type(exc).__name__}"
+    ready = checks["elasticsearch"] in ("green", "yellow") and checks["redis"] == "ok"
+    return jsonify(ready=ready, checks=checks), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,96 @@
+"""Rank fusion done by us (not the licensed RRF retriever), so it works on every cluster and OpenSearch.
+
+Input: one ranked list of (doc_id, score) per sub-query, best first. Output: fused hits with each
+component's rank, raw score, normalised score and contribution, which is what `explain` shows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+Ranking = list[tuple[str, float]]
+Normalization = Literal["minmax", "zscore", "l2"]
+
+
+@dataclass
+class FusedHit:
+    doc_id: str
+    score: float
+    components: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def rrf(
+    rankings: dict[str, Ranking], k: float = 60.0, weights: dict[str, float] | None = None
+) -> list[FusedHit]:
+    """Reciprocal rank fusion: score = sum over lists of weight / (k + rank)."""
+    hits: dict[str, FusedHit] = {}
+    for name, ranking in rankings.items():
+        weight = (weights or {}).get(name, 1.0)
+        for rank, (doc_id, score) in enumerate(ranking, start=1):
+            contribution = weight / (k + rank)
+            hit = hits.setdefault(doc_id, FusedHit(doc_id, 0.0))
+            hit.score += contribution
+            hit.components[name] = {"rank": rank, "score": score, "contribution": contribution}
+    return _sorted(hits)
+
+
+def normalize(scores: list[float], method: Normalization) -> list[float]:
+    if not scores:
+        return []
+    if method == "minmax":
+        low, high = min(scores), max(scores)
+        return [1.0 if high == low else (s - low) / (high - low) for s in scores]
+    if method == "zscore":
+        mean = sum(scores) / len(scores)
+        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+        return [0.0 if std == 0 else (s - mean) / std for s in scores]
+    if method == "l2":
+        norm = math.sqrt(sum(s * s for s in scores))
+        return [0.0 if norm == 0 else s / norm for s in scores]
+    raise ValueError(f"unknown normalization {method!r}")
+
+
+def linear(
+    rankings: dict[str, Ranking],
+    weights: dict[str, float] | None = None,
+    normalization: Normalization = "minmax",
+) -> list[FusedHit]:
+    """Convex combination of normalised scores; a document missing from a list gets that list's floor."""
+    weights = weights or {}
+    hits: dict[str, FusedHit] = {}
+    floors: dict[str, float] = {}
+    for name, ranking in rankings.items():
+        normalised = normalize([score for _, score in ranking], normalization)
+        floors[name] = min(normalised, default=0.0) if normalization == "zscore" else 0.0
+        weight = weights.get(name, 1.0)
+        for rank, ((doc_id, score), norm) in enumerate(zip(ranking, normalised, strict=True), start=1):
+            hit = hits.setdefault(doc_id, FusedHit(doc_id, 0.0))
+            hit.components[name] = {
+                "rank": rank,
+                "score": score,
+                "normalized": norm,
+                "contribution": weight * norm,
+            }
+            hit.score += weight * norm
+    for hit in hits.values():
+        for name in rankings:
+            if name not in hit.components:
+                hit.score += weights.get(name, 1.0) * floors[name]
+    return _sorted(hits)
+
+
+def passthrough(name: str, ranking: Ranking) -> list[FusedHit]:
+    """A single list keeps its own scores and order."""
+    return [
+        FusedHit(doc_id, score, {name: {"rank": rank, "score": score, "contribution": score}})
+        for rank, (doc_id, score) in enumerate(ranking, start=1)
+    ]
+
+
+def _sorted(hits: dict[str, FusedHit]) -> list[FusedHit]:
+    """Deterministic order (score, then best rank, then id), so pages never overlap or skip."""
+    return sorted(
+        hits.values(), key=lambda h: (-h.score, min(c["rank"] for c in h.components.values()), h.doc_id)
+    )

@@ -1,0 +1,82 @@
+"""Request models of the search API: what a client may send, validated before anything runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FILTER_FIELD = re.compile(
+    r"^(metadata\.[\w.-]{1,128}|modality|lang|doc_id|ingest\.status|source\.(mime|filename|sha256)"
+    r"|title\.keyword|@timestamp|updated_at)$"
+)
+RANGE_KEYS = {"gt", "gte", "lt", "lte"}
+Scalar = str | int | float | bool
+
+
+class Fusion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["rrf", "linear"] = "rrf"
+    k: float = Field(60.0, gt=0, le=10_000)
+    weights: dict[str, float] | None = None
+    normalization: Literal["minmax", "zscore", "l2"] = "minmax"
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    query: str | None = Field(None, max_length=4096)
+    mode: Literal["lexical", "vector", "hybrid"] = "hybrid"
+    fusion: Fusion | None = None
+    filters: dict[str, Any] = Field(default_factory=dict)
+    modalities: list[Literal["text", "image", "audio", "document"]] | None = None
+    encoders: list[str] | None = None  # restrict vector sub-queries to these encoders
+    from_: int = Field(0, alias="from", ge=0, le=10_000)
+    size: int = Field(10, ge=1, le=100)
+    highlight: bool = False
+    explain: bool = False
+    profile: str | None = Field(None, max_length=64)
+    boosts: dict[Literal["title", "content"], float] | None = None
+    num_candidates: int | None = Field(None, ge=1, le=10_000)
+    rank_window: int | None = Field(None, ge=1, le=10_000)
+    like: str | None = Field(None, max_length=512)  # find items similar to this document id
+
+    @field_validator("filters")
+    @classmethod
+    def _check_filters(cls, filters: dict[str, Any]) -> dict[str, Any]:
+        if len(filters) > 32:
+            raise ValueError("at most 32 filters")
+        for name, value in filters.items():
+            if not FILTER_FIELD.match(name):
+                raise ValueError(
+                    f"cannot filter on {name!r}; use metadata.<key>, modality, lang, ingest.status, ..."
+                )
+            if isinstance(value, dict):
+                if (
+                    not value
+                    or set(value) - RANGE_KEYS
+                    or not all(isinstance(v, Scalar) for v in value.values())
+                ):
+                    raise ValueError(f"filter {name!r}: a range takes gt/gte/lt/lte with scalar values")
+            elif isinstance(value, list):
+                if not value or len(value) > 1024 or not all(isinstance(v, Scalar) for v in value):
+                    raise ValueError(f"filter {name!r}: a list takes 1-1024 scalar values")
+            elif not isinstance(value, Scalar):
+                raise ValueError(f"filter {name!r}: expected a scalar, a list or a range object")
+        return filters
+
+
+class Profile(BaseModel):
+    """Search parameters learned by `mmsearch tune` (or set by hand), stored with the collection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fusion: Fusion = Field(default_factory=Fusion)
+    boosts: dict[Literal["title", "content"], float] = Field(
+        default_factory=lambda: {"title": 1.0, "content": 1.0}
+    )
+    num_candidates: int = Field(100, ge=1, le=10_000)
+    rank_window: int = Field(100, ge=1, le=10_000)
+    scores: dict[str, Any] = Field(default_factory=dict)  # how it was measured (free form)

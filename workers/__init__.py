@@ -1,0 +1,1 @@
+"""Celery app and tasks: encode batches of documents and write vectors back."""

@@ -1,0 +1,23 @@
+"""The Celery application: Redis broker, late acks, so a killed worker's batch is delivered again."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from mmsearch.config import get_settings
+
+settings = get_settings()
+
+app = Celery("mmsearch", broker=settings.broker_url, include=["workers.tasks"])
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,  # progress lives on the documents in Elasticsearch
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue="mmsearch",
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+    worker_hijack_root_logger=False,
+)

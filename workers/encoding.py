@@ -1,0 +1,150 @@
+"""Encode a batch of stored documents with their index's encoders and write the vectors back.
+
+Plain functions (no Celery here) so the logic is testable and reusable by re-encode jobs. Writes are
+partial updates guarded by `if_seq_no`/`if_primary_term`: a document changed since it was read is left
+to the task its change queued, so retries and duplicates are harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from elasticsearch import Elasticsearch, helpers
+
+from encoders import Encoder, get_encoder
+from ingest.documents import now_iso
+from mmsearch.collections import index_meta
+
+log = logging.getLogger(__name__)
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass
+class BatchResult:
+    encoded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+_META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def encoders_for(es: Elasticsearch, index: str) -> list[Encoder]:
+    """The encoders named in the physical index's `_meta` (cached a minute per process)."""
+    hit = _META_CACHE.get(index)
+    if not hit or time.monotonic() - hit[0] > 60:
+        hit = (time.monotonic(), index_meta(es, index))
+        _META_CACHE[index] = hit
+    return [get_encoder(name, desc.get("model")) for name, desc in hit[1].get("encoders", {}).items()]
+
+
+def document_text(source: dict[str, Any]) -> str:
+    return ". ".join(part for part in (source.get("title"), source.get("content")) if part)
+
+
+def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResult:
+    encoders = encoders_for(es, index)
+    resp = es.mget(index=index, ids=ids, source_excludes=["search_stemmed", "vectors"])
+    docs = [d for d in resp["docs"] if d.get("found")]
+    result = BatchResult(skipped=len(ids) - len(docs))
+    vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
+    inputs = {d["_id"]: {"text": document_text(d["_source"])} for d in docs}
+
+    for encoder in encoders:
+        todo = [
+            (doc_id, kinds[encoder.input_kind])
+            for doc_id, kinds in inputs.items()
+            if doc_id not in result.errors and kinds.get(encoder.input_kind)
+        ]
+        for doc_id, vector in _encode_isolating_failures(encoder, todo, result.errors):
+            vectors[doc_id][encoder.name] = encoder.field_value(vector)
+
+    versions = {enc.name: enc.version for enc in encoders}
+    actions = [
+        _update_action(index, d, vectors[d["_id"]], versions, result.errors.get(d["_id"])) for d in docs
+    ]
+    for ok, item in helpers.streaming_bulk(
+        es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
+    ):
+        doc_id = item["update"]["_id"]
+        if ok:
+            if doc_id in result.errors:
+                result.failed += 1
+            else:
+                result.encoded += 1
+        elif item["update"].get("status") == 409:
+            result.skipped += 1  # changed since read: the task its change queued will encode it
+        else:
+            raise RuntimeError(f"writing vectors for {doc_id} failed: {item['update'].get('error')}")
+    return result
+
+
+def _encode_isolating_failures(
+    encoder: Encoder, todo: list[tuple[str, Any]], errors: dict[str, str]
+) -> list[tuple[str, np.ndarray]]:
+    """Encode the batch at once; if it fails, one by one, so one poison input fails alone."""
+    if not todo:
+        return []
+    try:
+        matrix = encoder.encode([item for _, item in todo])
+        return list(zip([doc_id for doc_id, _ in todo], matrix, strict=True))
+    except Exception:  # noqa: BLE001 - any model error: retry item by item to find the poison
+        log.warning("batch of %d failed in %s; retrying one by one", len(todo), encoder.name, exc_info=True)
+    out = []
+    for doc_id, item in todo:
+        try:
+            out.append((doc_id, encoder.encode([item])[0]))
+        except Exception as exc:  # noqa: BLE001
+            errors[doc_id] = f"{encoder.name}: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    return out
+
+
+def _update_action(
+    index: str, doc: dict[str, Any], vectors: dict[str, Any], versions: dict[str, str], error: str | None
+) -> dict[str, Any]:
+    attempts = int(doc["_source"].get("ingest", {}).get("attempts") or 0) + 1
+    stamp = now_iso()
+    if error:
+        partial = {"ingest": {"status": "failed", "error": error, "attempts": attempts}, "updated_at": stamp}
+    else:
+        partial = {
+            "vectors": vectors,
+            "ingest": {
+                "status": "encoded",
+                "error": None,
+                "attempts": attempts,
+                "encoded_at": stamp,
+                "encoders": {name: versions[name] for name in vectors},
+            },
+            "updated_at": stamp,
+        }
+    return {
+        "_op_type": "update",
+        "_index": index,
+        "_id": doc["_id"],
+        "doc": partial,
+        "if_seq_no": doc["_seq_no"],
+        "if_primary_term": doc["_primary_term"],
+    }
+
+
+def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> None:
+    """Last resort when a whole batch exhausted its retries: say why on every document."""
+    actions = [
+        {
+            "_op_type": "update",
+            "_index": index,
+            "_id": doc_id,
+            "doc": {
+                "ingest": {"status": "failed", "error": reason[:MAX_ERROR_CHARS]},
+                "updated_at": now_iso(),
+            },
+        }
+        for doc_id in ids
+    ]
+    helpers.bulk(es, actions, raise_on_error=False)

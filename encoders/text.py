@@ -40,7 +40,9 @@ class TextEncoder(Encoder):
 
     @property
     def dims(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
 
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer

@@ -173,7 +173,8 @@ def _wait(client: ApiClient, collection: str) -> None:
     with tqdm(total=counts.get("total", 0), desc="encoding", unit="doc") as bar:
 
         def progress(c: dict) -> None:
-            bar.n = c.get("total", 0) - c.get("pending", 0)
+            bar.total = c.get("total", 0)
+            bar.n = bar.total - c.get("pending", 0)
             bar.refresh()
 
         counts = _call(client.wait_encoded, collection, progress=progress)
@@ -226,6 +227,10 @@ def _call(fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin error translation
 def _echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
+
+from mmsearch.demo import demo  # noqa: E402
+
+main.add_command(demo)
 
 if __name__ == "__main__":
     main()

@@ -38,7 +38,8 @@ def _validation_message(exc: ValidationError) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):  # noqa: ANN202
-        return problem(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
+        message = f"{exc.name}: {exc.description}" if exc.description else exc.name
+        return problem(exc.code or 500, exc.name.lower().replace(" ", "_"), message)
 
     @app.errorhandler(ApiProblem)
     def _api(exc: ApiProblem):  # noqa: ANN202

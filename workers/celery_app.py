@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
 from mmsearch.config import get_settings
@@ -21,3 +23,5 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": settings.visibility_timeout},
     worker_hijack_root_logger=False,
 )
+# one INFO line per Elasticsearch request drowns the task log
+logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)

@@ -1,0 +1,114 @@
+"""Integration fixtures: a real Elasticsearch node, Redis, Celery worker and API over HTTP.
+
+Ports and the data dir are test-specific so a developer's `mmsearch up` stack is left alone. When
+ELASTICSEARCH_URL / REDIS_URL are set, those external services are used instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_ENV = {
+    "MMSEARCH_DATA_DIR": os.environ.get("MMSEARCH_TEST_DATA_DIR", str(ROOT / "data" / "test")),
+    "MMSEARCH_ES_PORT": "9250",
+    "MMSEARCH_REDIS_PORT": "6391",
+    "MMSEARCH_API_PORT": "8050",
+    "MMSEARCH_VISIBILITY_TIMEOUT": "15",  # a killed worker's batch comes back after 15 s
+    "MMSEARCH_TASK_BATCH_SIZE": "16",
+    "MMSEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024),
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+for key, value in TEST_ENV.items():
+    os.environ.setdefault(key, value)
+
+from mmsearch.client import ApiClient  # noqa: E402
+from mmsearch.config import Settings, get_settings  # noqa: E402
+
+
+class WorkerControl:
+    """The session's Celery worker process, which tests may kill and restart."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        from mmsearch import stack
+
+        self.process = stack.start_worker(self.settings)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=60)
+        self.process = None
+
+    def ensure_running(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[None]:
+    from mmsearch import stack
+
+    stack.ensure_elasticsearch(settings)
+    stack.ensure_redis(settings)
+    yield
+    if os.environ.get("MMSEARCH_TEST_KEEP_SERVICES") != "1":
+        stack.down(settings)
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, services: None) -> Iterator[WorkerControl]:
+    control = WorkerControl(settings)
+    control.start()
+    yield control
+    control.kill(signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Settings, services: None, worker: WorkerControl) -> Iterator[str]:
+    from mmsearch import stack
+
+    process = stack.start_api(settings)
+    stack.wait_for_api(settings, timeout=120)
+    yield settings.api_base
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def api(api_url: str) -> ApiClient:
+    return ApiClient(api_url)
+
+
+@pytest.fixture(scope="session")
+def es(settings: Settings, services: None):  # noqa: ANN201
+    from mmsearch.es import make_client
+
+    return make_client(settings)
+
+
+@pytest.fixture
+def collection(api: ApiClient) -> Iterator[str]:
+    """A fresh collection (default encoders), deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    api.create_collection(name)
+    yield name
+    api.delete_collection(name)

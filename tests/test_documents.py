@@ -1,0 +1,67 @@
+"""Payload parsing, product-side analysis and mapping rendering (no services)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.documents import PayloadError, from_json, parse_documents
+from mappings import index_body
+from mappings.analysis import stem_text
+from mmsearch.config import Settings
+
+
+def parse(body: bytes, content_type: str | None = "application/json"):  # noqa: ANN201
+    return parse_documents(body, content_type, max_docs=10, max_chars=1000)
+
+
+def test_one_object_array_and_ndjson() -> None:
+    assert [d.text for d in parse(b'{"text": "a"}')] == ["a"]
+    assert [d.id for d in parse(b'[{"id": "1", "text": "a"}, {"id": "2", "text": "b"}]')] == ["1", "2"]
+    assert len(parse(b'{"text": "a"}\n\n{"text": "b"}\n', "application/x-ndjson")) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "empty"),
+        (b"{oops", "malformed JSON"),
+        (b'{"title": "t"}', "document 0: text"),
+        (b'{"text": ""}', "document 0: text"),
+        (b'{"text": "x", "extra": 1}', "extra"),
+        (b'{"text": "x", "id": "a/b"}', "document 0: id"),
+        (b'{"text": "' + b"x" * 1001 + b'"}', "limit 1000"),
+        (b"[" + b",".join([b'{"text": "x"}'] * 11) + b"]", "limit is 10"),
+        (b'"just a string"', "expected a JSON object"),
+    ],
+)
+def test_bad_payloads_name_the_problem(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        parse(body)
+
+
+def test_index_document_is_pending_with_stemmed_copy() -> None:
+    doc = from_json("c", parse(b'{"id": "x", "title": "Running studies", "text": "The cats ran"}')[0])
+    assert doc["ingest"]["status"] == "pending"
+    assert doc["search_stemmed"] == {"title": "run studi", "content": "cat ran"}
+    assert doc["doc_id"] == "x"
+
+
+def test_stemming_drops_stopwords_and_possessives() -> None:
+    assert stem_text("The patient's studies are running") == "patient studi run"
+    assert stem_text("the of and") == ""
+
+
+def test_mapping_has_one_quantised_vector_field_per_encoder() -> None:
+    from encoders import get_encoder
+
+    body = index_body("c", [get_encoder("text")], Settings())
+    field = body["mappings"]["properties"]["vectors"]["properties"]["text"]
+    assert field == {
+        "type": "dense_vector",
+        "dims": 384,
+        "similarity": "cosine",
+        "index": True,
+        "index_options": {"type": "int8_hnsw"},
+    }
+    assert body["mappings"]["_meta"]["encoders"]["text"]["version"] == "text@all-MiniLM-L6-v2"
+    assert body["mappings"]["dynamic"] == "strict"

@@ -1,0 +1,60 @@
+"""Fusion arithmetic on hand-checked examples (no services)."""
+
+from __future__ import annotations
+
+import pytest
+
+from search import fusion
+
+LEX = [("a", 10.0), ("b", 8.0), ("c", 2.0)]
+VEC = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
+
+
+def test_rrf_scores_and_order() -> None:
+    hits = fusion.rrf({"lexical": LEX, "vector": VEC}, k=60)
+    by_id = {h.doc_id: h for h in hits}
+    assert by_id["a"].score == pytest.approx(1 / 61 + 1 / 62)
+    assert by_id["c"].score == pytest.approx(1 / 63 + 1 / 61)
+    assert by_id["d"].score == pytest.approx(1 / 63)
+    assert [h.doc_id for h in hits] == ["a", "c", "b", "d"]
+    assert by_id["a"].components["vector"]["rank"] == 2
+
+
+def test_rrf_weights() -> None:
+    hits = fusion.rrf({"lexical": LEX, "vector": VEC}, k=1, weights={"lexical": 0.0})
+    assert [h.doc_id for h in hits][:2] == ["c", "a"]
+
+
+def test_minmax_linear() -> None:
+    hits = fusion.linear({"lexical": LEX, "vector": VEC}, {"lexical": 0.5, "vector": 0.5}, "minmax")
+    by_id = {h.doc_id: h.score for h in hits}
+    # lexical minmax: a=1, b=0.75, c=0 ; vector minmax: c=1, a=0.875, d=0
+    assert by_id["a"] == pytest.approx(0.5 * 1 + 0.5 * 0.875)
+    assert by_id["b"] == pytest.approx(0.5 * 0.75)
+    assert by_id["c"] == pytest.approx(0.5 * 1)
+    assert [h.doc_id for h in hits][0] == "a"
+
+
+def test_normalisations() -> None:
+    assert fusion.normalize([1.0, 3.0], "minmax") == [0.0, 1.0]
+    assert fusion.normalize([5.0, 5.0], "minmax") == [1.0, 1.0]
+    assert fusion.normalize([1.0, 3.0], "zscore") == pytest.approx([-1.0, 1.0])
+    assert fusion.normalize([3.0, 4.0], "l2") == pytest.approx([0.6, 0.8])
+    assert fusion.normalize([], "l2") == []
+
+
+def test_zscore_missing_documents_get_the_floor() -> None:
+    hits = fusion.linear({"x": [("a", 3.0), ("b", 1.0)], "y": [("b", 2.0), ("c", 0.0)]}, None, "zscore")
+    by_id = {h.doc_id: h.score for h in hits}
+    assert by_id["a"] == pytest.approx(1.0 + -1.0)  # a is missing from y: y's lowest normalised score
+    assert by_id["b"] == pytest.approx(-1.0 + 1.0)
+
+
+def test_ties_break_deterministically() -> None:
+    hits = fusion.rrf({"x": [("b", 1.0)], "y": [("a", 1.0)]})
+    assert [h.doc_id for h in hits] == ["a", "b"]
+
+
+def test_passthrough_keeps_order_and_scores() -> None:
+    hits = fusion.passthrough("lexical", LEX)
+    assert [(h.doc_id, h.score) for h in hits] == LEX

@@ -17,7 +17,7 @@ import audioread
 import numpy as np
 import soundfile as sf
 import soxr
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ingest.filetypes import IngestError
 
@@ -81,6 +81,8 @@ def _open_image(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
         raise MediaError(f"image refused as a decompression bomb: {exc}") from exc
+    except UnidentifiedImageError as exc:  # its message holds a BytesIO repr, useless to a client
+        raise MediaError(f"not a readable image ({', '.join(IMAGE_FORMATS)}): unrecognised data") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise MediaError(f"not a readable image ({', '.join(IMAGE_FORMATS)}): {exc}") from exc
 
@@ -137,7 +139,8 @@ def load_audio(
     if target_sr and target_sr != sr:
         samples = soxr.resample(samples, sr, target_sr).astype(np.float32, copy=False)
         sr = target_sr
-    return Audio(np.clip(np.nan_to_num(samples), -1.0, 1.0).astype(np.float32, copy=False), sr)
+    np.clip(np.nan_to_num(samples, copy=False), -1.0, 1.0, out=samples)  # in place: may be ~1 GB
+    return Audio(samples, sr)
 
 
 def _read_soundfile(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
@@ -160,10 +163,12 @@ def _read_audioread(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
         _check_length(f.duration, max_seconds)
         limit = (int(max_seconds * sr) + 1) * channels
         chunks: list[np.ndarray] = []
+        decoded = 0
         try:
             for buf in f:
                 chunks.append(np.frombuffer(buf, dtype="<i2"))
-                if sum(map(len, chunks)) > limit:
+                decoded += len(chunks[-1])
+                if decoded > limit:
                     break
         except audioread.DecodeError as exc:
             raise MediaError(f"corrupt audio: {exc}") from exc
@@ -182,10 +187,14 @@ def _audioread_file(data: bytes) -> Iterator[audioread.AudioFile]:
         try:
             reader = audioread.audio_open(tmp.name)
         except audioread.NoBackendError as exc:
-            raise MediaError("can't decode this audio: no installed decoder (e.g. ffmpeg) reads it") from exc
+            raise MediaError(
+                "can't decode this audio: it is corrupt, or no installed decoder (e.g. ffmpeg) reads it"
+            ) from exc
         except (audioread.DecodeError, OSError, EOFError) as exc:
             raise MediaError(f"corrupt audio: {exc}") from exc
         with reader:
+            if reader.channels < 1 or reader.samplerate < 1:
+                raise MediaError("corrupt audio: the decoder found no channels or no sample rate")
             yield reader
 
 

@@ -11,13 +11,12 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_ENV = {
-    "MMSEARCH_DATA_DIR": os.environ.get("MMSEARCH_TEST_DATA_DIR", str(ROOT / "data" / "test")),
+    # Under /tmp: as root, Elasticsearch runs as `nobody`, which must be able to enter every parent dir.
+    "MMSEARCH_DATA_DIR": os.environ.get("MMSEARCH_TEST_DATA_DIR", "/tmp/mmsearch-test"),
     "MMSEARCH_ES_PORT": "9250",
     "MMSEARCH_REDIS_PORT": "6391",
     "MMSEARCH_API_PORT": "8050",

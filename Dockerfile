@@ -1,0 +1,27 @@
+# The image of the API and of the workers (docker-compose.yml); Elasticsearch, Kibana and Redis use
+# their official images.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Audio decoding and the speech samples of the tests and demo.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng sox libsndfile1 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY . .
+RUN pip install .
+
+RUN useradd --create-home --uid 1000 app \
+    && mkdir -p /data /home/app/.cache/huggingface \
+    && chown app:app /data /home/app/.cache/huggingface
+USER app
+ENV MMSEARCH_DATA_DIR=/data
+
+EXPOSE 8000
+CMD ["gunicorn", "--workers", "2", "--threads", "4", "--timeout", "120", "--bind", "0.0.0.0:8000", \
+     "search.app:create_app()"]

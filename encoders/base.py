@@ -72,7 +72,9 @@ class Encoder(ABC):
         return self._encode(items, kind)
 
     def field_value(self, vector: np.ndarray) -> Any:
-        """One row of `encode` as Elasticsearch expects it in `_source` (floats; bit encoders override)."""
+        """One row of `encode` as Elasticsearch expects it: floats, or a hex string for packed bit vectors."""
+        if self.element_type == "bit":
+            return np.asarray(vector).astype(np.int8).view(np.uint8).tobytes().hex()
         return [round(float(x), 6) for x in vector]
 
     def mapping(self) -> dict[str, Any]:

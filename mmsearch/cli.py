@@ -157,7 +157,7 @@ def collections_delete(name: str) -> None:
 @click.option("--create/--no-create", default=True, help="Create the collection when missing.")
 @click.option("--chunk-size", default=500, show_default=True)
 def ingest(path: Path, collection: str, wait: bool, create: bool, chunk_size: int) -> None:
-    """Ingest JSONL/JSON documents ({id?, title?, text, metadata?}) or a BEIR corpus.jsonl[.gz]."""
+    """Ingest JSONL/JSON documents ({id?, title?, text, metadata?}), a BEIR corpus, or files and folders."""
     from mmsearch.ingest_files import ingest_path
 
     client = api()

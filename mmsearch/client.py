@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -81,6 +82,38 @@ class ApiClient:
             if progress:
                 progress(len(chunk))
         return totals
+
+    def add_files(
+        self,
+        name: str,
+        paths: list[Path],
+        metadata: list[dict[str, Any]] | None = None,
+        refresh: bool = False,
+        allow_duplicates: bool = False,
+    ) -> dict[str, Any]:
+        """One multipart request; per-file outcomes (`pending`, `duplicate`, `rejected` with the reason)."""
+        handles = [path.open("rb") for path in paths]
+        try:
+            files = [("file", (path.name, handle)) for path, handle in zip(paths, handles, strict=True)]
+            data = {"metadata": json.dumps(metadata)} if metadata else None
+            params = {"refresh": "wait_for"} if refresh else {}
+            if allow_duplicates:
+                params["duplicates"] = "allow"
+            return self.request(
+                "POST", f"/v1/collections/{name}/files", files=files, data=data, params=params
+            )
+        finally:
+            for handle in handles:
+                handle.close()
+
+    def search_by_example(self, name: str, path: Path, **params: Any) -> dict[str, Any]:
+        with path.open("rb") as handle:
+            return self.request(
+                "POST",
+                f"/v1/collections/{name}/search",
+                files={"file": (path.name, handle)},
+                data={"request": json.dumps(params)},
+            )
 
     def wait_encoded(
         self,

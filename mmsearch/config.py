@@ -39,6 +39,12 @@ class Settings(BaseSettings):
 
     # Encoding
     text_model: str = "all-MiniLM-L6-v2"
+    clip_model: str = "clip-ViT-B-32"  # sentence-transformers CLIP (hub name or dir under models_dir)
+    clap_model: str = "laion/clap-htsat-unfused"
+    timm_model: str = "resnet18.a1_in1k"
+    timm_pretrained: bool = True  # False: random weights (tests, air-gapped smoke runs)
+    asr_backend: str = "pocketsphinx"  # pocketsphinx (offline, bundled) | whisper
+    whisper_model: str = "openai/whisper-small"
     default_encoders: list[str] = ["text"]
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encode_batch_size: int = 64
@@ -49,6 +55,9 @@ class Settings(BaseSettings):
 
     # Limits
     max_body_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 64_000_000  # decompression-bomb guard
+    max_audio_seconds: float = 3600.0
+    thumbnail_side: int = 256
     max_documents_per_request: int = 5000
     max_text_chars: int = 1_000_000
     max_page_size: int = 100

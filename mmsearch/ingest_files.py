@@ -1,4 +1,4 @@
-"""Client-side reading of document files for `mmsearch ingest`: JSONL, JSON arrays, BEIR corpora."""
+"""Client side of `mmsearch ingest`: JSONL/JSON documents and BEIR corpora, or media files and folders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ingest.beir import iter_corpus, iter_jsonl
-from mmsearch.client import ApiClient
+from ingest.crawl import iter_files
+from mmsearch.client import ApiClient, ApiClientError
 
 
 def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
@@ -32,7 +33,58 @@ def iter_documents(path: Path) -> Iterator[dict[str, Any]]:
         raise ValueError(f"{path}: expected .jsonl, .jsonl.gz or .json documents")
 
 
+FILE_BATCH = 16
+FILE_BATCH_BYTES = 16 * 1024 * 1024
+DOCUMENT_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
+
+
+def _file_batches(paths: list[Path]) -> Iterator[list[Path]]:
+    batch: list[Path] = []
+    size = 0
+    for path in paths:
+        length = path.stat().st_size
+        if batch and (len(batch) >= FILE_BATCH or size + length > FILE_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(path)
+        size += length
+    if batch:
+        yield batch
+
+
+def upload_files(client: ApiClient, paths: list[Path], collection: str) -> dict[str, Any]:
+    """Media and office files through `POST .../files`, a few per request, with a progress bar."""
+    totals: dict[str, Any] = {"indexed": 0, "duplicates": 0, "errors": []}
+    with tqdm(total=len(paths), desc="upload", unit="file") as bar:
+        for batch in _file_batches(paths):
+            try:
+                outcomes = client.add_files(collection, batch)["files"]
+            except ApiClientError as exc:  # every file of the batch refused
+                outcomes = [{"filename": p.name, "status": "rejected", "error": str(exc)} for p in batch]
+            for outcome in outcomes:
+                if outcome["status"] == "pending":
+                    totals["indexed"] += 1
+                elif outcome["status"] == "duplicate":
+                    totals["duplicates"] += 1
+                else:
+                    totals["errors"].append({"id": outcome.get("filename"), "error": outcome.get("error")})
+            bar.update(len(batch))
+    return totals
+
+
 def ingest_path(client: ApiClient, path: Path, collection: str, chunk_size: int = 500) -> dict[str, Any]:
+    if path.is_dir():
+        totals = upload_files(client, list(iter_files(path)), collection)
+    elif path.name.endswith(DOCUMENT_SUFFIXES):
+        totals = ingest_documents(client, path, collection, chunk_size)
+    else:
+        totals = upload_files(client, [path], collection)
+    for error in totals["errors"][:10]:
+        tqdm.write(f"rejected {error['id']}: {error['error']}")
+    return totals
+
+
+def ingest_documents(client: ApiClient, path: Path, collection: str, chunk_size: int = 500) -> dict[str, Any]:
     with tqdm(desc=f"ingest {path.name}", unit="doc") as bar:
         totals = client.add_documents(
             collection, iter_documents(path), chunk_size=chunk_size, progress=bar.update

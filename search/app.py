@@ -11,7 +11,7 @@ from flask import Flask, request
 
 from mmsearch.config import Settings, get_settings
 from mmsearch.es import make_client
-from search.api import collections, documents, health
+from search.api import collections, documents, files, health, ui
 from search.api import search as search_api
 from search.errors import ApiProblem, register_error_handlers
 from search.metrics import REQUESTS
@@ -28,13 +28,13 @@ class Services:
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     es = make_client(settings)
     app.extensions["mmsearch"] = Services(settings, es, SearchService(es, settings))
 
-    for blueprint in (health.bp, collections.bp, documents.bp, search_api.bp):
+    for blueprint in (health.bp, ui.bp, collections.bp, documents.bp, files.bp, search_api.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ingest.documents import PayloadError
+from ingest.filetypes import IngestError
 from mmsearch.collections import CollectionError
 from search.service import SearchError
 
@@ -48,6 +49,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(PayloadError)
     def _payload(exc: PayloadError):  # noqa: ANN202
         return problem(400, "invalid_payload", str(exc))
+
+    @app.errorhandler(IngestError)
+    def _ingest(exc: IngestError):  # noqa: ANN202
+        return problem(exc.http_status, type(exc).__name__, str(exc))
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):  # noqa: ANN202

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, NotFoundError
 
 from encoders import EncoderError, get_encoder
 from mmsearch.collections import Collection
@@ -19,6 +19,10 @@ from search.schema import Fusion, Profile, SearchRequest
 
 class SearchError(Exception):
     status = 400
+
+
+class SearchNotFound(SearchError):
+    status = 404
 
 
 class SearchBackendError(SearchError):
@@ -55,6 +59,31 @@ class SearchService:
         }
         return profile.model_copy(update=overrides)
 
+    def example_vectors(self, collection: Collection, kind: str, item: Any) -> dict[str, Any]:
+        """Query vectors for an uploaded image or audio clip from each encoder of the collection taking it."""
+        vectors = {}
+        for name, desc in collection.encoders.items():
+            if kind in desc.get("query_kinds", []):
+                encoder = get_encoder(name, desc.get("model") or None)
+                try:
+                    vectors[name] = encoder.field_value(encoder.encode([item], kind=kind)[0])
+                except EncoderError as exc:
+                    raise SearchError(str(exc)) from None
+        if not vectors:
+            raise SearchError(f"collection {collection.name!r} has no encoder that takes {kind} queries")
+        return vectors
+
+    def like_vectors(self, collection: Collection, doc_id: str) -> dict[str, Any]:
+        """The stored vectors of a document, to find items similar to it."""
+        try:
+            doc = self.es.get(index=collection.alias, id=doc_id, source_includes=["vectors"])
+        except NotFoundError:
+            raise SearchNotFound(f"`like`: document {doc_id!r} does not exist") from None
+        vectors = doc["_source"].get("vectors", {})
+        if not vectors:
+            raise SearchError(f"`like`: document {doc_id!r} has no vectors yet (is it still pending?)")
+        return vectors
+
     def vector_queries(
         self, collection: Collection, req: SearchRequest, extra: dict[str, Any] | None
     ) -> dict[str, list[float] | str]:
@@ -85,6 +114,9 @@ class SearchService:
         if req.from_ + req.size > window:
             raise SearchError(f"from + size may not exceed {self.settings.max_window} under fusion")
         filters = filter_clauses(req.filters, req.modalities)
+        if req.like:
+            query_vectors = {**self.like_vectors(collection, req.like), **(query_vectors or {})}
+            filters.append({"bool": {"must_not": [{"ids": {"values": [req.like]}}]}})
         highlight = highlight_spec(req.query) if req.highlight and req.query else None
 
         bodies: dict[str, dict[str, Any]] = {}

@@ -16,8 +16,14 @@ import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
 from encoders import Encoder, get_encoder
+from encoders.extractor import Extraction, get_extractor
+from ingest.blobstore import BlobStore
 from ingest.documents import now_iso
+from ingest.filetypes import IngestError
+from ingest.media import load_audio, load_image
+from mappings.analysis import stem_text
 from mmsearch.collections import index_meta
+from mmsearch.config import get_settings
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
@@ -34,26 +40,98 @@ class BatchResult:
 _META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
-def encoders_for(es: Elasticsearch, index: str) -> list[Encoder]:
-    """The encoders named in the physical index's `_meta` (cached a minute per process)."""
+def _meta(es: Elasticsearch, index: str) -> dict[str, Any]:
+    """The physical index's `_meta` (cached a minute per process)."""
     hit = _META_CACHE.get(index)
     if not hit or time.monotonic() - hit[0] > 60:
         hit = (time.monotonic(), index_meta(es, index))
         _META_CACHE[index] = hit
-    return [get_encoder(name, desc.get("model")) for name, desc in hit[1].get("encoders", {}).items()]
+    return hit[1]
+
+
+def encoders_for(es: Elasticsearch, index: str) -> list[Encoder]:
+    return [
+        get_encoder(name, desc.get("model")) for name, desc in _meta(es, index).get("encoders", {}).items()
+    ]
 
 
 def document_text(source: dict[str, Any]) -> str:
     return ". ".join(part for part in (source.get("title"), source.get("content")) if part)
 
 
+def load_media(docs: list[dict[str, Any]], errors: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Decode each image/audio blob once for every model that needs it; a bad file fails its document."""
+    settings = get_settings()
+    store = BlobStore.from_settings(settings)
+    media: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        src = doc["_source"]
+        sha, modality = src.get("source", {}).get("sha256"), src.get("modality")
+        if not sha or modality not in ("image", "audio"):
+            continue
+        try:
+            data = store.path(sha).read_bytes()
+            if modality == "image":
+                media[doc["_id"]] = {"image": load_image(data, max_pixels=settings.max_image_pixels)}
+            else:
+                media[doc["_id"]] = {"audio": load_audio(data, max_seconds=settings.max_audio_seconds)}
+        except (IngestError, OSError) as exc:
+            errors[doc["_id"]] = f"decode: {exc}"[:MAX_ERROR_CHARS]
+    return media
+
+
+def run_extractors(
+    names: list[str], media: dict[str, dict[str, Any]], errors: dict[str, str]
+) -> dict[str, dict[str, Extraction]]:
+    """OCR / speech-to-text: text for the lexical fields and the text encoders, per document."""
+    found: dict[str, dict[str, Extraction]] = {}
+    for name in names:
+        extractor = get_extractor(name)
+        todo = [
+            (doc_id, kinds[extractor.input_kind])
+            for doc_id, kinds in media.items()
+            if doc_id not in errors and extractor.input_kind in kinds
+        ]
+        for doc_id, item in todo:
+            try:
+                found.setdefault(doc_id, {})[name] = extractor.extract([item])[0]
+            except Exception as exc:  # noqa: BLE001 - a poison input fails its document, not the batch
+                errors[doc_id] = f"{name}: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    return found
+
+
+def apply_extractions(source: dict[str, Any], extractions: dict[str, Extraction]) -> dict[str, Any]:
+    """The fields extracted text changes: content (after any text given at upload), segments, stemmed copy."""
+    texts = [e.text.strip() for e in extractions.values() if e.text.strip()]
+    content = "\n".join([source.get("content") or "", *texts]).strip()
+    segments = [
+        {k: seg[k] for k in ("text", "start", "end") if k in seg}
+        for e in extractions.values()
+        for seg in e.segments
+        if "start" in seg
+    ]
+    source["content"] = content
+    fields: dict[str, Any] = {"content": content, "search_stemmed": {"content": stem_text(content)}}
+    if segments:
+        fields["segments"] = segments
+    return fields
+
+
 def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResult:
+    meta = _meta(es, index)
     encoders = encoders_for(es, index)
     resp = es.mget(index=index, ids=ids, source_excludes=["search_stemmed", "vectors"])
     docs = [d for d in resp["docs"] if d.get("found")]
     result = BatchResult(skipped=len(ids) - len(docs))
+    media = load_media(docs, result.errors)
+    extractions = run_extractors(meta.get("extractors", []), media, result.errors)
+    extracted_fields = {
+        d["_id"]: apply_extractions(d["_source"], extractions[d["_id"]])
+        for d in docs
+        if d["_id"] in extractions
+    }
     vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
-    inputs = {d["_id"]: {"text": document_text(d["_source"])} for d in docs}
+    inputs = {d["_id"]: {"text": document_text(d["_source"]), **media.get(d["_id"], {})} for d in docs}
 
     for encoder in encoders:
         todo = [
@@ -66,7 +144,15 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
 
     versions = {enc.name: enc.version for enc in encoders}
     actions = [
-        _update_action(index, d, vectors[d["_id"]], versions, result.errors.get(d["_id"])) for d in docs
+        _update_action(
+            index,
+            d,
+            vectors[d["_id"]],
+            versions,
+            result.errors.get(d["_id"]),
+            extracted_fields.get(d["_id"], {}),
+        )
+        for d in docs
     ]
     for ok, item in helpers.streaming_bulk(
         es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
@@ -105,7 +191,12 @@ def _encode_isolating_failures(
 
 
 def _update_action(
-    index: str, doc: dict[str, Any], vectors: dict[str, Any], versions: dict[str, str], error: str | None
+    index: str,
+    doc: dict[str, Any],
+    vectors: dict[str, Any],
+    versions: dict[str, str],
+    error: str | None,
+    extracted: dict[str, Any],
 ) -> dict[str, Any]:
     attempts = int(doc["_source"].get("ingest", {}).get("attempts") or 0) + 1
     stamp = now_iso()
@@ -113,6 +204,7 @@ def _update_action(
         partial = {"ingest": {"status": "failed", "error": error, "attempts": attempts}, "updated_at": stamp}
     else:
         partial = {
+            **extracted,
             "vectors": vectors,
             "ingest": {
                 "status": "encoded",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request, send_file
 
+from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import from_json, parse_documents
 from mmsearch import collections
 from search.api import services
 from search.errors import ApiProblem
+from search.schema import SearchRequest
 from workers.tasks import enqueue
 
 bp = Blueprint("documents", __name__, url_prefix="/v1/collections/<name>/documents")
@@ -39,7 +41,7 @@ def add(name: str):
     return jsonify(indexed=len(ids), ids=ids, errors=errors, tasks=tasks, status="pending"), status
 
 
-@bp.get("/<path:doc_id>")
+@bp.get("/<doc_id>")
 def get(name: str, doc_id: str):
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
@@ -47,9 +49,58 @@ def get(name: str, doc_id: str):
     return jsonify(id=doc["_id"], source=doc["_source"])
 
 
-@bp.delete("/<path:doc_id>")
+@bp.delete("/<doc_id>")
 def delete(name: str, doc_id: str):
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
     svc.es.delete(index=collection.index, id=doc_id, refresh=refresh_arg())
     return jsonify(deleted=doc_id)
+
+
+def _blob_source(name: str, doc_id: str) -> dict:
+    svc = services()
+    collection = collections.CACHE.get(svc.es, svc.settings, name)
+    source = svc.es.get(index=collection.alias, id=doc_id, source_includes=["source", "modality"])["_source"]
+    if not source.get("source", {}).get("sha256"):
+        raise ApiProblem(404, f"document {doc_id!r} has no stored file (it was ingested as JSON text)")
+    return source
+
+
+@bp.get("/<doc_id>/content")
+def content(name: str, doc_id: str):
+    """The original bytes; `conditional=True` gives ETag and HTTP range requests (audio seeking)."""
+    source = _blob_source(name, doc_id)
+    meta = source["source"]
+    path = BlobStore.from_settings(services().settings).path(meta["sha256"])
+    if not path.exists():
+        raise ApiProblem(404, f"the stored file of document {doc_id!r} is missing from the blob store")
+    return send_file(
+        path, mimetype=meta.get("mime"), conditional=True, download_name=meta.get("filename"), max_age=86400
+    )
+
+
+@bp.get("/<doc_id>/thumbnail")
+def thumbnail(name: str, doc_id: str):
+    source = _blob_source(name, doc_id)
+    if source.get("modality") != "image":
+        raise ApiProblem(404, f"document {doc_id!r} is {source.get('modality')}, thumbnails exist for images")
+    settings = services().settings
+    data = BlobStore.from_settings(settings).thumbnail(source["source"]["sha256"], settings.thumbnail_side)
+    return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+
+@bp.get("/<doc_id>/similar")
+def similar(name: str, doc_id: str):
+    """Near-duplicates and similar items: the document's own vectors as kNN queries."""
+    svc = services()
+    collection = collections.CACHE.get(svc.es, svc.settings, name)
+    req = SearchRequest.model_validate(
+        {
+            "like": doc_id,
+            "mode": "vector",
+            "explain": True,
+            "from": request.args.get("from", 0),
+            "size": request.args.get("size", 10),
+        }
+    )
+    return jsonify(svc.search.search(collection, req))

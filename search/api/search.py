@@ -1,25 +1,55 @@
-"""Hybrid search over one collection."""
+"""Hybrid search over one collection, by text (JSON) or by example (multipart with an image/audio file)."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
+from ingest.filetypes import detect
+from ingest.media import load_audio, load_image
 from mmsearch import collections
 from search.api import json_object, services
+from search.errors import ApiProblem
 from search.metrics import SEARCH_LATENCY
 from search.schema import SearchRequest
 
 bp = Blueprint("search", __name__, url_prefix="/v1/collections/<name>")
 
 
+def _example() -> tuple[dict[str, Any], tuple[str, Any] | None]:
+    """(search parameters, (kind, decoded example) or None)."""
+    if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return json_object(), None
+    try:
+        params = json.loads(request.form.get("request") or "{}")
+    except json.JSONDecodeError as exc:
+        raise ApiProblem(400, f"the `request` form field is not valid JSON: {exc.msg}") from None
+    if not isinstance(params, dict):
+        raise ApiProblem(400, "the `request` form field must be a JSON object")
+    upload = request.files.get("file")
+    if upload is None:
+        return params, None
+    data = upload.read()
+    kind = detect(data, upload.filename, upload.mimetype).modality
+    settings = services().settings
+    if kind == "image":
+        return params, ("image", load_image(data, max_pixels=settings.max_image_pixels))
+    if kind == "audio":
+        return params, ("audio", load_audio(data, max_seconds=min(settings.max_audio_seconds, 600)))
+    raise ApiProblem(415, f"query by example takes an image or an audio clip, not {kind}")
+
+
 @bp.post("/search")
 def search(name: str):
     started = time.perf_counter()
     svc = services()
-    req = SearchRequest.model_validate(json_object())
+    params, example = _example()
+    req = SearchRequest.model_validate(params)
     collection = collections.CACHE.get(svc.es, svc.settings, name)
-    result = svc.search.search(collection, req)
+    vectors = svc.search.example_vectors(collection, *example) if example else None
+    result = svc.search.search(collection, req, vectors)
     SEARCH_LATENCY.labels(mode=req.mode).observe(time.perf_counter() - started)
     return jsonify(result)

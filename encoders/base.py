@@ -16,19 +16,12 @@ class EncoderError(Exception):
     """An input the encoder cannot handle (corrupt, empty, wrong kind): the document ends `failed`."""
 
 
-class Encoder(ABC):
-    """One model behind one vector field `vectors.<name>`.
+class LazyModel(ABC):
+    """A named model loaded on first use, once per process, under a lock (API threads and worker batches
+    share one instance). Subclasses set `name`/`input_kind` and implement `_load`."""
 
-    Subclasses set the class attributes and implement `_load` and `_encode`. The model is loaded on the
-    first `encode` (or `dims`) call, once per process, under a lock, so API threads and worker batches can
-    share an instance.
-    """
-
-    name: ClassVar[str]  # registry key and vector field name
+    name: ClassVar[str]  # registry key (for encoders also the vector field name)
     input_kind: ClassVar[str]  # what a document feeds it at index time: "text" | "image" | "audio"
-    query_kinds: ClassVar[frozenset[str]]  # what a search can give it: {"text"}, {"text", "image"}, ...
-    similarity: ClassVar[str] = "cosine"  # Elasticsearch dense_vector similarity
-    element_type: ClassVar[str] = "float"  # "float" | "bit"
 
     def __init__(self, model: str | None = None, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -52,12 +45,20 @@ class Encoder(ABC):
                     self._model = self._load()
         return self._model
 
+    @abstractmethod
+    def _load(self) -> Any: ...
+
+
+class Encoder(LazyModel):
+    """One model behind one vector field `vectors.<name>`; subclasses implement `_load`, `dims`, `_encode`."""
+
+    query_kinds: ClassVar[frozenset[str]]  # what a search can give it: {"text"}, {"text", "image"}, ...
+    similarity: ClassVar[str] = "cosine"  # Elasticsearch dense_vector similarity
+    element_type: ClassVar[str] = "float"  # "float" | "bit"
+
     @property
     @abstractmethod
     def dims(self) -> int: ...
-
-    @abstractmethod
-    def _load(self) -> Any: ...
 
     @abstractmethod
     def _encode(self, items: Sequence[Any], kind: str) -> np.ndarray: ...
@@ -68,6 +69,8 @@ class Encoder(ABC):
         if kind != self.input_kind and kind not in self.query_kinds:
             raise EncoderError(f"encoder {self.name!r} does not accept {kind!r} input")
         if not items:
+            if self.element_type == "bit":
+                return np.zeros((0, self.dims // 8), dtype=np.int8)
             return np.zeros((0, self.dims), dtype=np.float32)
         return self._encode(items, kind)
 

@@ -9,19 +9,18 @@ ends `failed` with that reason) instead of a crash deep inside a model.
 
 from __future__ import annotations
 
-import threading
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from encoders.base import EncoderError
+from encoders.base import EncoderError, LazyModel
+from encoders.registry import Registry
 from ingest.media import Audio
-from mmsearch.config import Settings, get_settings
 
 
 @dataclass
@@ -34,36 +33,8 @@ class Extraction:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class Extractor(ABC):
-    """One model that reads text out of `input_kind` items; loaded on first use, once per process."""
-
-    name: ClassVar[str]
-    input_kind: ClassVar[str]  # "image" | "audio"
-
-    def __init__(self, model: str | None = None, settings: Settings | None = None) -> None:
-        self.settings = settings or get_settings()
-        self.model_ref = model or self.default_model()
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def default_model(self) -> str:
-        return ""
-
-    @property
-    def version(self) -> str:
-        """`name@model`, stored on the document so re-extraction after a model change can be targeted."""
-        return f"{self.name}@{self.model_ref}" if self.model_ref else self.name
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
-
-    @abstractmethod
-    def _load(self) -> Any: ...
+class Extractor(LazyModel):
+    """One model that reads text out of `input_kind` items ("image" | "audio")."""
 
     @abstractmethod
     def _extract(self, items: Sequence[Any]) -> list[Extraction]: ...
@@ -78,36 +49,10 @@ class Extractor(ABC):
         return {"name": self.name, "model": self.model_ref, "version": self.version, "input": self.input_kind}
 
 
-_CLASSES: dict[str, type[Extractor]] = {}
-_INSTANCES: dict[tuple[str, str | None], Extractor] = {}
-_LOCK = threading.Lock()
-
-
-def register_extractor(cls: type[Extractor]) -> type[Extractor]:
-    _CLASSES[cls.name] = cls
-    return cls
-
-
-def available_extractors() -> list[str]:
-    return sorted(_CLASSES)
-
-
-def extractor_class(name: str) -> type[Extractor]:
-    try:
-        return _CLASSES[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown extractor {name!r}; available: {', '.join(available_extractors())}"
-        ) from None
-
-
-def get_extractor(name: str, model: str | None = None) -> Extractor:
-    """The process-wide instance, so a model is loaded once per worker or API process."""
-    key = (name, model or None)
-    with _LOCK:
-        if key not in _INSTANCES:
-            _INSTANCES[key] = extractor_class(name)(model=model)
-        return _INSTANCES[key]
+EXTRACTORS: Registry[Extractor] = Registry("extractor")
+register_extractor = EXTRACTORS.register
+available_extractors = EXTRACTORS.available
+get_extractor = EXTRACTORS.get
 
 
 def check_images(items: Sequence[Any], who: str) -> list[Image.Image]:

@@ -1,36 +1,47 @@
-"""Name -> encoder class, and one shared instance per (name, model) per process."""
+"""Name -> class, and one shared instance per (name, model) per process, for encoders and extractors."""
 
 from __future__ import annotations
 
 import threading
+from typing import Generic, TypeVar
 
-from encoders.base import Encoder
+from encoders.base import Encoder, LazyModel
 
-_CLASSES: dict[str, type[Encoder]] = {}
-_INSTANCES: dict[tuple[str, str | None], Encoder] = {}
-_LOCK = threading.Lock()
-
-
-def register(cls: type[Encoder]) -> type[Encoder]:
-    _CLASSES[cls.name] = cls
-    return cls
+T = TypeVar("T", bound=LazyModel)
 
 
-def available() -> list[str]:
-    return sorted(_CLASSES)
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._classes: dict[str, type[T]] = {}
+        self._instances: dict[tuple[str, str | None], T] = {}
+        self._lock = threading.Lock()
+
+    def register(self, cls: type[T]) -> type[T]:
+        self._classes[cls.name] = cls
+        return cls
+
+    def available(self) -> list[str]:
+        return sorted(self._classes)
+
+    def cls(self, name: str) -> type[T]:
+        try:
+            return self._classes[name]
+        except KeyError:
+            known = ", ".join(self.available())
+            raise KeyError(f"unknown {self.kind} {name!r}; available: {known}") from None
+
+    def get(self, name: str, model: str | None = None) -> T:
+        """The process-wide instance, so a model is loaded once per worker or API process."""
+        key = (name, model or None)
+        with self._lock:
+            if key not in self._instances:
+                self._instances[key] = self.cls(name)(model=model)
+            return self._instances[key]
 
 
-def encoder_class(name: str) -> type[Encoder]:
-    try:
-        return _CLASSES[name]
-    except KeyError:
-        raise KeyError(f"unknown encoder {name!r}; available: {', '.join(available())}") from None
-
-
-def get_encoder(name: str, model: str | None = None) -> Encoder:
-    """The process-wide instance, so a model is loaded once per worker or API process."""
-    key = (name, model or None)
-    with _LOCK:
-        if key not in _INSTANCES:
-            _INSTANCES[key] = encoder_class(name)(model=model)
-        return _INSTANCES[key]
+ENCODERS: Registry[Encoder] = Registry("encoder")
+register = ENCODERS.register
+available = ENCODERS.available
+encoder_class = ENCODERS.cls
+get_encoder = ENCODERS.get

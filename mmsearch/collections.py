@@ -73,6 +73,13 @@ def create(
     if es.indices.exists_alias(name=alias) or es.indices.exists(index=alias):
         raise CollectionExists(f"collection {name!r} already exists")
     instances = [get_encoder(enc, (models or {}).get(enc)) for enc in encoders or settings.default_encoders]
+    for instance in instances:
+        try:
+            instance.dims  # noqa: B018 - loads the model: a wrong name fails here, not in every worker batch
+        except Exception as exc:  # noqa: BLE001 - hub errors, missing dirs, bad configs all mean "cannot load"
+            raise CollectionError(
+                f"encoder {instance.name!r} cannot load model {instance.model_ref!r}: {exc}"
+            ) from None
     index = physical_index(settings, name, 1)
     body = index_body(name, instances, settings, meta={"extractors": extractors or []})
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})

@@ -1,7 +1,10 @@
-"""`mmsearch demo`: load a small demo collection through the API and show a few searches."""
+"""`mmsearch demo`: a small mixed collection (articles, images, speech) loaded through the API; searches."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -10,51 +13,102 @@ from rich.console import Console
 from rich.table import Table
 
 from ingest.beir import iter_jsonl
-from mmsearch.client import ApiClient
+from mmsearch.client import ApiClient, ApiClientError
 from mmsearch.config import get_settings
 
-DEMO_QUERIES = [
-    ("lexical", "sourdough starter"),
-    ("vector", "baking loaves with natural leavening"),
-    ("hybrid", "how do oceans suffer from warming"),
-    ("hybrid", "vector search graph index"),
-]
+IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "horse", "page"]  # skimage.data, offline
+SPEECH = {
+    "forecast": "the weather forecast predicts heavy rain tomorrow",
+    "budget": "please review the annual budget report",
+}
+ENCODERS = ["text", "clip", "phash", "mfcc"]
+EXTRACTORS = ["ocr", "asr"]
 
 
-def load_articles(client: ApiClient, collection: str) -> None:
-    path = Path(str(resources.files("mmsearch").joinpath("demo_data/articles.jsonl")))
-    client.add_documents(collection, iter_jsonl(path), refresh=True)
+def make_media(folder: Path) -> list[Path]:
+    """Real images from scikit-image and speech from espeak-ng (each skipped with a note when missing)."""
+    paths: list[Path] = []
+    try:
+        from PIL import Image
+        from skimage import data
+
+        for name in IMAGES:
+            path = folder / f"{name}.png"
+            Image.fromarray(getattr(data, name)()).save(path)
+            paths.append(path)
+    except ImportError:
+        click.echo("scikit-image is not installed: no demo images")
+    if shutil.which("espeak-ng") and shutil.which("sox"):
+        for name, sentence in SPEECH.items():
+            raw, wav = folder / f"{name}-raw.wav", folder / f"{name}.wav"
+            subprocess.run(["espeak-ng", "-v", "en-us+f2", "-s", "150", "-w", str(raw), sentence], check=True)
+            subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(wav)], check=True)
+            paths.append(wav)
+    else:
+        click.echo("espeak-ng/sox are not installed: no demo speech")
+    return paths
+
+
+def create_collection(client: ApiClient, collection: str, console: Console) -> None:
+    """All media encoders; CLIP only where its weights can be loaded (hub or MODELS_DIR)."""
+    try:
+        client.create_collection(collection, encoders=ENCODERS, extractors=EXTRACTORS)
+    except ApiClientError as exc:
+        console.print(f"[yellow]CLIP unavailable ({str(exc)[:120]}...); demo runs without it[/]")
+        client.create_collection(
+            collection, encoders=[e for e in ENCODERS if e != "clip"], extractors=EXTRACTORS
+        )
+
+
+def show(console: Console, title: str, result: dict) -> None:
+    table = Table("#", "modality", "title / file", "score", "components", title=title)
+    for hit in result["hits"]:
+        src = hit["source"]
+        label = src.get("title") or src.get("source", {}).get("filename", hit["id"])
+        parts = ", ".join(f"{name} #{int(c['rank'])}" for name, c in hit["explanation"]["components"].items())
+        table.add_row(str(hit["rank"]), src.get("modality", ""), label[:50], f"{hit['score']:.4f}", parts)
+    console.print(table)
 
 
 @click.command()
 @click.option("--collection", "-c", default="demo", show_default=True)
 @click.option("--reset/--keep", default=True, help="Recreate the demo collection.")
 def demo(collection: str, reset: bool) -> None:
-    """Create and fill a demo collection, wait for encoding, print example searches and the API URL."""
+    """Fill a mixed demo collection, wait for the workers, print example searches and the API URL."""
     settings = get_settings()
     client = ApiClient(settings.api_base, settings.api_keys[0] if settings.api_keys else None)
     console = Console()
     if reset and client.collection_exists(collection):
         client.delete_collection(collection)
-    if not client.collection_exists(collection):
-        client.create_collection(collection)
-        load_articles(client, collection)
-    with console.status("encoding documents in the worker..."):
-        counts = client.wait_encoded(collection, timeout=1800)
-    console.print(f"collection [bold]{collection}[/]: {counts}")
-    for mode, query in DEMO_QUERIES:
-        result = client.search(collection, query, mode=mode, size=3, explain=True)
-        table = Table("#", "id", "score", "title", "components", title=f"{mode}: {query!r}")
-        for hit in result["hits"]:
-            parts = ", ".join(
-                f"{name} #{int(c['rank'])}" for name, c in hit["explanation"]["components"].items()
+    with tempfile.TemporaryDirectory() as tmp:
+        if not client.collection_exists(collection):
+            create_collection(client, collection, console)
+            articles = Path(str(resources.files("mmsearch").joinpath("demo_data/articles.jsonl")))
+            client.add_documents(collection, iter_jsonl(articles), refresh=True)
+            media = make_media(Path(tmp))
+            if media:
+                client.add_files(collection, media, refresh=True)
+        with console.status("encoding in the worker (OCR, speech-to-text, embeddings)..."):
+            counts = client.wait_encoded(collection, timeout=1800)
+        console.print(f"collection [bold]{collection}[/]: {counts}")
+        for mode, query in [
+            ("lexical", "sourdough starter"),
+            ("vector", "baking loaves with natural leavening"),
+            ("hybrid", "how do oceans suffer from warming"),
+            ("hybrid", "rain tomorrow"),
+            ("hybrid", "budget report"),
+        ]:
+            show(
+                console,
+                f"{mode}: {query!r}",
+                client.search(collection, query, mode=mode, size=3, explain=True),
             )
-            table.add_row(
-                str(hit["rank"]), hit["id"], f"{hit['score']:.4f}", hit["source"].get("title", ""), parts
+        example = Path(tmp) / "astronaut.png"
+        if example.exists():
+            show(
+                console,
+                "query by example: astronaut.png",
+                client.search_by_example(collection, example, size=3, explain=True),
             )
-        console.print(table)
-    console.print(
-        f"API: {settings.api_base}  (try: curl -s -XPOST {settings.api_base}/v1/collections/"
-        f"{collection}/search -H 'Content-Type: application/json' -d '{{\"query\": \"solar power\"}}')"
-    )
+    console.print(f"Search page: {settings.api_base}/   API: {settings.api_base}/v1/collections/{collection}")
     console.print("Stop everything with: make down")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
-from encoders import available
+from encoders import available, available_extractors
 from mmsearch import collections
 from search.api import json_object, services
 from search.errors import ApiProblem
@@ -43,6 +43,9 @@ def create():
     unknown = set(spec.encoders or []) - set(available())
     if unknown:
         raise ApiProblem(400, f"unknown encoders {sorted(unknown)}; available: {available()}")
+    unknown = set(spec.extractors or []) - set(available_extractors())
+    if unknown:
+        raise ApiProblem(400, f"unknown extractors {sorted(unknown)}; available: {available_extractors()}")
     svc = services()
     collections.create(svc.es, svc.settings, spec.name, spec.encoders, spec.models, spec.extractors)
     return jsonify(describe(spec.name)), 201

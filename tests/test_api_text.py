@@ -228,3 +228,21 @@ def test_hostile_queries_are_just_text(api: ApiClient, collection: str, query: s
     api.add_documents(collection, DOCS[:2], refresh=True)
     result = api.search(collection, query, mode="lexical", highlight=True)
     assert isinstance(result["hits"], list)
+
+
+def test_requeue_recovers_lost_messages(
+    api: ApiClient, api_url: str, collection: str, worker, settings
+) -> None:  # noqa: ANN001
+    import redis
+
+    worker.kill()
+    try:
+        api.add_documents(collection, DOCS, refresh=True)
+        redis.Redis.from_url(settings.broker_url).delete("mmsearch")  # the queued batches are lost
+    finally:
+        worker.start()
+    resp = requests.post(
+        f"{api_url}/v1/collections/{collection}/requeue", params={"older_than": 0}, timeout=30
+    )
+    assert resp.status_code == 200 and resp.json()["requeued"] == len(DOCS)
+    assert api.wait_encoded(collection, timeout=300).get("encoded") == len(DOCS)

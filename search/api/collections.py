@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from elasticsearch import helpers
+from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from encoders import available, available_extractors
 from mmsearch import collections
 from search.api import json_object, services
 from search.errors import ApiProblem
+from workers.tasks import enqueue
 
 bp = Blueprint("collections", __name__, url_prefix="/v1/collections")
 
@@ -66,3 +68,31 @@ def show(name: str):
 def delete(name: str):
     svc = services()
     return jsonify(deleted=name, indices=collections.delete(svc.es, svc.settings, name))
+
+
+@bp.post("/<name>/requeue")
+def requeue(name: str):
+    """Send documents to the workers again: `pending` ones queued over `older_than` seconds ago (lost
+    messages, e.g. a purged queue) or, with `status=failed`, the failed ones after fixing the cause."""
+    svc = services()
+    status = request.args.get("status", "pending")
+    if status not in ("pending", "failed"):
+        raise ApiProblem(400, "status must be pending or failed")
+    try:
+        older_than = max(0, int(request.args.get("older_than", 600)))
+    except ValueError:
+        raise ApiProblem(400, "older_than must be a number of seconds") from None
+    collection = collections.get(svc.es, svc.settings, name)
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"ingest.status": status}},
+                {"range": {"ingest.queued_at": {"lte": f"now-{older_than}s"}}},
+            ]
+        }
+    }
+    ids = [
+        hit["_id"]
+        for hit in helpers.scan(svc.es, index=collection.index, query={"query": query}, _source=False)
+    ]
+    return jsonify(requeued=len(ids), tasks=enqueue(collection.index, ids) if ids else 0)

@@ -43,28 +43,17 @@ def register_error_handlers(app: Flask) -> None:
         return problem(exc.code or 500, exc.name.lower().replace(" ", "_"), message)
 
     @app.errorhandler(ApiProblem)
-    def _api(exc: ApiProblem):  # noqa: ANN202
-        return problem(exc.status, "bad_request" if exc.status < 500 else "server_error", str(exc))
-
     @app.errorhandler(PayloadError)
-    def _payload(exc: PayloadError):  # noqa: ANN202
-        return problem(400, "invalid_payload", str(exc))
-
     @app.errorhandler(IngestError)
-    def _ingest(exc: IngestError):  # noqa: ANN202
-        return problem(exc.http_status, type(exc).__name__, str(exc))
+    @app.errorhandler(CollectionError)
+    @app.errorhandler(SearchError)
+    def _client(exc: Exception):  # noqa: ANN202 - our own errors carry their HTTP status
+        status = getattr(exc, "status", None) or getattr(exc, "http_status", 400)
+        return problem(status, type(exc).__name__, str(exc))
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):  # noqa: ANN202
         return problem(400, "invalid_request", _validation_message(exc))
-
-    @app.errorhandler(CollectionError)
-    def _collection(exc: CollectionError):  # noqa: ANN202
-        return problem(exc.status, type(exc).__name__, str(exc))
-
-    @app.errorhandler(SearchError)
-    def _search(exc: SearchError):  # noqa: ANN202
-        return problem(exc.status, "search_error", str(exc))
 
     @app.errorhandler(NotFoundError)
     def _not_found(exc: NotFoundError):  # noqa: ANN202

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from mmsearch.client import ApiClient
+from tests.test_api_text import DOCS as TEXT_DOCS
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
 expect = sync_api.expect
@@ -45,21 +46,7 @@ EXAMPLE_SCREENSHOT_COPY = Path("/tmp/mmsearch-ui-example.png")  # after the imag
 
 XSS_TITLE = '<img src=x onerror="window.__xss=1">Lighthouse & <b>storm</b>'
 DOCS = [
-    {
-        "id": "ocean",
-        "title": "Coral reefs",
-        "text": "Coral reefs bleach when sea temperatures rise, expelling the algae that feed them.",
-    },
-    {
-        "id": "finance",
-        "title": "Interest rates",
-        "text": "The central bank raised interest rates to curb inflation in the housing market.",
-    },
-    {
-        "id": "cooking",
-        "title": "Sourdough",
-        "text": "Sourdough bread rises slowly thanks to wild yeast and lactic acid bacteria in the starter.",
-    },
+    *TEXT_DOCS[:3],
     {
         "id": "xss",
         "title": XSS_TITLE,

@@ -163,7 +163,7 @@ def ingest(path: Path, collection: str, wait: bool, create: bool, chunk_size: in
     client = api()
     if create and not _call(client.collection_exists, collection):
         _call(client.create_collection, collection)
-    ingest_path(client, path, collection, chunk_size)
+    ingest_path(client, path, collection, chunk_size, refresh=wait)
     if wait:
         _wait(client, collection)
 
@@ -231,6 +231,17 @@ def _echo_json(data: object) -> None:
 from mmsearch.demo import demo  # noqa: E402
 
 main.add_command(demo)
+
+from mmsearch.cli_eval import bench, evaluate, tune  # noqa: E402
+
+main.add_command(evaluate, "eval")
+main.add_command(tune)
+main.add_command(bench)
+
+from mmsearch.cli_train import reencode, train  # noqa: E402
+
+main.add_command(train)
+main.add_command(reencode)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 
 class ApiClientError(RuntimeError):
@@ -23,6 +25,10 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        # idle keep-alive connections get closed by the server; retry the connect of safe requests
+        retry = Retry(total=3, connect=3, read=0, backoff_factor=0.2, allowed_methods={"GET", "HEAD"})
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 

@@ -52,13 +52,15 @@ def _file_batches(paths: list[Path]) -> Iterator[list[Path]]:
         yield batch
 
 
-def upload_files(client: ApiClient, paths: list[Path], collection: str) -> dict[str, Any]:
+def upload_files(
+    client: ApiClient, paths: list[Path], collection: str, refresh: bool = False
+) -> dict[str, Any]:
     """Media and office files through `POST .../files`, a few per request, with a progress bar."""
     totals: dict[str, Any] = {"indexed": 0, "duplicates": 0, "errors": []}
     with tqdm(total=len(paths), desc="upload", unit="file") as bar:
         for batch in _file_batches(paths):
             try:
-                outcomes = client.add_files(collection, batch)["files"]
+                outcomes = client.add_files(collection, batch, refresh=refresh)["files"]
             except ApiClientError as exc:  # every file of the batch refused
                 outcomes = [{"filename": p.name, "status": "rejected", "error": str(exc)} for p in batch]
             for outcome in outcomes:
@@ -72,23 +74,25 @@ def upload_files(client: ApiClient, paths: list[Path], collection: str) -> dict[
     return totals
 
 
-def ingest_path(client: ApiClient, path: Path, collection: str, chunk_size: int = 500) -> dict[str, Any]:
+def ingest_path(
+    client: ApiClient, path: Path, collection: str, chunk_size: int = 500, refresh: bool = False
+) -> dict[str, Any]:
+    """`refresh`: return only once what was sent is searchable (so a following wait sees it all)."""
     if path.is_dir():
-        totals = upload_files(client, list(iter_files(path)), collection)
+        totals = upload_files(client, list(iter_files(path)), collection, refresh)
     elif path.name.endswith(DOCUMENT_SUFFIXES):
-        totals = ingest_documents(client, path, collection, chunk_size)
+        totals = ingest_documents(client, path, collection, chunk_size, refresh)
     else:
-        totals = upload_files(client, [path], collection)
+        totals = upload_files(client, [path], collection, refresh)
     for error in totals["errors"][:10]:
         tqdm.write(f"rejected {error['id']}: {error['error']}")
     return totals
 
 
-def ingest_documents(client: ApiClient, path: Path, collection: str, chunk_size: int = 500) -> dict[str, Any]:
+def ingest_documents(
+    client: ApiClient, path: Path, collection: str, chunk_size: int = 500, refresh: bool = False
+) -> dict[str, Any]:
     with tqdm(desc=f"ingest {path.name}", unit="doc") as bar:
-        totals = client.add_documents(
-            collection, iter_documents(path), chunk_size=chunk_size, progress=bar.update
+        return client.add_documents(
+            collection, iter_documents(path), chunk_size=chunk_size, refresh=refresh, progress=bar.update
         )
-    if totals["errors"]:
-        tqdm.write(f"{len(totals['errors'])} documents rejected, first: {totals['errors'][0]}")
-    return totals

@@ -11,7 +11,7 @@ from flask import Flask, request
 
 from mmsearch.config import Settings, get_settings
 from mmsearch.es import make_client
-from search.api import collections, documents, files, health, ui
+from search.api import collections, documents, files, health, jobs, profiles, ui
 from search.api import search as search_api
 from search.errors import ApiProblem, register_error_handlers
 from search.metrics import REQUESTS
@@ -34,7 +34,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     es = make_client(settings)
     app.extensions["mmsearch"] = Services(settings, es, SearchService(es, settings))
 
-    for blueprint in (health.bp, ui.bp, collections.bp, documents.bp, files.bp, search_api.bp):
+    for blueprint in (
+        health.bp,
+        ui.bp,
+        collections.bp,
+        documents.bp,
+        files.bp,
+        search_api.bp,
+        profiles.bp,
+        jobs.bp,
+    ):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
 

@@ -10,7 +10,7 @@ from mmsearch.config import get_settings
 
 settings = get_settings()
 
-app = Celery("mmsearch", broker=settings.broker_url, include=["workers.tasks"])
+app = Celery("mmsearch", broker=settings.broker_url, include=["workers.tasks", "workers.reencode"])
 app.conf.update(
     task_serializer="json",
     accept_content=["json"],

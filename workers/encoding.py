@@ -102,8 +102,9 @@ def run_extractors(
 
 def apply_extractions(source: dict[str, Any], extractions: dict[str, Extraction]) -> dict[str, Any]:
     """The fields extracted text changes: content (after any text given at upload), segments, stemmed copy."""
-    texts = [e.text.strip() for e in extractions.values() if e.text.strip()]
-    content = "\n".join([source.get("content") or "", *texts]).strip()
+    content = source.get("content") or ""
+    texts = [e.text.strip() for e in extractions.values() if e.text.strip() and e.text.strip() not in content]
+    content = "\n".join([content, *texts]).strip()  # idempotent: a re-encode does not append twice
     segments = [
         {k: seg[k] for k in ("text", "start", "end") if k in seg}
         for e in extractions.values()

@@ -1,0 +1,106 @@
+"""Recall@10 of the index's approximate kNN (HNSW over int8-quantised vectors) against exact brute force
+over the very vectors the index holds, for several num_candidates."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from elasticsearch import Elasticsearch, helpers
+
+from bench.common import Report, query_texts
+from encoders import get_encoder
+from mmsearch.collections import get
+from mmsearch.config import get_settings
+from mmsearch.es import make_client
+from search.query import knn_body
+
+K = 10
+NUM_CANDIDATES = (10, 50, 100, 200)
+OVERSAMPLE = 3.0  # rescore_vector: re-rank oversample*k quantised hits with the float vectors
+
+
+def stored_vectors(es: Elasticsearch, alias: str, field: str) -> tuple[list[str], np.ndarray]:
+    """Every document's vector as stored (ES 9 leaves vectors out of `_source` unless asked)."""
+    hits = helpers.scan(
+        es,
+        index=alias,
+        query={
+            "query": {"exists": {"field": field}},
+            "_source": {"includes": [field], "exclude_vectors": False},
+        },
+        size=1000,
+    )
+    ids, rows = [], []
+    for hit in hits:
+        ids.append(hit["_id"])
+        rows.append(hit["_source"]["vectors"][field.split(".", 1)[1]])
+    matrix = np.asarray(rows, dtype=np.float32)
+    return ids, matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def exact_top(docs: np.ndarray, ids: list[str], queries: np.ndarray) -> list[set[str]]:
+    """Brute-force cosine top K (vectors are unit length, so a dot product)."""
+    scores = queries @ docs.T
+    top = np.argpartition(-scores, K, axis=1)[:, :K]
+    return [{ids[j] for j in row} for row in top]
+
+
+def knn_top(
+    es: Elasticsearch, alias: str, field: str, vector: list[float], num_candidates: int, rescore: bool
+) -> set[str]:
+    body = knn_body(field, vector, [], K, num_candidates, None)
+    body["_source"] = False
+    if rescore:
+        body["knn"]["rescore_vector"] = {"oversample": OVERSAMPLE}
+    resp = es.msearch(searches=[{"index": alias}, body])["responses"][0]
+    return {h["_id"] for h in resp["hits"]["hits"]}
+
+
+def index_options(es: Elasticsearch, index: str, encoder: str) -> dict[str, Any]:
+    mapping = es.indices.get_mapping(index=index)[index]["mappings"]
+    return mapping["properties"]["vectors"]["properties"][encoder].get("index_options", {})
+
+
+def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
+    settings = get_settings()
+    es = make_client(settings)
+    collection = get(es, settings, collection_name)
+    name, desc = next((k, v) for k, v in collection.encoders.items() if "text" in v.get("query_kinds", []))
+    field = f"vectors.{name}"
+    ids, docs = stored_vectors(es, collection.alias, field)
+    texts = query_texts(dataset, n)
+    queries = get_encoder(name, desc.get("model")).encode(texts, kind="text")
+    exact = exact_top(docs, ids, queries)
+    options = index_options(es, collection.index, name)
+    rows: list[dict[str, Any]] = []
+    for rescore in (False, True):
+        for nc in NUM_CANDIDATES:
+            started = time.perf_counter()
+            found = [
+                knn_top(es, collection.alias, field, [float(x) for x in q], nc, rescore) for q in queries
+            ]
+            elapsed = time.perf_counter() - started
+            recall = np.mean([len(f & e) / K for f, e in zip(found, exact, strict=True)])
+            rows.append(
+                {
+                    "num_candidates": nc,
+                    "rescore": f"oversample {OVERSAMPLE:g}" if rescore else "no",
+                    "recall@10": round(float(recall), 4),
+                    "mean ms": round(elapsed / len(queries) * 1000, 2),
+                }
+            )
+    return Report(
+        "knn-recall",
+        f"kNN recall@10 vs exact search on {collection_name!r}: {len(ids)} vectors, {len(texts)} queries",
+        rows,
+        [
+            f"exact = brute-force cosine in numpy over `{field}` read back from _source "
+            "(exclude_vectors: false), i.e. the float vectors the index was given;",
+            f"approximate = the index's kNN ({options}) with k=10, one request per query, as "
+            "search.query.knn_body builds it (the API sends no rescore_vector);",
+            "query vectors come from the collection's own encoder, computed in this process.",
+        ],
+    )

@@ -1,0 +1,250 @@
+"""Fine-tune a collection's text encoder on training judgments (MultipleNegativesRankingLoss).
+
+Each example is (query, judged-relevant passage, BM25 hard negatives): the negatives are the
+collection's own lexical hits that are not judged relevant, so the model learns what words alone
+confuse, and the other passages of the batch serve as easy negatives. Sentence-transformers'
+Trainer does the rest: no-duplicate batches (a passage twice in a batch would be a false negative),
+warmup and linear decay, fp16 on CUDA. The model is saved under the models root with an
+`mmsearch.json` saying how it was made; a re-encode job then puts it in service.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from encoders.device import pick_device, use_fp16
+from encoders.text import resolve_model_path
+from ingest.beir import find, iter_corpus, load_qrels, load_queries
+from mmsearch.client import ApiClient
+from mmsearch.config import Settings
+
+LOSS = "MultipleNegativesRankingLoss"
+CARD = "mmsearch.json"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 32
+    hard_negatives: int = 1
+    max_pairs: int | None = None
+    # Training sees the first 128 tokens of a passage (title + opening): about 1.5x faster than 256 on
+    # CPU, and all-MiniLM-L6-v2 itself was trained at 128. The saved model keeps the base's inference
+    # length, so documents are still encoded as before.
+    max_seq_length: int = 128
+    learning_rate: float = 2e-5
+    seed: int = 13
+
+
+@dataclass
+class Example:
+    query: str
+    positive: str
+    negatives: list[str] = field(default_factory=list)
+
+
+def model_roots(settings: Settings) -> list[Path]:
+    """Where models may live: MODELS_DIR when set, and `<data_dir>/models` where training saves otherwise."""
+    roots = [settings.models_dir] if settings.models_dir else []
+    return [*roots, settings.data_dir / "models"]
+
+
+def model_ref(settings: Settings, path: Path) -> str:
+    """How a collection names a saved model: its bare name under MODELS_DIR (portable across hosts that
+    mount it), else the absolute path."""
+    if settings.models_dir and path.parent.resolve() == settings.models_dir.resolve():
+        return path.name
+    return str(path.resolve())
+
+
+def version_name(base_ref: str, collection: str, now: datetime) -> str:
+    """`<base>-ft-<collection>-<UTC timestamp>`; fine-tuning a fine-tuned model keeps the original base."""
+    base = Path(base_ref.rstrip("/")).name.split("-ft-")[0]
+    return f"{base}-ft-{collection}-{now:%Y%m%d-%H%M%S}"
+
+
+def passage(title: str | None, text: str | None) -> str:
+    """The text a document is encoded from at index time (see `workers.encoding.document_text`)."""
+    return ". ".join(part for part in (title, text) if part)
+
+
+def judged_pairs(
+    queries: dict[str, str], qrels: dict[str, dict[str, int]], max_pairs: int | None, seed: int
+) -> list[tuple[str, str]]:
+    """(query id, doc id) of every positive judgment, shuffled, at most `max_pairs`."""
+    pairs = [
+        (qid, did) for qid, docs in qrels.items() if qid in queries for did, rel in docs.items() if rel > 0
+    ]
+    random.Random(seed).shuffle(pairs)
+    return pairs[:max_pairs] if max_pairs else pairs
+
+
+def corpus_passages(dataset_dir: Path, ids: set[str]) -> dict[str, str]:
+    return {
+        doc["id"]: passage(doc["title"], doc["text"])
+        for doc in iter_corpus(find(dataset_dir, "corpus"))
+        if doc["id"] in ids
+    }
+
+
+def mine_negatives(client: ApiClient, collection: str, query: str, judged: set[str], count: int) -> list[str]:
+    """The top BM25 hits of the collection that are not judged relevant."""
+    size = min(100, count + len(judged) + 5)
+    hits = client.search(collection, query, mode="lexical", size=size)["hits"]
+    texts = [
+        passage(h["source"].get("title"), h["source"].get("content")) for h in hits if h["id"] not in judged
+    ]
+    return texts[:count]
+
+
+def build_examples(
+    client: ApiClient,
+    collection: str,
+    dataset_dir: Path,
+    qrels_path: Path,
+    config: TrainConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Example], dict[str, int]]:
+    """Training examples plus counts; pairs whose passage is missing or that lack negatives are dropped."""
+    queries = load_queries(find(dataset_dir, "queries"))
+    qrels = load_qrels(qrels_path)
+    pairs = judged_pairs(queries, qrels, config.max_pairs, config.seed)
+    passages = corpus_passages(dataset_dir, {did for _, did in pairs})
+    negatives: dict[str, list[str]] = {}
+    examples = []
+    for done, (qid, did) in enumerate(pairs, start=1):
+        if progress:
+            progress(done, len(pairs))
+        if did not in passages:
+            continue
+        if config.hard_negatives and qid not in negatives:
+            judged = {d for d, rel in qrels[qid].items() if rel > 0}
+            negatives[qid] = mine_negatives(client, collection, queries[qid], judged, config.hard_negatives)
+        found = negatives.get(qid, [])
+        if len(found) >= config.hard_negatives:
+            examples.append(Example(queries[qid], passages[did], found))
+    counts = {"pairs": len(examples), "queries": len({e.query for e in examples}), "judged": len(pairs)}
+    return examples, counts
+
+
+def _columns(examples: list[Example], hard_negatives: int) -> dict[str, list[str]]:
+    columns = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
+    for i in range(hard_negatives):
+        columns[f"negative_{i + 1}"] = [e.negatives[i] for e in examples]
+    return columns
+
+
+def _loss_class() -> type:
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    except ImportError:  # 5.x
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+    return MultipleNegativesRankingLoss
+
+
+def train(
+    base_path: str, examples: list[Example], out_dir: Path, settings: Settings, config: TrainConfig
+) -> dict[str, Any]:
+    """Fine-tune the model at `base_path` and save it to `out_dir`; returns what the run did."""
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+
+    if not examples:
+        raise ValueError("no training examples: do the judgments name documents of the corpus?")
+    device = pick_device(settings.device)
+    model = SentenceTransformer(base_path, device=device)
+    inference_length = model.max_seq_length
+    model.max_seq_length = min(config.max_seq_length, inference_length)
+    dataset = Dataset.from_dict(_columns(examples, config.hard_negatives))
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mmsearch-train-") as scratch:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            warmup_steps=0.1,  # a fraction: 10% of the steps
+            fp16=use_fp16(device),
+            use_cpu=device == "cpu",
+            batch_sampler="no_duplicates",
+            save_strategy="no",
+            report_to="none",
+            logging_steps=max(1, len(examples) // config.batch_size // 10),
+            seed=config.seed,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=dataset, loss=_loss_class()(model)
+        )
+        output = trainer.train()
+    model.max_seq_length = inference_length
+    model.save(str(out_dir))
+    return {
+        "device": device,
+        "fp16": use_fp16(device),
+        "steps": output.global_step,
+        "final_loss": round(float(output.training_loss), 4),
+        "train_seconds": round(time.monotonic() - started, 1),
+        "train_max_seq_length": min(config.max_seq_length, inference_length),
+        "max_seq_length": inference_length,
+    }
+
+
+def fine_tune(
+    client: ApiClient,
+    settings: Settings,
+    collection: str,
+    dataset_dir: Path,
+    qrels_path: Path,
+    config: TrainConfig,
+    version: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Train from the collection's current text model; returns (model ref for a collection, card).
+
+    The model is written to a scratch directory and renamed into place, so a half-written model never
+    appears under its name.
+    """
+    encoders = client.collection(collection)["encoders"]
+    if "text" not in encoders:
+        raise ValueError(f"collection {collection!r} has no text encoder to fine-tune")
+    base_ref = encoders["text"]["model"]
+    now = datetime.now(UTC)
+    version = version or version_name(base_ref, collection, now)
+    target = model_roots(settings)[0] / version
+    if target.exists():
+        raise ValueError(f"{target} exists; choose another --name")
+    examples, counts = build_examples(client, collection, dataset_dir, qrels_path, config, progress)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        run = train(resolve_model_path(base_ref, settings.models_dir), examples, scratch, settings, config)
+        card = {
+            "version": version,
+            "base_model": base_ref,
+            "collection": collection,
+            "dataset": str(dataset_dir),
+            "qrels": str(qrels_path),
+            **counts,
+            "loss": LOSS,
+            **asdict(config),
+            **run,
+            "created_at": now.isoformat(timespec="seconds"),
+        }
+        (scratch / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        scratch.rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return model_ref(settings, target), card

@@ -1,0 +1,326 @@
+"""`mmsearch eval`, `tune` and `bench`: retrieval quality, learnt profiles, benchmarks (via the HTTP API)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from mmsearch.client import ApiClient, ApiClientError
+from mmsearch.config import get_settings
+
+console = Console(width=None if sys.stdout.isatty() else 160)  # whole tables in logs too
+BENCHMARKS = ("ingest", "query", "knn-recall", "growth")
+
+dataset_option = click.option(
+    "--dataset",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="BEIR directory: corpus.jsonl[.gz], queries.jsonl[.gz] and qrels.",
+)
+
+
+def _client() -> ApiClient:
+    from mmsearch.cli import api
+
+    return api()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Known failures become one-line CLI errors instead of tracebacks."""
+    from search.evaluation import EvaluationError
+
+    try:
+        yield
+    except ApiClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (EvaluationError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the API at {get_settings().api_base}: {exc}") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _find_qrels(dataset: Path, qrels: Path | None) -> Path:
+    """The given file, or the only `qrels*.tsv` of the dataset (several: say which to use)."""
+    if qrels:
+        return qrels
+    found = sorted({*dataset.glob("qrels*.tsv"), *dataset.glob("qrels/*.tsv")})
+    if len(found) != 1:
+        raise click.UsageError(f"pass --qrels: found {[str(p) for p in found] or 'no qrels files'}")
+    return found[0]
+
+
+def _load(dataset: Path, qrels_path: Path) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    from ingest.beir import find, load_qrels, load_queries
+    from search.evaluation import judged_queries
+
+    qrels = load_qrels(qrels_path)
+    return judged_queries(load_queries(find(dataset, "queries")), qrels), qrels
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    console.print(f"wrote {path}")
+
+
+@click.command()
+@dataset_option
+@click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--collection", "-c", default=None, help="Default: the dataset directory's name.")
+@click.option(
+    "--modes", default=None, help="Comma-separated: lexical, vector, hybrid, hybrid-rrf, hybrid-linear."
+)
+@click.option("--profile", default=None, help="Search profile of the collection to evaluate.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--size", default=100, show_default=True, help="Hits per query (MAP@100, Recall@100).")
+@click.option("--threads", default=4, show_default=True)
+def evaluate(
+    dataset: Path,
+    qrels: Path | None,
+    collection: str | None,
+    modes: str | None,
+    profile: str | None,
+    json_out: Path | None,
+    plot_out: Path | None,
+    size: int,
+    threads: int,
+) -> None:
+    """Retrieval quality of each search mode on judged queries (loads the corpus when needed).
+
+    `hybrid` fuses as the profile in effect says (the named one, else the collection's `default`);
+    `hybrid-rrf` and `hybrid-linear` force that method with its defaults. Every mode uses the profile's
+    lexical boosts and kNN candidates."""
+    from ingest.beir import find
+    from search import evaluation
+
+    qrels_path = _find_qrels(dataset, qrels)
+    collection = collection or dataset.name.lower()
+    client = _client()
+    with _errors():
+        queries, judgments = _load(dataset, qrels_path)
+        reused = evaluation.ensure_collection(client, collection, find(dataset, "corpus"))
+        counts = _wait_encoded(client, collection)
+        stored = client.collection(collection)["profiles"]
+        in_effect = profile or ("default" if "default" in stored else None)
+        names = _modes(modes, in_effect)
+        params = {"size": size, **({"profile": profile} if profile else {})}
+        results = {}
+        for mode in names:
+            with tqdm(total=len(queries), desc=mode, unit="q", leave=False, disable=None) as bar:
+                result = evaluation.evaluate_mode(
+                    client, collection, queries, {**evaluation.MODES[mode], **params}, threads, bar.update
+                )
+            results[mode] = {
+                "request": {**evaluation.MODES[mode], **params},
+                "metrics": evaluation.scores(judgments, result.run),
+                "latency_ms": evaluation.latency_summary(
+                    result.latencies_ms, result.server_ms, result.wall_s
+                ),
+            }
+    report = {
+        "dataset": str(dataset),
+        "qrels": str(qrels_path),
+        "collection": collection,
+        "corpus_reused": reused,
+        "documents": counts,
+        "queries": len(queries),
+        "profile": in_effect,
+        "threads": threads,
+        "modes": results,
+    }
+    title = f"{collection}: {len(queries)} judged queries of {qrels_path.name}, profile {in_effect or '-'}"
+    _print_eval(title, results)
+    if json_out:
+        _write_json(json_out, report)
+    if plot_out:
+        evaluation.plot({m: r["metrics"] for m, r in results.items()}, title, plot_out)
+        console.print(f"wrote {plot_out}")
+
+
+def _modes(modes: str | None, profile: str | None) -> list[str]:
+    from search.evaluation import DEFAULT_MODES, MODES
+
+    if modes is None:
+        return [*DEFAULT_MODES[:2], *(["hybrid"] if profile else []), *DEFAULT_MODES[2:]]
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = set(names) - set(MODES)
+    if unknown or not names:
+        raise click.UsageError(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    return names
+
+
+def _wait_encoded(client: ApiClient, collection: str) -> dict[str, int]:
+    counts = client.collection(collection)["documents"]
+    with tqdm(total=counts.get("total", 0), desc="encoding", unit="doc", leave=False, disable=None) as bar:
+
+        def progress(c: dict) -> None:
+            bar.n = c.get("total", 0) - c.get("pending", 0)
+            bar.refresh()
+
+        counts = client.wait_encoded(collection, progress=progress)
+    if counts.get("failed"):
+        console.print(f"[yellow]{counts['failed']} documents failed to encode (lexical only)[/]")
+    return counts
+
+
+def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
+    from search.evaluation import METRICS
+
+    table = Table("mode", *METRICS.values(), "p50 ms", "p95 ms", "QPS", title=title)
+    for mode, result in results.items():
+        metrics, latency = result["metrics"], result["latency_ms"]
+        table.add_row(
+            mode,
+            *(f"{metrics[m]:.4f}" for m in METRICS),
+            f"{latency['p50']:.1f}",
+            f"{latency['p95']:.1f}",
+            f"{latency['qps']:.1f}",
+        )
+    console.print(table)
+
+
+@click.command()
+@dataset_option
+@click.option("--qrels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--collection", "-c", required=True)
+@click.option("--folds", default=5, show_default=True)
+@click.option("--name", default="default", show_default=True, help="Profile name to save.")
+@click.option("--title-boosts", default="0.5,1,2", show_default=True, help="Title boosts (content is 1).")
+@click.option("--num-candidates", default="100,200", show_default=True)
+@click.option("--rrf-k", default="10,20,40,60,100", show_default=True)
+@click.option(
+    "--lexical-weights",
+    default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    show_default=True,
+    help="Lexical share of the fusion weight (vector sub-queries share the rest).",
+)
+@click.option("--normalizations", default="minmax,zscore,l2", show_default=True)
+@click.option("--window", default=100, show_default=True, help="rank_window: each sub-query's list length.")
+@click.option("--threads", default=4, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def tune(
+    dataset: Path,
+    qrels: Path,
+    collection: str,
+    folds: int,
+    name: str,
+    title_boosts: str,
+    num_candidates: str,
+    rrf_k: str,
+    lexical_weights: str,
+    normalizations: str,
+    window: int,
+    threads: int,
+    json_out: Path | None,
+) -> None:
+    """Learn fusion, boosts and kNN candidates on training judgments (k-fold CV on nDCG@10), then save
+    the profile fitted on all of them with the collection."""
+    from search import tuning
+
+    grid = tuning.Grid(
+        title_boosts=_floats(title_boosts),
+        num_candidates=_ints(num_candidates),
+        rrf_k=_floats(rrf_k),
+        lexical_weights=_floats(lexical_weights),
+        normalizations=tuple(n.strip() for n in normalizations.split(",") if n.strip()),
+        window=window,
+    )
+    client = _client()
+    bars: list[tqdm] = []
+
+    def progress(stage: str, total: int):  # noqa: ANN202 - a tqdm update callback
+        bars.append(tqdm(total=total, desc=stage, leave=False, disable=None))
+        return bars[-1].update
+
+    with _errors():
+        queries, judgments = _load(dataset, qrels)
+        result = tuning.tune(client, collection, queries, judgments, folds, grid, threads, progress)
+        for bar in bars:
+            bar.close()
+        tuning.save_profile(client, collection, name, result.profile)
+        result.report["verify"] = tuning.verify_online(client, collection, name, result, queries)
+    result.report.update(profile_name=name, profile=result.profile.model_dump(mode="json"), qrels=str(qrels))
+    _print_tune(result.report)
+    if json_out:
+        _write_json(json_out, result.report)
+
+
+def _print_tune(report: dict[str, Any]) -> None:
+    table = Table(
+        "configuration",
+        "CV nDCG@10 (mean ± std)",
+        "all queries (tuned: in-sample)",
+        title=f"{report['collection']}: {report['queries']} training queries, {report['folds']} folds, "
+        f"{report['candidates']} candidates",
+    )
+    labels = {"tuned": f"tuned: {report['chosen']}", "defaults": "defaults: RRF k=60, title/content 1/1"}
+    for key, cv in report["cv"].items():
+        table.add_row(
+            labels.get(key, f"{key} only"), f"{cv['mean']:.4f} ± {cv['std']:.4f}", f"{cv['all_queries']:.4f}"
+        )
+    console.print(table)
+    for i, choice in enumerate(report["fold_choices"], start=1):
+        console.print(f"  fold {i} chose: {choice}")
+    verify = report["verify"]
+    colour = "green" if verify["agree"] == verify["queries"] else "red"
+    console.print(
+        f"saved profile {report['profile_name']!r}; online top 10 = offline top 10 on "
+        f"[{colour}]{verify['agree']}/{verify['queries']}[/] queries"
+    )
+
+
+@click.command()
+@click.argument("which", type=click.Choice([*BENCHMARKS, "all"]))
+@click.option("--collection", "-c", default="scifact", show_default=True, help="An encoded collection.")
+@dataset_option
+@click.option("--docs", default=500, show_default=True, help="ingest: documents to encode/ingest.")
+@click.option("--queries", "n_queries", default=200, show_default=True, help="query/knn-recall/growth.")
+@click.option("--sizes", default="10000,100000", show_default=True, help="growth: collection sizes.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench(
+    which: str,
+    collection: str,
+    dataset: Path,
+    docs: int,
+    n_queries: int,
+    sizes: str,
+    json_out: Path | None,
+) -> None:
+    """Benchmarks, side by side in one run; each prints a table and writes bench/results/<name>.json.
+    `all` runs ingest, query and knn-recall (growth only when asked: it builds 10k/100k collections)."""
+    from bench import common, growth, ingest, knn_recall, query
+
+    runs = {
+        "ingest": lambda: ingest.run(dataset, docs),
+        "query": lambda: query.run(collection, dataset, n_queries),
+        "knn-recall": lambda: knn_recall.run(collection, dataset, n_queries),
+        "growth": lambda: growth.run(_client(), collection, dataset, _ints(sizes), n_queries),
+    }
+    reports = []
+    with _errors():
+        for name in BENCHMARKS[:3] if which == "all" else [which]:
+            report = runs[name]()
+            common.show(report, console)
+            console.print(f"wrote {common.save(report)}")
+            reports.append(report.as_dict())
+    if json_out:
+        _write_json(json_out, reports[0] if len(reports) == 1 else reports)

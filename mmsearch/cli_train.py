@@ -1,0 +1,136 @@
+"""`mmsearch train` and `mmsearch reencode`: fine-tune a collection's text model, put a model in service.
+
+Registered on the main group at the end of `mmsearch.cli`; helpers from there are imported inside the
+commands because that module imports this one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from mmsearch.client import ApiClient
+from mmsearch.config import get_settings
+
+FINISHED = ("done", "failed", "cancelled")
+
+
+@click.command()
+@click.option(
+    "--dataset",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="BEIR folder with queries.jsonl[.gz] and corpus.jsonl[.gz].",
+)
+@click.option(
+    "--qrels",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Training judgments (tsv: query-id, corpus-id, score). Never the test judgments.",
+)
+@click.option(
+    "--collection", "-c", required=True, help="Collection whose text model is tuned (BM25 negatives)."
+)
+@click.option("--name", "version", default=None, help="Model name; default <base>-ft-<collection>-<time>.")
+@click.option("--epochs", default=1, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option(
+    "--hard-negatives", default=1, show_default=True, help="BM25 negatives per pair (0: in-batch only)."
+)
+@click.option("--max-pairs", default=None, type=int, help="Train on at most N (query, passage) pairs.")
+@click.option("--max-seq-length", default=128, show_default=True, help="Tokens per text while training.")
+@click.option("--reencode/--no-reencode", default=True, help="Re-encode the collection with the new model.")
+def train(
+    dataset: Path,
+    qrels: Path,
+    collection: str,
+    version: str | None,
+    epochs: int,
+    batch_size: int,
+    hard_negatives: int,
+    max_pairs: int | None,
+    max_seq_length: int,
+    reencode: bool,
+) -> None:
+    """Fine-tune the collection's text encoder on training judgments (MultipleNegativesRankingLoss)."""
+    from encoders.training import TrainConfig, fine_tune
+    from mmsearch.cli import _call, api
+
+    client = api()
+    config = TrainConfig(epochs, batch_size, hard_negatives, max_pairs, max_seq_length)
+    bar = tqdm(desc="mining BM25 negatives", unit="pair")
+
+    def progress(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+        if done == total:
+            bar.close()
+
+    try:
+        ref, card = _call(
+            fine_tune, client, get_settings(), collection, dataset, qrels, config, version, progress
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    click.echo(json.dumps({"model": ref, **card}, indent=2))
+    if reencode:
+        _start_and_wait(client, collection, {"text": ref})
+
+
+@click.command()
+@click.argument("collection")
+@click.option("--model", "models", multiple=True, required=True, help="ENCODER=MODEL (repeatable).")
+@click.option("--wait/--no-wait", default=True, help="Follow the job until the alias switch is done.")
+def reencode(collection: str, models: tuple[str, ...], wait: bool) -> None:
+    """Re-encode a collection with new models into a new index, then switch its alias."""
+    from mmsearch.cli import api
+
+    spec = dict(m.split("=", 1) for m in models)
+    client = api()
+    if wait:
+        _start_and_wait(client, collection, spec)
+    else:
+        click.echo(json.dumps(_start(client, collection, spec), indent=2))
+
+
+def _start(client: ApiClient, collection: str, models: dict[str, str]) -> dict[str, Any]:
+    from mmsearch.cli import _call
+
+    return _call(client.request, "POST", f"/v1/collections/{collection}/reencode", json={"models": models})
+
+
+def _start_and_wait(client: ApiClient, collection: str, models: dict[str, str]) -> None:
+    job = _start(client, collection, models)
+    job = wait_job(client, collection, job["id"])
+    click.echo(json.dumps(job, indent=2))
+    if job["status"] != "done":
+        raise click.ClickException(f"re-encode job {job['id']} ended {job['status']}: {job.get('error')}")
+
+
+def wait_job(client: ApiClient, collection: str, job_id: str, poll: float = 1.0) -> dict[str, Any]:
+    """Follow a job with a progress bar (documents encoded by the new model) until it ends.
+
+    Polls faster than gunicorn's 2 s keep-alive, so the session never reuses a connection the server is
+    closing (a race that surfaces as "Remote end closed connection")."""
+    from mmsearch.cli import _call
+
+    path = f"/v1/collections/{collection}/jobs/{job_id}"
+    job = _call(client.request, "GET", path)
+    with tqdm(total=job["total"], desc=f"re-encode {job_id}", unit="doc") as bar:
+        while job["status"] not in FINISHED:
+            time.sleep(poll)
+            job = _call(client.request, "GET", path)
+            counts = job.get("documents", {})
+            bar.total = max(job["total"], counts.get("total", 0))
+            bar.n = (
+                counts.get("encoded", 0) + counts.get("failed", 0) if job["status"] != "done" else bar.total
+            )
+            bar.set_postfix_str(job["status"])
+    return job

@@ -1,0 +1,51 @@
+"""Re-encode jobs over HTTP: start one, follow it, cancel it before its alias switch.
+
+The work runs on the Celery workers (`workers.reencode`); these routes only start it and read the job
+record kept in the collection's `_meta`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from flask import Blueprint, jsonify
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.api import json_object, services
+from workers import reencode
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/collections/<name>")
+
+ModelRef = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f]+$")]
+
+
+class ReencodeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, ModelRef] = Field(..., min_length=1, max_length=16)  # encoder name -> model
+
+
+@bp.post("/reencode")
+def start(name: str):
+    spec = ReencodeIn.model_validate(json_object())
+    svc = services()
+    job = reencode.start_reencode(svc.es, svc.settings, name, spec.models)
+    return jsonify(job), 202, {"Location": f"/v1/collections/{name}/jobs/{job['id']}"}
+
+
+@bp.get("/jobs")
+def list_all(name: str):
+    svc = services()
+    return jsonify(jobs=reencode.list_jobs(svc.es, svc.settings, name))
+
+
+@bp.get("/jobs/<job_id>")
+def show(name: str, job_id: str):
+    svc = services()
+    return jsonify(reencode.job_view(svc.es, svc.settings, name, job_id))
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel(name: str, job_id: str):
+    svc = services()
+    return jsonify(reencode.cancel_job(svc.es, svc.settings, name, job_id))

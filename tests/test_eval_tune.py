@@ -1,0 +1,160 @@
+"""`mmsearch eval` and `tune` end to end on a SciFact slice, and the pure parts of tuning."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ingest.beir import find, iter_jsonl, load_qrels
+from mmsearch.cli import main
+from mmsearch.client import ApiClient
+from search.evaluation import METRICS
+from search.schema import Profile
+from search.tuning import Grid, cross_validate, folds, fused_top, profiles
+
+ROOT = Path(__file__).resolve().parent.parent
+SCIFACT_DIRS = [
+    Path(p)
+    for p in (
+        os.environ.get("MMSEARCH_SCIFACT_DIR"),
+        ROOT / "data" / "scifact",
+        ROOT.parent / "shared" / "data" / "scifact",
+    )
+    if p
+]
+QUERIES, DOCS = 20, 200
+
+
+# ---- pure: no services -------------------------------------------------------------------------
+
+
+def test_folds_partition_the_queries() -> None:
+    splits = folds(11, 3)
+    assert sorted(np.concatenate(splits).tolist()) == list(range(11))
+    assert sorted(len(s) for s in splits) == [3, 4, 4]
+    with pytest.raises(ValueError):
+        folds(3, 5)
+
+
+def test_cross_validation_picks_on_train_and_scores_held_out() -> None:
+    # candidate 0 wins on queries 0-1, candidate 1 on queries 2-3
+    matrix = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.9, 0.9]])
+    chosen, held_out = cross_validate(matrix, [np.array([0, 1]), np.array([2, 3])])
+    assert chosen == [1, 0]  # fold 1 trains on queries 2-3 and picks candidate 1, and vice versa
+    assert held_out == [0.0, 0.0]
+
+
+def test_grid_candidates_start_with_the_defaults_and_weights_sum_to_one() -> None:
+    grid = Grid(title_boosts=(2.0,), num_candidates=(200,), rrf_k=(20,), lexical_weights=(0.3,))
+    candidates = profiles(grid, ["vector:text", "vector:clip"])
+    assert candidates[0] == Profile()
+    # boosts {1, 2} x candidates {100, 200} x (1 rrf + 3 linear)
+    assert len(candidates) == 1 + 2 * 2 * 4
+    for profile in candidates[1:]:
+        assert sum(profile.fusion.weights.values()) == pytest.approx(1.0)
+        assert profile.fusion.weights["vector:clip"] == pytest.approx(0.35)
+
+
+def test_offline_fusion_is_the_api_dispatch() -> None:
+    rankings = {"lexical": [("a", 9.0), ("b", 5.0)], "vector:text": [("b", 0.9), ("c", 0.8)]}
+    assert fused_top(rankings, Profile().fusion) == ["b", "a", "c"]  # b is in both lists
+    assert fused_top({"vector:text": [("c", 0.8), ("b", 0.7)]}, Profile().fusion) == ["c", "b"]
+
+
+# ---- integration: the real API, worker and Elasticsearch ---------------------------------------
+
+
+def _scifact() -> Path:
+    for path in SCIFACT_DIRS:
+        if (path / "qrels-train.tsv").exists():
+            return path
+    pytest.skip(f"SciFact not found (set MMSEARCH_SCIFACT_DIR); looked in {[str(p) for p in SCIFACT_DIRS]}")
+
+
+@pytest.fixture(scope="module")
+def beir_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BEIR directory: 20 judged training queries, their relevant abstracts, filled up to 200 docs."""
+    source = _scifact()
+    qrels = load_qrels(source / "qrels-train.tsv")
+    qids = sorted(qrels, key=int)[:QUERIES]
+    wanted = {doc for qid in qids for doc in qrels[qid]}
+    docs = [row for row in iter_jsonl(find(source, "corpus")) if row["_id"] in wanted]
+    docs += islice(
+        (r for r in iter_jsonl(find(source, "corpus")) if r["_id"] not in wanted), DOCS - len(docs)
+    )
+    queries = [row for row in iter_jsonl(find(source, "queries")) if row["_id"] in qids]
+
+    out = tmp_path_factory.mktemp("scifact-slice")
+    with gzip.open(out / "corpus.jsonl.gz", "wt") as handle:
+        handle.writelines(json.dumps(d) + "\n" for d in docs)
+    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    lines = [f"{qid}\t{doc}\t{rel}" for qid in qids for doc, rel in qrels[qid].items()]
+    (out / "qrels-train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def slice_collection(api: ApiClient) -> Iterator[str]:
+    name = f"t-eval-{uuid.uuid4().hex[:8]}"
+    yield name
+    if api.collection_exists(name):
+        api.delete_collection(name)
+
+
+def _invoke(*args: str) -> None:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.integration
+def test_eval_tune_and_the_saved_profile(
+    api: ApiClient, beir_slice: Path, slice_collection: str, tmp_path: Path
+) -> None:
+    qrels = str(beir_slice / "qrels-train.tsv")
+    _invoke(
+        "eval", "--dataset", str(beir_slice), "--collection", slice_collection,
+        "--json", str(tmp_path / "eval.json"), "--plot", str(tmp_path / "eval.png"),
+    )  # fmt: skip
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["corpus_reused"] is False and report["documents"]["encoded"] == DOCS
+    assert report["queries"] == QUERIES
+    assert set(report["modes"]) == {"lexical", "vector", "hybrid-rrf", "hybrid-linear"}
+    for mode in report["modes"].values():
+        assert set(mode["metrics"]) == set(METRICS)
+        assert all(0.0 <= value <= 1.0 for value in mode["metrics"].values())
+        assert mode["latency_ms"]["p50"] > 0
+    assert report["modes"]["hybrid-rrf"]["metrics"]["recall@100"] > 0.5
+    assert (tmp_path / "eval.png").stat().st_size > 0
+
+    _invoke(
+        "tune", "--dataset", str(beir_slice), "--qrels", qrels, "--collection", slice_collection,
+        "--folds", "2", "--name", "tuned", "--title-boosts", "2", "--num-candidates", "100",
+        "--rrf-k", "20,60", "--lexical-weights", "0.3,0.7", "--normalizations", "minmax",
+        "--json", str(tmp_path / "tune.json"),
+    )  # fmt: skip
+    tuned = json.loads((tmp_path / "tune.json").read_text())
+    assert tuned["verify"]["agree"] == tuned["verify"]["queries"] > 0
+    assert {"tuned", "defaults", "lexical", "vector:text"} <= set(tuned["cv"])
+    assert 0.0 <= tuned["cv"]["tuned"]["mean"] <= 1.0
+
+    stored = api.request("GET", f"/v1/collections/{slice_collection}/profiles")["profiles"]["tuned"]
+    assert Profile.model_validate(stored).scores["cv_mean"] == tuned["cv"]["tuned"]["mean"]
+    hits = api.search(slice_collection, "vitamin D and bone density", profile="tuned")["hits"]
+    assert hits
+
+    _invoke(
+        "eval", "--dataset", str(beir_slice), "--collection", slice_collection, "--profile", "tuned",
+        "--modes", "hybrid,lexical", "--json", str(tmp_path / "eval-tuned.json"),
+    )  # fmt: skip
+    again = json.loads((tmp_path / "eval-tuned.json").read_text())
+    assert again["corpus_reused"] is True and again["profile"] == "tuned"
+    assert set(again["modes"]) == {"hybrid", "lexical"}

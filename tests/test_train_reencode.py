@@ -1,0 +1,257 @@
+"""Fine-tuning and re-encode jobs: their rules without services, then end to end on real SciFact text.
+
+End to end, a slice of SciFact (the positives of a few training queries plus filler) is ingested; the
+text model is fine-tuned on those training judgments for two tiny steps; a re-encode job then moves the
+collection to its next generation while searches run and documents arrive in and leave the old index.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from elasticsearch import Elasticsearch
+
+from encoders.text import resolve_model_path
+from encoders.training import CARD, TrainConfig, fine_tune, judged_pairs, version_name
+from ingest.beir import iter_jsonl, load_qrels
+from ingest.documents import index_document
+from mmsearch.client import ApiClient, ApiClientError
+from mmsearch.config import Settings
+from workers.reencode import ReencodeError, carried_meta, check_model_ref, generation
+
+ROOT = Path(__file__).resolve().parent.parent
+SCIFACT = Path(os.environ.get("MMSEARCH_SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
+QUERIES, DOCS = 12, 40
+PROBE = "vitamin D deficiency and bone fractures"
+
+
+def test_version_names_keep_the_original_base() -> None:
+    now = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert version_name("all-MiniLM-L6-v2", "docs", now) == "all-MiniLM-L6-v2-ft-docs-20240506-070809"
+    tuned_twice = version_name("/models/all-MiniLM-L6-v2-ft-docs-20240101-000000/", "news", now)
+    assert tuned_twice == "all-MiniLM-L6-v2-ft-news-20240506-070809"
+
+
+def test_judged_pairs_are_positive_known_and_capped() -> None:
+    qrels = {"q1": {"a": 1, "b": 0, "c": 2}, "q2": {"d": 1}, "q3": {"e": 1}}
+    pairs = judged_pairs({"q1": "one", "q2": "two"}, qrels, None, seed=1)
+    assert sorted(pairs) == [("q1", "a"), ("q1", "c"), ("q2", "d")]  # no 0 grade, no query without text
+    assert len(judged_pairs({"q1": "one", "q2": "two"}, qrels, 2, seed=1)) == 2
+
+
+def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "shared-models")
+    for ref in (
+        "all-MiniLM-L6-v2",
+        "org/some-model",
+        str(tmp_path / "models" / "m"),
+        str(tmp_path / "shared-models" / "m"),
+    ):
+        check_model_ref(settings, ref)
+    for ref in ("/etc", "../../etc", str(tmp_path / "models" / ".." / "elsewhere"), str(tmp_path)):
+        with pytest.raises(ReencodeError):
+            check_model_ref(settings, ref)
+
+
+def test_a_new_generation_inherits_profiles_not_encoders() -> None:
+    meta = {"collection": "c", "encoders": {"text": {}}, "profiles": {"default": {}}, "extractors": ["ocr"]}
+    assert carried_meta(meta) == {"profiles": {"default": {}}, "extractors": ["ocr"]}
+    assert generation("mmsearch-c-000041") == 41
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+@pytest.fixture(scope="module")
+def slice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BEIR folder: the first training queries, their qrels, their positives plus filler documents."""
+    if not (SCIFACT / "qrels-train.tsv").exists():
+        pytest.fail(f"SciFact not found at {SCIFACT}; set MMSEARCH_SCIFACT_DIR")
+    qrels = load_qrels(SCIFACT / "qrels-train.tsv")
+    qids = list(qrels)[:QUERIES]
+    positives = {did for qid in qids for did in qrels[qid]}
+    rows = list(iter_jsonl(SCIFACT / "corpus.jsonl.gz"))
+    filler = [r for r in rows if str(r["_id"]) not in positives][: DOCS - len(positives)]
+    out = tmp_path_factory.mktemp("scifact-slice")
+    _write_jsonl(out / "corpus.jsonl.gz", [r for r in rows if str(r["_id"]) in positives] + filler)
+    queries = [q for q in iter_jsonl(SCIFACT / "queries.jsonl.gz") if q["_id"] in qids]
+    _write_jsonl(out / "queries.jsonl.gz", queries)
+    lines = [f"{qid}\t{did}\t{rel}" for qid in qids for did, rel in qrels[qid].items()]
+    (out / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def small(api: ApiClient, slice_dir: Path) -> Iterator[str]:
+    """A collection of the slice, encoded by the base model."""
+    name = f"t-ft-{uuid.uuid4().hex[:8]}"
+    api.create_collection(name)
+    docs = [
+        {"id": str(r["_id"]), "title": r.get("title") or None, "text": r["text"]}
+        for r in iter_jsonl(slice_dir / "corpus.jsonl.gz")
+    ]
+    assert not api.add_documents(name, docs, refresh=True)["errors"]
+    assert api.wait_encoded(name, timeout=300).get("encoded") == len(docs)
+    yield name
+    api.delete_collection(name)
+
+
+@pytest.fixture(scope="module")
+def tuned(api: ApiClient, settings: Settings, small: str, slice_dir: Path) -> Iterator[tuple[str, dict]]:
+    """(model ref, card) of a model fine-tuned for two steps of four pairs."""
+    config = TrainConfig(batch_size=4, max_pairs=8, max_seq_length=64)
+    ref, card = fine_tune(api, settings, small, slice_dir, slice_dir / "qrels.tsv", config)
+    yield ref, card
+    shutil.rmtree(model_path(settings, ref), ignore_errors=True)
+
+
+def model_path(settings: Settings, ref: str) -> Path:
+    return Path(resolve_model_path(ref, settings.models_dir))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_train_saves_a_model_that_differs_from_its_base(settings: Settings, tuned: tuple[str, dict]) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    ref, card = tuned
+    path = model_path(settings, ref)
+    assert json.loads((path / CARD).read_text()) == card
+    assert card["base_model"] == "all-MiniLM-L6-v2" and card["loss"] == "MultipleNegativesRankingLoss"
+    assert card["pairs"] == 8 and card["steps"] == 2 and card["hard_negatives"] == 1
+    model = SentenceTransformer(str(path), device="cpu")
+    base = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2", None), device="cpu")
+    assert model.max_seq_length == base.max_seq_length  # trained at 64 tokens, encodes as the base did
+    texts = [PROBE, "statins lower cardiovascular risk"]
+    new, old = model.encode(texts), base.encode(texts)
+    assert new.shape == old.shape
+    assert not np.allclose(new, old, atol=1e-4)
+
+
+class SearchLoop(threading.Thread):
+    """Hybrid searches in a loop for the length of a job, counting failures."""
+
+    def __init__(self, base_url: str, collection: str) -> None:
+        super().__init__(daemon=True)
+        self.client = ApiClient(base_url)  # its own session: requests sessions are not thread-safe
+        self.collection = collection
+        self.stop = threading.Event()
+        self.answered = 0
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                assert self.client.search(self.collection, PROBE, size=5)["hits"]
+                self.answered += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is reported by the test
+                self.failures.append(repr(exc))
+            time.sleep(0.2)
+
+
+def wait_for(api: ApiClient, path: str, done: Any, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = api.request("GET", path)
+        if done(job) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_reencode_switches_generation_without_losing_writes(
+    api: ApiClient, api_url: str, es: Elasticsearch, small: str, tuned: tuple[str, dict]
+) -> None:
+    ref, _ = tuned
+    before = api.collection(small)
+    total = before["documents"]["total"]
+    ids = [h["id"] for h in api.search(small, "cell", mode="lexical", size=3)["hits"]]
+    searches = SearchLoop(api_url, small)
+    searches.start()
+    try:
+        job = api.request("POST", f"/v1/collections/{small}/reencode", json={"models": {"text": ref}})
+        path = f"/v1/collections/{small}/jobs/{job['id']}"
+        assert job["status"] == "copying" and job["target_index"].endswith("-000002")
+        assert api.collection(small)["jobs"][job["id"]]["status"] == "copying"
+        api.add_documents(small, [{"id": "early", "text": "Added through the API as the copy starts."}])
+        api.request("DELETE", f"/v1/collections/{small}/documents/{ids[0]}")
+
+        job = wait_for(api, path, lambda j: j["status"] != "copying")
+        assert job["status"] == "encoding", job
+        # After the copy's scan: what a writer holding the old index name does until the switch.
+        late = index_document(small, "late", title="Late", content="Written to the old index after the copy.")
+        es.index(index=before["index"], id="late", document=late, refresh=True)
+        es.delete(index=before["index"], id=ids[1], refresh=True)
+
+        job = wait_for(api, path, lambda j: j["status"] in ("done", "failed", "cancelled"))
+    finally:
+        searches.stop.set()
+        searches.join()
+
+    assert job["status"] == "done", job
+    assert job["caught_up"] >= 1 and job["removed"] >= 1
+    es.indices.refresh(index=job["target_index"])
+    api.wait_encoded(small, timeout=120)  # what the last replay copied may still be pending
+    after = api.collection(small)
+    assert after["index"] == job["target_index"]
+    assert list(es.indices.get_alias(name=after["alias"])) == [job["target_index"]]
+    assert after["encoders"]["text"]["model"] == ref
+    assert after["documents"] == {"encoded": total, "total": total}  # +early +late -2 deleted
+    versions = es.search(
+        index=after["alias"], size=0, aggs={"v": {"terms": {"field": "ingest.encoders.text"}}}
+    )["aggregations"]["v"]["buckets"]
+    assert [(b["key"], b["doc_count"]) for b in versions] == [(f"text@{ref}", total)]
+    for doc_id in ("early", "late"):
+        assert api.document(small, doc_id)["source"]["ingest"]["status"] == "encoded"
+    for doc_id in ids[:2]:
+        with pytest.raises(ApiClientError) as err:
+            api.document(small, doc_id)
+        assert err.value.status == 404
+    assert searches.answered > 0 and not searches.failures, searches.failures
+    assert job["retired"]["index"] == before["index"]
+    with pytest.raises(ApiClientError) as err:
+        api.request("DELETE", path)
+    assert err.value.status == 409  # only a job before its switch can be cancelled
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("models", "status"),
+    [
+        ({"text": "/etc"}, 400),  # a server path outside the models directories
+        ({"text": "../../etc"}, 400),
+        ({"clip": "anything"}, 400),  # not an encoder of this collection
+        ({}, 400),
+        ({"text": "no-such-model-anywhere"}, 400),  # cannot be loaded (hubs are offline here)
+    ],
+)
+def test_reencode_rejects_bad_requests(api: ApiClient, small: str, models: dict, status: int) -> None:
+    with pytest.raises(ApiClientError) as err:
+        api.request("POST", f"/v1/collections/{small}/reencode", json={"models": models})
+    assert err.value.status == status
+    assert not [j for j in api.collection(small)["jobs"].values() if j["status"] not in ("done", "cancelled")]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_unknown_job_and_collection_are_404(api: ApiClient, small: str) -> None:
+    for path in (f"/v1/collections/{small}/jobs/nope", "/v1/collections/no-such-collection/jobs"):
+        with pytest.raises(ApiClientError) as err:
+            api.request("GET", path)
+        assert err.value.status == 404

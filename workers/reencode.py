@@ -1,0 +1,434 @@
+"""Re-encode jobs: a collection's documents encoded by new models in a new physical index, then one
+atomic alias switch.
+
+Why a new index: a vector field holds one model's vectors only, so a model change means the next
+generation `<alias>-00000N` whose `_meta` names the new models (encode tasks read that `_meta`).
+Searches keep hitting the old generation through the alias until the switch.
+
+Lifecycle (the job lives in the write index's `_meta.jobs`, so `GET /v1/collections/<c>` shows it):
+  copying   `reencode_copy` scans the old index (no `_reindex` on this Elasticsearch build) and
+            bulk-writes every document into the new one as `pending`, vectors dropped, queueing encode
+            batches as it goes.
+  encoding  `reencode_finish` polls until the new index has no `pending` document, copies what was
+            ingested into the old index meanwhile, then moves the alias in one `update_aliases` call.
+  switched  after a grace longer than the API's collection cache (a writer may still hold the old
+            index name), the old index is write-blocked, what was ingested or deleted there since is
+            replayed onto the new one, and the old index is retired (no rollback copy is kept).
+  done | failed | cancelled   (a job failed or cancelled before the switch leaves the collection as
+            it was and retires the half-built index).
+Catch-up keys on `@timestamp`, which every (re)ingest sets and encoding leaves alone: a document of the
+old index is copied again only when it is newer than the new index's copy, so replays are idempotent.
+
+Retiring = close now, delete a visibility timeout later. An encode batch that read its documents
+before the close may write after it; into a closed index that write fails, into a deleted one it
+would auto-create a bare index of the same name. The delay outlasts any batch (the setting's contract).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from celery import Task
+from elastic_transport import ConnectionError as ESConnectionError
+from elastic_transport import ConnectionTimeout
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
+
+from encoders import Encoder, get_encoder
+from encoders.training import model_roots
+from ingest.documents import now_iso
+from mappings import index_body
+from mmsearch import collections
+from mmsearch.collections import CollectionError, index_meta, physical_index, status_counts, update_meta
+from mmsearch.config import Settings, get_settings
+from mmsearch.es import get_client
+from workers.celery_app import app
+from workers.tasks import enqueue
+
+log = logging.getLogger(__name__)
+
+POLL_S = 3.0
+SWITCH_GRACE_S = 3 * collections.CACHE.ttl
+# Replays look back this far before the copy's start: unrefreshed writes, API/worker clock skew.
+LOOKBACK = timedelta(seconds=60)
+# Copies written this close to the switch are not checked for deletion (a direct write to the new
+# index, stamped by a clock running behind, must not be mistaken for a deleted original).
+CLOCK_SKEW = timedelta(seconds=5)
+BEFORE_SWITCH = ("copying", "encoding")
+ACTIVE = (*BEFORE_SWITCH, "switched")
+KEEP_FINISHED_JOBS = 20
+CHUNK = 500
+EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+class ReencodeError(CollectionError):
+    status = 400
+
+
+class ReencodeConflict(CollectionError):
+    status = 409
+
+
+class JobNotFound(CollectionError):
+    status = 404
+
+
+# --- starting -------------------------------------------------------------------------------------
+
+
+def start_reencode(
+    es: Elasticsearch, settings: Settings, collection_name: str, models: dict[str, str]
+) -> dict[str, Any]:
+    """Create the next generation for `models` (encoder name -> model) and queue the copy."""
+    coll = collections.get(es, settings, collection_name)
+    _check_request(settings, coll, models)
+    target = _free_index(es, settings, collection_name, generation(coll.index) + 1)
+    encoders = _load_encoders(coll, models)
+    body = index_body(collection_name, encoders, settings, meta=carried_meta(coll.meta))
+    try:
+        es.indices.create(index=target, **body)
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+        raise ReencodeConflict(
+            f"index {target} already exists: another re-encode of {collection_name!r} is starting"
+        ) from None
+    job = {
+        "id": uuid.uuid4().hex[:12],
+        "kind": "reencode",
+        "status": "copying",
+        "source_index": coll.index,
+        "target_index": target,
+        "models": {enc.name: enc.version for enc in encoders},
+        "total": es.count(index=coll.index)["count"],
+        "started_at": now_iso(),
+    }
+    save_job(es, coll.index, job)
+    reencode_copy.apply_async((collection_name, job["id"]))
+    return job
+
+
+def generation(index: str) -> int:
+    return int(index.rsplit("-", 1)[1])
+
+
+def _free_index(es: Elasticsearch, settings: Settings, name: str, start: int) -> str:
+    """The first generation from `start` with no index (a retired one may still await deletion)."""
+    while es.indices.exists(index=physical_index(settings, name, start)):
+        start += 1
+    return physical_index(settings, name, start)
+
+
+def carried_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the new generation inherits (profiles, extractors, job history); not what its vectors mean."""
+    return {key: value for key, value in meta.items() if key not in ("collection", "encoders")}
+
+
+def check_model_ref(settings: Settings, ref: str) -> None:
+    """A client names a model, or a directory under the models roots: no other server path is read."""
+    path = Path(ref)
+    if not (path.is_absolute() or ".." in path.parts or path.is_dir()):
+        return
+    roots = model_roots(settings)
+    if not any(path.resolve().is_relative_to(root.resolve()) for root in roots):
+        raise ReencodeError(f"model {ref!r} is not under the models directories {[str(r) for r in roots]}")
+
+
+def _check_request(settings: Settings, coll: collections.Collection, models: dict[str, str]) -> None:
+    active = [job["id"] for job in coll.meta.get("jobs", {}).values() if job.get("status") in ACTIVE]
+    if active:
+        raise ReencodeConflict(f"collection {coll.name!r} has a re-encode job running: {active[0]}")
+    unknown = sorted(set(models) - set(coll.encoders))
+    if unknown:
+        raise ReencodeError(
+            f"collection {coll.name!r} has no encoders {unknown}; it has {sorted(coll.encoders)}"
+        )
+    for ref in models.values():
+        check_model_ref(settings, ref)
+
+
+def _load_encoders(coll: collections.Collection, models: dict[str, str]) -> list[Encoder]:
+    """The collection's encoders with the new models, loaded now so a bad model is a 400, not a job."""
+    encoders = []
+    for name, desc in coll.encoders.items():
+        encoder = get_encoder(name, models.get(name) or desc.get("model") or None)
+        try:
+            encoder.dims  # noqa: B018 - loads the model
+        except Exception as exc:  # noqa: BLE001 - any loading error means the client named a bad model
+            raise ReencodeError(f"cannot load model {encoder.model_ref!r} for {name!r}: {exc}") from None
+        encoders.append(encoder)
+    return encoders
+
+
+# --- job records ----------------------------------------------------------------------------------
+
+
+def find_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> tuple[str, dict[str, Any]]:
+    """(index holding the record = the collection's write index, job)."""
+    coll = collections.get(es, settings, name)
+    job = coll.meta.get("jobs", {}).get(job_id)
+    if job is None:
+        raise JobNotFound(f"collection {name!r} has no job {job_id!r}")
+    return coll.index, job
+
+
+def save_job(es: Elasticsearch, index: str, job: dict[str, Any]) -> None:
+    jobs = {**index_meta(es, index).get("jobs", {}), job["id"]: job}
+    finished = sorted(
+        (j for j in jobs.values() if j.get("status") not in ACTIVE), key=lambda j: j["started_at"]
+    )
+    for old in finished[:-KEEP_FINISHED_JOBS]:
+        del jobs[old["id"]]
+    update_meta(es, index, jobs=jobs)
+
+
+def list_jobs(es: Elasticsearch, settings: Settings, name: str) -> list[dict[str, Any]]:
+    jobs = collections.get(es, settings, name).meta.get("jobs", {})
+    return sorted(jobs.values(), key=lambda j: j["started_at"], reverse=True)
+
+
+def job_view(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
+    """The record plus live progress from the target's status counts."""
+    _, job = find_job(es, settings, name, job_id)
+    view = dict(job)
+    if job["status"] == "done":
+        view["progress"] = 1.0
+    if job["status"] in ACTIVE:
+        counts = status_counts(es, job["target_index"])
+        view["documents"] = counts
+        finished = counts.get("encoded", 0) + counts.get("failed", 0)
+        view["progress"] = round(min(1.0, finished / max(1, job["total"], counts["total"])), 4)
+    return view
+
+
+def cancel_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
+    _, job = find_job(es, settings, name, job_id)
+    if job["status"] not in BEFORE_SWITCH:
+        raise ReencodeConflict(
+            f"job {job_id} is {job['status']}; only a job before its switch can be cancelled"
+        )
+    return stop_job(es, settings, name, job_id, "cancelled", "cancelled by request")
+
+
+def stop_job(
+    es: Elasticsearch, settings: Settings, name: str, job_id: str, status: str, reason: str
+) -> dict[str, Any]:
+    """End a job as failed or cancelled; before the switch, the half-built index is retired too."""
+    index, job = find_job(es, settings, name, job_id)
+    if job["status"] not in ACTIVE:
+        return job
+    if job["status"] in BEFORE_SWITCH:
+        retire_index(es, settings, job["target_index"])
+    job.update(status=status, error=reason[:2000], finished_at=now_iso())
+    save_job(es, index, job)
+    return job
+
+
+# --- copying and catching up ----------------------------------------------------------------------
+
+
+def copy_documents(es: Elasticsearch, source: str, target: str, query: dict[str, Any]) -> int:
+    """Write the `query` documents of `source` that `target` lacks or holds older into `target` as
+    `pending`, and queue their encoding; returns how many. Safe to repeat."""
+    hits = helpers.scan(es, index=source, query={"query": query}, size=CHUNK, source_excludes=["vectors"])
+    copied = 0
+    for chunk in _chunks(hits, CHUNK):
+        held = _timestamps(es, target, [hit["_id"] for hit in chunk])
+        newer = [hit for hit in chunk if _stamp(hit["_source"]) > held.get(hit["_id"], EPOCH)]
+        if newer:
+            helpers.bulk(es, (_pending_action(target, hit) for hit in newer))
+            enqueue(target, [hit["_id"] for hit in newer])
+            copied += len(newer)
+    return copied
+
+
+def delete_removed(es: Elasticsearch, source: str, target: str, before: str) -> int:
+    """Delete from `target` the copies (written before `before`) whose original left `source`."""
+    query = {"range": {"@timestamp": {"lt": before}}}
+    hits = helpers.scan(es, index=target, query={"query": query}, size=CHUNK, source=False)
+    removed = 0
+    for chunk in _chunks(hits, CHUNK):
+        ids = [hit["_id"] for hit in chunk]
+        docs = es.mget(index=source, ids=ids, source=False)["docs"]
+        gone = [doc["_id"] for doc in docs if not doc.get("found")]
+        if gone:
+            helpers.bulk(es, ({"_op_type": "delete", "_index": target, "_id": i} for i in gone))
+            removed += len(gone)
+    return removed
+
+
+def _pending_action(target: str, hit: dict[str, Any]) -> dict[str, Any]:
+    stamp = now_iso()
+    source = {key: value for key, value in hit["_source"].items() if key != "vectors"}
+    source["ingest"] = {"status": "pending", "attempts": 0, "queued_at": stamp, "encoders": {}}
+    source["updated_at"] = stamp
+    return {"_op_type": "index", "_index": target, "_id": hit["_id"], "_source": source}
+
+
+def _timestamps(es: Elasticsearch, index: str, ids: list[str]) -> dict[str, datetime]:
+    docs = es.mget(index=index, ids=ids, source_includes=["@timestamp"])["docs"]
+    return {doc["_id"]: _stamp(doc["_source"]) for doc in docs if doc.get("found")}
+
+
+def _stamp(source: dict[str, Any]) -> datetime:
+    value = source.get("@timestamp")
+    if not value:
+        return EPOCH
+    stamp = datetime.fromisoformat(value)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _since(moment: str) -> dict[str, Any]:
+    return {"range": {"@timestamp": {"gte": moment}}}
+
+
+def _ago(delta: timedelta) -> str:
+    return (datetime.now(UTC) - delta).isoformat(timespec="milliseconds")
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+# --- the steps the tasks run ----------------------------------------------------------------------
+
+
+def run_copy(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> bool:
+    """The bulk copy; returns whether the job goes on (a duplicate delivery or a cancel stops it)."""
+    index, job = find_job(es, settings, name, job_id)
+    if job["status"] != "copying":
+        return False
+    sync_from = _ago(LOOKBACK)
+    copied = copy_documents(es, job["source_index"], job["target_index"], {"match_all": {}})
+    index, job = find_job(es, settings, name, job_id)
+    if job["status"] != "copying":
+        return False
+    job.update(status="encoding", copied=copied, copied_at=now_iso(), sync_from=sync_from)
+    save_job(es, index, job)
+    return True
+
+
+def advance(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> float | None:
+    """One step after the copy; returns seconds until the next step, or None when the job is over."""
+    index, job = find_job(es, settings, name, job_id)
+    if job["status"] == "encoding":
+        return _switch_when_encoded(es, settings, name, index, job)
+    if job["status"] == "switched":
+        waited = (datetime.now(UTC) - datetime.fromisoformat(job["switched_at"])).total_seconds()
+        if waited < SWITCH_GRACE_S:
+            return SWITCH_GRACE_S - waited
+        _retire_source(es, settings, index, job)
+    return None
+
+
+def _switch_when_encoded(
+    es: Elasticsearch, settings: Settings, name: str, index: str, job: dict[str, Any]
+) -> float | None:
+    source, target = job["source_index"], job["target_index"]
+    es.indices.refresh(index=target)
+    if status_counts(es, target).get("pending", 0):
+        return POLL_S
+    sync_from = _ago(LOOKBACK)
+    caught_up = copy_documents(es, source, target, _since(job["sync_from"]))
+    job.update(status="switched", switched_at=now_iso(), sync_from=sync_from, caught_up=caught_up)
+    meta = {**index_meta(es, target), **carried_meta(index_meta(es, source))}
+    meta["jobs"] = {**meta.get("jobs", {}), job["id"]: job}
+    es.indices.put_mapping(index=target, meta=meta)
+    alias = collections.alias_for(settings, name)
+    es.indices.update_aliases(
+        actions=[
+            {"remove": {"index": source, "alias": alias}},
+            {"add": {"index": target, "alias": alias, "is_write_index": True}},
+        ]
+    )
+    collections.CACHE.invalidate(name)
+    log.info("re-encode %s: %s now serves %s", job["id"], target, alias)
+    return SWITCH_GRACE_S
+
+
+def _retire_source(es: Elasticsearch, settings: Settings, index: str, job: dict[str, Any]) -> None:
+    """Replay what reached the old index after the last catch-up, then retire it."""
+    source, target = job["source_index"], job["target_index"]
+    es.indices.put_settings(index=source, settings={"index.blocks.write": True})
+    es.indices.refresh(index=source)  # the replay's scan sees only refreshed writes
+    job["caught_up"] = job.get("caught_up", 0) + copy_documents(es, source, target, _since(job["sync_from"]))
+    before = (datetime.fromisoformat(job["switched_at"]) - CLOCK_SKEW).isoformat(timespec="milliseconds")
+    job["removed"] = delete_removed(es, source, target, before)
+    job.update(status="done", finished_at=now_iso(), retired=retire_index(es, settings, source))
+    save_job(es, index, job)
+    log.info("re-encode %s done; %s retired", job["id"], source)
+
+
+def retire_index(es: Elasticsearch, settings: Settings, index: str) -> dict[str, str]:
+    """Close `index` now and delete it after the visibility timeout (see the module's docstring)."""
+    es.indices.close(index=index, ignore_unavailable=True)
+    drop_index.apply_async((index,), countdown=settings.visibility_timeout)
+    delete_at = datetime.now(UTC) + timedelta(seconds=settings.visibility_timeout)
+    return {"index": index, "closed_at": now_iso(), "delete_at": delete_at.isoformat(timespec="seconds")}
+
+
+# --- Celery tasks ---------------------------------------------------------------------------------
+
+
+class JobTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # noqa: ANN001 - Celery's signature
+        name, job_id = args[0], args[1]
+        log.error("re-encode job %s of %s failed: %s", job_id, name, exc)
+        try:
+            stop_job(get_client(), get_settings(), name, job_id, "failed", f"{type(exc).__name__}: {exc}")
+        except (CollectionError, NotFoundError):
+            log.warning("job %s of %s is gone; nothing to record", job_id, name)
+
+
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "base": JobTask,
+    "acks_late": True,
+    "autoretry_for": (ESConnectionError, ConnectionTimeout, ApiError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": get_settings().task_max_retries,
+}
+
+
+@app.task(name="mmsearch.reencode_copy", **TASK_OPTIONS)
+def reencode_copy(self: Task, name: str, job_id: str) -> None:
+    if run_copy(get_client(), get_settings(), name, job_id):
+        reencode_finish.apply_async((name, job_id), countdown=POLL_S)
+
+
+@app.task(name="mmsearch.reencode_finish", **TASK_OPTIONS)
+def reencode_finish(self: Task, name: str, job_id: str) -> None:
+    """Polls by re-queueing itself with a countdown, so a solo worker goes on encoding meanwhile."""
+    delay = advance(get_client(), get_settings(), name, job_id)
+    if delay is not None:
+        reencode_finish.apply_async((name, job_id), countdown=delay)
+
+
+@app.task(
+    name="mmsearch.drop_index",
+    acks_late=True,
+    autoretry_for=(ESConnectionError, ConnectionTimeout),
+    retry_backoff=2,
+    max_retries=get_settings().task_max_retries,
+)
+def drop_index(index: str) -> None:
+    """Delete a retired index, unless an alias points at it again (someone rolled back by hand)."""
+    es = get_client()
+    try:
+        aliases = es.indices.get_alias(index=index)[index]["aliases"]
+    except NotFoundError:
+        return
+    if aliases:
+        log.warning("not deleting %s: aliases %s point at it", index, sorted(aliases))
+        return
+    es.indices.delete(index=index)
+    log.info("deleted retired index %s", index)

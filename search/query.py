@@ -1,6 +1,6 @@
 """Elasticsearch request bodies for the sub-queries of a search: lexical (BM25) and kNN per vector field.
 
-User text only ever goes into `multi_match`/`match` (no query-string syntax, no scripts).
+User text only ever goes into `combined_fields`/`multi_match` (no query-string syntax, no scripts).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def lexical_query(text: str, boosts: dict[str, float]) -> dict[str, Any] | None:
     if not stemmed:
         return None
     fields = [f"search_stemmed.{name}^{boost}" for name, boost in boosts.items() if boost > 0]
-    return {"multi_match": {"query": stemmed, "fields": fields, "type": "best_fields", "tie_breaker": 0.5}}
+    # combined_fields: BM25 over title+content as one field (both share one analyzer); best on SciFact
+    return {"combined_fields": {"query": stemmed, "fields": fields}}
 
 
 def highlight_spec(text: str) -> dict[str, Any]:
@@ -70,6 +71,7 @@ def knn_body(
     window: int,
     num_candidates: int,
     highlight: dict[str, Any] | None,
+    rescore: bool = True,
 ) -> dict[str, Any]:
     knn: dict[str, Any] = {
         "field": field,
@@ -77,6 +79,8 @@ def knn_body(
         "k": window,
         "num_candidates": min(max(num_candidates, window), 10_000),
     }
+    if rescore:  # int8 quantisation caps recall@10 at ~0.98; rescoring 3x candidates exactly gives ~1.0
+        knn["rescore_vector"] = {"oversample": 3.0}
     if filters:
         knn["filter"] = filters  # applied inside the HNSW search, not after it
     body: dict[str, Any] = {"knn": knn, "size": window, "_source": {"excludes": SOURCE_EXCLUDES}}

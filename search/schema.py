@@ -18,10 +18,12 @@ Scalar = str | int | float | bool
 class Fusion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["rrf", "linear"] = "rrf"
+    # Default: z-score linear fusion with equal weights. On SciFact's training judgments it beat RRF
+    # (k=60) by ~0.02 nDCG@10 zero-shot; RRF stays one parameter away for score scales that z-scores miss.
+    method: Literal["rrf", "linear"] = "linear"
     k: float = Field(60.0, gt=0, le=10_000)
     weights: dict[str, float] | None = None
-    normalization: Literal["minmax", "zscore", "l2"] = "minmax"
+    normalization: Literal["minmax", "zscore", "l2"] = "zscore"
 
 
 class SearchRequest(BaseModel):

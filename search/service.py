@@ -126,8 +126,9 @@ class SearchService:
                 bodies["lexical"] = lexical_body(lexical, filters, window, highlight)
         if req.mode in ("vector", "hybrid"):
             for name, vector in self.vector_queries(collection, req, query_vectors).items():
+                quantised = collection.encoders.get(name, {}).get("element_type", "float") == "float"
                 bodies[f"vector:{name}"] = knn_body(
-                    f"vectors.{name}", vector, filters, window, profile.num_candidates, highlight
+                    f"vectors.{name}", vector, filters, window, profile.num_candidates, highlight, quantised
                 )
         if not bodies and not req.query and not query_vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")

@@ -95,7 +95,7 @@ def test_rare_term_found_by_lexical_part(api: ApiClient, encoded: str) -> None:
 
 
 def test_explain_shows_both_components_and_highlight(api: ApiClient, encoded: str) -> None:
-    result = api.search(encoded, "sourdough yeast", explain=True, highlight=True)
+    result = api.search(encoded, "sourdough yeast", explain=True, highlight=True, fusion={"method": "rrf"})
     top = result["hits"][0]
     assert top["id"] == "cooking"
     components = top["explanation"]["components"]

@@ -190,7 +190,8 @@ def test_bad_files(api_url: str, api: ApiClient, collection: str, worker, tmp_pa
     url = f"{api_url}/v1/collections/{collection}/files"
 
     def post(name: str, data: bytes) -> requests.Response:
-        return requests.post(url, files={"file": (name, data)}, timeout=60)
+        # refresh: the wait below must see the new document as pending
+        return requests.post(url, files={"file": (name, data)}, params={"refresh": "wait_for"}, timeout=60)
 
     assert post("empty.jpg", b"").status_code == 400
     resp = post("notes.exe", bytes(range(256)) * 4)

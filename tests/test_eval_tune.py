@@ -18,7 +18,7 @@ from ingest.beir import find, iter_jsonl, load_qrels
 from mmsearch.cli import main
 from mmsearch.client import ApiClient
 from search.evaluation import METRICS
-from search.schema import Profile
+from search.schema import Fusion, Profile
 from search.tuning import Grid, cross_validate, folds, fused_top, profiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +66,11 @@ def test_grid_candidates_start_with_the_defaults_and_weights_sum_to_one() -> Non
 
 def test_offline_fusion_is_the_api_dispatch() -> None:
     rankings = {"lexical": [("a", 9.0), ("b", 5.0)], "vector:text": [("b", 0.9), ("c", 0.8)]}
-    assert fused_top(rankings, Profile().fusion) == ["b", "a", "c"]  # b is in both lists
+    rrf = Fusion(method="rrf")
+    assert fused_top(rankings, rrf) == ["b", "a", "c"]  # b is in both lists
     assert fused_top({"vector:text": [("c", 0.8), ("b", 0.7)]}, Profile().fusion) == ["c", "b"]
+    # the default (z-score linear): a and b tie at 0 and the better best rank, then the id, decides
+    assert fused_top(rankings, Profile().fusion) == ["a", "b", "c"]
 
 
 # ---- integration: the real API, worker and Elasticsearch ---------------------------------------

@@ -87,6 +87,10 @@ def text_image(lines: list[str], size: int = 56) -> Image.Image:
     return image
 
 
+# 2 layers, 2 heads, width 32: the smallest sizes the real CLIP/CLAP text and vision towers accept here
+TINY_TRANSFORMER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
+
 def _byte_level_alphabet() -> list[str]:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -108,21 +112,15 @@ def tiny_clip_dir(folder: Path, sentence_transformers_layout: bool = False) -> P
     vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])  # no model_max_length: the encoder caps it itself
     text = dict(
+        **TINY_TRANSFORMER,
         vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
         max_position_embeddings=77,
         bos_token_id=vocab["<|startoftext|>"],
         eos_token_id=vocab["<|endoftext|>"],
         pad_token_id=vocab["<|endoftext|>"],
     )
     vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_TRANSFORMER,
         image_size=32,
         patch_size=8,
     )
@@ -150,11 +148,8 @@ def tiny_clap_dir(folder: Path) -> Path:
     vocab["<mask>"] = len(vocab)
     tokenizer = RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)
     text = dict(
+        **TINY_TRANSFORMER,
         vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
         max_position_embeddings=66,
         projection_dim=16,
         pad_token_id=1,

@@ -175,11 +175,11 @@ class CollectionCache:
         self._items: dict[str, tuple[float, Collection]] = {}
         self._lock = threading.Lock()
 
-    def get(self, es: Elasticsearch, settings: Settings, name: str) -> Collection:
+    def get(self, es: Elasticsearch, settings: Settings, name: str, fresh: bool = False) -> Collection:
         now = time.monotonic()
         with self._lock:
             hit = self._items.get(name)
-        if hit and now - hit[0] < self.ttl:
+        if hit and not fresh and now - hit[0] < self.ttl:
             return hit[1]
         collection = get(es, settings, name)
         with self._lock:

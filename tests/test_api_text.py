@@ -7,7 +7,8 @@ import time
 import pytest
 import requests
 
-from mmsearch.client import ApiClient
+from mmsearch import collections
+from mmsearch.client import ApiClient, ApiClientError
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +117,17 @@ def test_linear_fusion_with_normalisation(api: ApiClient, encoded: str) -> None:
         result = api.search(encoded, "sourdough yeast", fusion=fusion, explain=True)
         assert ids(result)[0] == "cooking"
         assert result["fusion"]["method"] == "linear"
+
+
+def test_a_profile_saved_by_another_process_is_usable_at_once(api: ApiClient, encoded: str, es) -> None:
+    """The API caches collections per process for a few seconds; a named profile must not wait for that
+    (e.g. `mmsearch tune` saves through one gunicorn process and searches through another)."""
+    with pytest.raises(ApiClientError, match="no search profile"):
+        api.search(encoded, "yeast", profile="fresh")  # caches the collection without the profile
+    index = api.collection(encoded)["index"]
+    collections.update_meta(es, index, profiles={"fresh": {"fusion": {"method": "rrf", "k": 10}}})
+    assert api.search(encoded, "yeast", profile="fresh")["fusion"]["method"] == "rrf"
+    api.request("DELETE", f"/v1/collections/{encoded}/profiles/fresh")
 
 
 def test_filters_apply_inside_knn(api: ApiClient, collection: str) -> None:

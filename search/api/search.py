@@ -49,6 +49,9 @@ def search(name: str):
     params, example = _example()
     req = SearchRequest.model_validate(params)
     collection = collections.CACHE.get(svc.es, svc.settings, name)
+    if req.profile and req.profile not in collection.profiles:
+        # Another API process may have saved it within the cache's TTL.
+        collection = collections.CACHE.get(svc.es, svc.settings, name, fresh=True)
     vectors = svc.search.example_vectors(collection, *example) if example else None
     result = svc.search.search(collection, req, vectors)
     SEARCH_LATENCY.labels(mode=req.mode).observe(time.perf_counter() - started)

@@ -147,9 +147,13 @@ def list_names(es: Elasticsearch, settings: Settings) -> list[str]:
 def delete(es: Elasticsearch, settings: Settings, name: str) -> list[str]:
     alias = alias_for(settings, name)
     try:
-        indices = sorted(es.indices.get_alias(name=alias))
+        serving = set(es.indices.get_alias(name=alias))
     except NotFoundError:
         raise CollectionNotFound(f"collection {name!r} does not exist") from None
+    # Also a re-encode job's generation that is not behind the alias yet.
+    generation = re.compile(re.escape(alias) + r"-\d{6}")
+    found = es.indices.get(index=f"{alias}-*", ignore_unavailable=True, allow_no_indices=True)
+    indices = sorted(serving | {index for index in found if generation.fullmatch(index)})
     es.indices.delete(index=",".join(indices))
     CACHE.invalidate(name)
     return indices

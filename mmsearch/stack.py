@@ -306,6 +306,9 @@ def _write_es_config(settings: Settings, home: Path, es_dir: Path) -> None:
         f"path.logs: {json.dumps(str(es_dir / 'logs'))}",
         "# Developer disks are often fuller than the default watermarks allow; never go read-only for that.",
         "cluster.routing.allocation.disk.threshold_enabled: false",
+        "# The product creates its indices with their mappings; a late write to a deleted one must fail,",
+        "# not bring it back with guessed mappings.",
+        f'action.auto_create_index: "-{settings.index_prefix}*,+*"',
     ]
     (home / "config" / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
 

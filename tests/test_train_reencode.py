@@ -255,3 +255,20 @@ def test_unknown_job_and_collection_are_404(api: ApiClient, small: str) -> None:
         with pytest.raises(ApiClientError) as err:
             api.request("GET", path)
         assert err.value.status == 404
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_deleting_a_collection_mid_reencode_leaves_no_index(
+    api: ApiClient, es: Elasticsearch, tuned: tuple[str, dict]
+) -> None:
+    name = f"t-del-{uuid.uuid4().hex[:8]}"
+    api.create_collection(name)
+    docs = [{"id": str(i), "text": f"Short note number {i} about bone density."} for i in range(5)]
+    api.add_documents(name, docs, refresh=True)
+    api.wait_encoded(name, timeout=120)
+    job = api.request("POST", f"/v1/collections/{name}/reencode", json={"models": {"text": tuned[0]}})
+    assert es.indices.exists(index=job["target_index"])
+    api.delete_collection(name)
+    time.sleep(3)  # the job's next step runs into the deleted collection and must not recreate it
+    assert not es.indices.get(index=f"mmsearch-{name}*", allow_no_indices=True, ignore_unavailable=True)

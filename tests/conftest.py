@@ -41,10 +41,10 @@ class WorkerControl:
         self.settings = settings
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, queues: str | None = None) -> None:
         from mmsearch import stack
 
-        self.process = stack.start_worker(self.settings)
+        self.process = stack.start_worker(self.settings, queues=queues)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process and self.process.poll() is None:

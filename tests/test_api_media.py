@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +241,23 @@ def test_search_rejects_examples_it_cannot_use(api_url: str, collection: str) ->
     assert resp.status_code in (400, 422)
     resp = requests.post(url, data={"request": json.dumps({"like": "nope"})}, timeout=30)
     assert resp.status_code == 404
+
+
+def test_media_waits_for_a_worker_of_its_queue(api: ApiClient, worker, media: dict[str, Path]) -> None:  # noqa: ANN001
+    name = f"t-queues-{uuid.uuid4().hex[:8]}"
+    api.create_collection(name, encoders=["text", "phash"])
+    worker.kill()
+    worker.start(queues="mmsearch,mmsearch.text")  # a CPU worker; nobody serves mmsearch.image yet
+    try:
+        api.add_documents(name, [{"id": "note", "text": "A note about coffee."}], refresh=True)
+        image_id = api.add_files(name, [media["coffee"]], refresh=True)["files"][0]["id"]
+        deadline = time.monotonic() + 300
+        while api.document(name, "note")["source"]["ingest"]["status"] == "pending":
+            assert time.monotonic() < deadline, "the text worker did not encode the note"
+            time.sleep(0.5)
+        assert api.document(name, image_id)["source"]["ingest"]["status"] == "pending"
+    finally:
+        worker.kill()
+        worker.start()  # all queues again
+    assert api.wait_encoded(name, timeout=300) == {"encoded": 2, "total": 2}
+    api.delete_collection(name)

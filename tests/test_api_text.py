@@ -250,7 +250,9 @@ def test_requeue_recovers_lost_messages(
     worker.kill()
     try:
         api.add_documents(collection, DOCS, refresh=True)
-        redis.Redis.from_url(settings.broker_url).delete("mmsearch")  # the queued batches are lost
+        broker = redis.Redis.from_url(settings.broker_url)
+        assert broker.llen("mmsearch.text") == 1  # one batch, on the text queue
+        broker.delete("mmsearch.text")  # the queued batches are lost
     finally:
         worker.start()
     resp = requests.post(

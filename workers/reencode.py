@@ -242,7 +242,7 @@ def copy_documents(es: Elasticsearch, source: str, target: str, query: dict[str,
         newer = [hit for hit in chunk if _stamp(hit["_source"]) > held.get(hit["_id"], EPOCH)]
         if newer:
             helpers.bulk(es, (_pending_action(target, hit) for hit in newer))
-            enqueue(target, [hit["_id"] for hit in newer])
+            enqueue(target, [(hit["_id"], hit["_source"].get("modality", "text")) for hit in newer])
             copied += len(newer)
     return copied
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Iterable
 
 from celery import Task
 from elastic_transport import ConnectionError as ESConnectionError
@@ -11,7 +13,7 @@ from elasticsearch import ApiError
 
 from mmsearch.config import get_settings
 from mmsearch.es import get_client
-from workers.celery_app import app
+from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES, app
 from workers.encoding import encode_documents, mark_failed
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,15 @@ def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
     return {"encoded": result.encoded, "failed": result.failed, "skipped": result.skipped}
 
 
-def enqueue(index: str, ids: list[str], batch_size: int | None = None) -> int:
-    """Group ids into batch tasks; returns the number of tasks sent."""
+def enqueue(index: str, docs: Iterable[tuple[str, str]], batch_size: int | None = None) -> int:
+    """Group (id, modality) pairs into batch tasks on their modality's queue; returns the tasks sent."""
     size = batch_size or get_settings().task_batch_size
-    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
-    for chunk in chunks:
-        encode_batch.apply_async((index, chunk))
-    return len(chunks)
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for doc_id, modality in docs:
+        by_queue[MODALITY_QUEUES.get(modality, DEFAULT_QUEUE)].append(doc_id)
+    sent = 0
+    for queue, ids in by_queue.items():
+        for start in range(0, len(ids), size):
+            encode_batch.apply_async((index, ids[start : start + size]), queue=queue)
+            sent += 1
+    return sent

@@ -91,8 +91,6 @@ def requeue(name: str):
             ]
         }
     }
-    ids = [
-        hit["_id"]
-        for hit in helpers.scan(svc.es, index=collection.index, query={"query": query}, _source=False)
-    ]
-    return jsonify(requeued=len(ids), tasks=enqueue(collection.index, ids) if ids else 0)
+    hits = helpers.scan(svc.es, index=collection.index, query={"query": query}, _source=["modality"])
+    docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in hits]
+    return jsonify(requeued=len(docs), tasks=enqueue(collection.index, docs))

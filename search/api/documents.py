@@ -36,7 +36,7 @@ def add(name: str):
     ids, errors = index_many(
         svc.es, collection.index, (from_json(collection.name, d) for d in docs), refresh=refresh_arg()
     )
-    tasks = enqueue(collection.index, ids) if ids else 0
+    tasks = enqueue(collection.index, ((doc_id, "text") for doc_id in ids))
     status = 202 if not errors else 207
     return jsonify(indexed=len(ids), ids=ids, errors=errors, tasks=tasks, status="pending"), status
 

@@ -94,7 +94,8 @@ def upload(name: str):
         outcomes.append(
             {"id": error["id"], "status": "rejected", "http_status": 500, "error": error["error"]}
         )
-    tasks = enqueue(collection.index, ids) if ids else 0
+    modality = {doc["doc_id"]: doc["modality"] for doc in docs}
+    tasks = enqueue(collection.index, ((doc_id, modality[doc_id]) for doc_id in ids))
     rejected = [o for o in outcomes if o["status"] == "rejected"]
     if rejected and len(rejected) == len(outcomes):
         status = max(o["http_status"] for o in rejected)

@@ -41,7 +41,9 @@ class TrainConfig:
     # CPU, and all-MiniLM-L6-v2 itself was trained at 128. The saved model keeps the base's inference
     # length, so documents are still encoded as before.
     max_seq_length: int = 128
-    learning_rate: float = 2e-5
+    # One epoch over SciFact's training pairs is ~23 steps at batch 32: too few for 2e-5 to move the
+    # model (held-out vector nDCG@10 +0.014); 1e-4 gives +0.056 (`mmsearch bench train`).
+    learning_rate: float = 1e-4
     seed: int = 13
 
 

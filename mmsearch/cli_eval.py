@@ -18,7 +18,7 @@ from mmsearch.client import ApiClient, ApiClientError
 from mmsearch.config import get_settings
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # whole tables in logs too
-BENCHMARKS = ("ingest", "query", "knn-recall", "growth")
+BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train")
 
 dataset_option = click.option(
     "--dataset",
@@ -295,6 +295,15 @@ def _print_tune(report: dict[str, Any]) -> None:
 @click.option("--docs", default=500, show_default=True, help="ingest: documents to encode/ingest.")
 @click.option("--queries", "n_queries", default=200, show_default=True, help="query/knn-recall/growth.")
 @click.option("--sizes", default="10000,100000", show_default=True, help="growth: collection sizes.")
+@click.option(
+    "--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="train: judgments."
+)
+@click.option(
+    "--configs",
+    default="1:2e-5,1:1e-4",
+    show_default=True,
+    help="train: fine-tuning configs to compare, EPOCHS:LEARNING_RATE[:HARD_NEGATIVES] comma-separated.",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench(
     which: str,
@@ -303,17 +312,26 @@ def bench(
     docs: int,
     n_queries: int,
     sizes: str,
+    qrels: Path | None,
+    configs: str,
     json_out: Path | None,
 ) -> None:
     """Benchmarks, side by side in one run; each prints a table and writes bench/results/<name>.json.
-    `all` runs ingest, query and knn-recall (growth only when asked: it builds 10k/100k collections)."""
-    from bench import common, growth, ingest, knn_recall, query
+    `all` runs ingest, query and knn-recall (growth and train only when asked: they take long)."""
+    from bench import common, growth, ingest, knn_recall, query, train_configs
 
     runs = {
         "ingest": lambda: ingest.run(dataset, docs),
         "query": lambda: query.run(collection, dataset, n_queries),
         "knn-recall": lambda: knn_recall.run(collection, dataset, n_queries),
         "growth": lambda: growth.run(_client(), collection, dataset, _ints(sizes), n_queries),
+        "train": lambda: train_configs.run(
+            _client(),
+            collection,
+            dataset,
+            _find_qrels(dataset, qrels),
+            train_configs.parse_configs(configs),
+        ),
     }
     reports = []
     with _errors():

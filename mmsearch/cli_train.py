@@ -14,10 +14,12 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from encoders.training import TrainConfig
 from mmsearch.client import ApiClient
 from mmsearch.config import get_settings
 
 FINISHED = ("done", "failed", "cancelled")
+DEFAULTS = TrainConfig()
 
 
 @click.command()
@@ -37,13 +39,22 @@ FINISHED = ("done", "failed", "cancelled")
     "--collection", "-c", required=True, help="Collection whose text model is tuned (BM25 negatives)."
 )
 @click.option("--name", "version", default=None, help="Model name; default <base>-ft-<collection>-<time>.")
-@click.option("--epochs", default=1, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--epochs", default=DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", default=DEFAULTS.batch_size, show_default=True)
+@click.option("--learning-rate", default=DEFAULTS.learning_rate, show_default=True)
 @click.option(
-    "--hard-negatives", default=1, show_default=True, help="BM25 negatives per pair (0: in-batch only)."
+    "--hard-negatives",
+    default=DEFAULTS.hard_negatives,
+    show_default=True,
+    help="BM25 negatives per pair (0: in-batch only).",
 )
 @click.option("--max-pairs", default=None, type=int, help="Train on at most N (query, passage) pairs.")
-@click.option("--max-seq-length", default=128, show_default=True, help="Tokens per text while training.")
+@click.option(
+    "--max-seq-length",
+    default=DEFAULTS.max_seq_length,
+    show_default=True,
+    help="Tokens per text while training.",
+)
 @click.option("--reencode/--no-reencode", default=True, help="Re-encode the collection with the new model.")
 def train(
     dataset: Path,
@@ -52,17 +63,18 @@ def train(
     version: str | None,
     epochs: int,
     batch_size: int,
+    learning_rate: float,
     hard_negatives: int,
     max_pairs: int | None,
     max_seq_length: int,
     reencode: bool,
 ) -> None:
     """Fine-tune the collection's text encoder on training judgments (MultipleNegativesRankingLoss)."""
-    from encoders.training import TrainConfig, fine_tune
+    from encoders.training import fine_tune
     from mmsearch.cli import _call, api
 
     client = api()
-    config = TrainConfig(epochs, batch_size, hard_negatives, max_pairs, max_seq_length)
+    config = TrainConfig(epochs, batch_size, hard_negatives, max_pairs, max_seq_length, learning_rate)
     bar = tqdm(desc="mining BM25 negatives", unit="pair")
 
     def progress(done: int, total: int) -> None:

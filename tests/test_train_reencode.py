@@ -51,6 +51,19 @@ def test_judged_pairs_are_positive_known_and_capped() -> None:
     assert len(judged_pairs({"q1": "one", "q2": "two"}, qrels, 2, seed=1)) == 2
 
 
+def test_bench_train_configs_and_split() -> None:
+    from bench.train_configs import parse_configs, split
+
+    first, second = parse_configs("1:2e-5, 3:1e-4:2")
+    assert (first.epochs, first.learning_rate, first.hard_negatives) == (1, 2e-5, TrainConfig.hard_negatives)
+    assert (second.epochs, second.learning_rate, second.hard_negatives) == (3, 1e-4, 2)
+    qrels = {f"q{i}": {"d": 1} for i in range(10)}
+    train_ids, held_ids = split(qrels, {q: "text" for q in qrels if q != "q9"}, holdout=0.25)
+    assert len(train_ids) == 7 and len(held_ids) == 2 and not set(train_ids) & set(held_ids)
+    assert "q9" not in train_ids + held_ids  # a judged query without text cannot be run
+    assert split(qrels, dict.fromkeys(qrels, "t"), 0.2) == split(qrels, dict.fromkeys(qrels, "t"), 0.2)
+
+
 def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "shared-models")
     for ref in (

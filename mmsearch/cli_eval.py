@@ -300,7 +300,7 @@ def _print_tune(report: dict[str, Any]) -> None:
 )
 @click.option(
     "--configs",
-    default="1:2e-5,1:1e-4",
+    default="1:1e-4,1:2e-4",
     show_default=True,
     help="train: fine-tuning configs to compare, EPOCHS:LEARNING_RATE[:HARD_NEGATIVES] comma-separated.",
 )

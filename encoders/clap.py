@@ -12,8 +12,6 @@ from encoders.device import pick_device, use_fp16
 from encoders.extractor import check_audio, local_or_hub
 from encoders.registry import register
 
-DEFAULT_CLAP_MODEL = "laion/clap-htsat-unfused"
-
 
 class _Loaded(NamedTuple):
     model: Any  # transformers.ClapModel
@@ -36,7 +34,7 @@ class ClapEncoder(Encoder):
     query_kinds = frozenset({"text", "audio"})
 
     def default_model(self) -> str:
-        return getattr(self.settings, "clap_model", DEFAULT_CLAP_MODEL)
+        return self.settings.clap_model
 
     @property
     def dims(self) -> int:

@@ -13,8 +13,6 @@ from encoders.extractor import check_images
 from encoders.registry import register
 from encoders.text import resolve_model_path
 
-DEFAULT_CLIP_MODEL = "clip-ViT-B-32"
-
 
 @register
 class ClipEncoder(Encoder):
@@ -29,7 +27,7 @@ class ClipEncoder(Encoder):
     query_kinds = frozenset({"text", "image"})
 
     def default_model(self) -> str:
-        return getattr(self.settings, "clip_model", DEFAULT_CLIP_MODEL)
+        return self.settings.clip_model
 
     @property
     def dims(self) -> int:

@@ -126,11 +126,12 @@ def evaluate(
         results = {}
         for mode in names:
             with tqdm(total=len(queries), desc=mode, unit="q", leave=False, disable=None) as bar:
-                result = evaluation.evaluate_mode(
-                    client, collection, queries, {**evaluation.MODES[mode], **params}, threads, bar.update
+                request = {**evaluation.MODES[mode], **params}
+                result = evaluation.mode_result(
+                    *evaluation.run_queries(client, collection, queries, request, threads, bar.update)
                 )
             results[mode] = {
-                "request": {**evaluation.MODES[mode], **params},
+                "request": request,
                 "metrics": evaluation.scores(judgments, result.run),
                 "latency_ms": evaluation.latency_summary(
                     result.latencies_ms, result.server_ms, result.wall_s

@@ -150,20 +150,13 @@ def run_queries(
     return responses, time.perf_counter() - started
 
 
-def evaluate_mode(
-    client: ApiClient,
-    collection: str,
-    queries: dict[str, str],
-    params: dict[str, Any],
-    threads: int = 4,
-    progress: Callable[[], None] | None = None,
-) -> ModeResult:
-    responses, wall = run_queries(client, collection, queries, params, threads, progress)
+def mode_result(responses: dict[str, dict[str, Any]], wall_s: float) -> ModeResult:
+    """What `run_queries` returned, as a ranked run and latencies."""
     return ModeResult(
         run={qid: ranked_run(h["id"] for h in resp["hits"]) for qid, resp in responses.items()},
         latencies_ms=[resp["client_ms"] for resp in responses.values()],
         server_ms=[resp["took_ms"] for resp in responses.values()],
-        wall_s=wall,
+        wall_s=wall_s,
     )
 
 

@@ -33,6 +33,15 @@ class DocumentIn(BaseModel):
         return value
 
 
+def parse_json(text: str | bytes) -> Any:
+    """`json.loads` that refuses NaN and Infinity: Python accepts them, JSON and Elasticsearch do not."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -44,7 +53,7 @@ def parse_documents(body: bytes, content_type: str | None, max_docs: int, max_ch
         raw = _parse_ndjson(text)
     else:
         try:
-            raw = json.loads(text)
+            raw = parse_json(text)
         except json.JSONDecodeError as exc:
             raise PayloadError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         raw = raw if isinstance(raw, list) else [raw]
@@ -80,7 +89,7 @@ def _parse_ndjson(text: str) -> list[Any]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                items.append(json.loads(line))
+                items.append(parse_json(line))
             except json.JSONDecodeError as exc:
                 raise PayloadError(f"malformed JSON on NDJSON line {lineno}: {exc.msg}") from None
     return items

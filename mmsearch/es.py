@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 
 from mmsearch.config import Settings, get_settings
 
@@ -24,3 +25,16 @@ def make_client(settings: Settings) -> Elasticsearch:
 @lru_cache
 def get_client() -> Elasticsearch:
     return make_client(get_settings())
+
+
+def error_reason(error: Any) -> str:
+    """The innermost reason of an Elasticsearch error body or `ApiError`: the outer ones often only say
+    `x_content_parse_exception` / "failed to parse", the cause says what to change."""
+    if isinstance(error, ApiError):
+        body = error.body if isinstance(error.body, dict) else {}
+        error = body.get("error") or error.message
+    if not isinstance(error, dict):
+        return str(error)
+    while isinstance(error.get("caused_by"), dict):
+        error = error["caused_by"]
+    return str(error.get("reason") or error.get("type") or error)

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from ingest.documents import PayloadError
 from ingest.filetypes import IngestError
 from mmsearch.collections import CollectionError
+from mmsearch.es import error_reason
 from search.service import SearchError
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(BadRequestError)
     def _bad_request(exc: BadRequestError):  # noqa: ANN202
-        return problem(400, "bad_request", f"rejected by Elasticsearch: {exc.message}")
+        return problem(400, "bad_request", f"rejected by Elasticsearch: {error_reason(exc)}")
 
     @app.errorhandler(ESConnectionError)
     def _unavailable(exc: ESConnectionError):  # noqa: ANN202
@@ -70,7 +71,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _backend(exc: ApiError):  # noqa: ANN202
         log.exception("Elasticsearch error")
-        return problem(502, "backend_error", f"Elasticsearch answered {exc.meta.status}: {exc.message}")
+        return problem(502, "backend_error", f"Elasticsearch answered {exc.meta.status}: {error_reason(exc)}")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # noqa: ANN202

@@ -29,10 +29,13 @@ def filter_clauses(filters: dict[str, Any], modalities: list[str] | None) -> lis
 def lexical_query(text: str, boosts: dict[str, float]) -> dict[str, Any] | None:
     """BM25 over the product-stemmed fields; None when nothing searchable is left (only stopwords)."""
     stemmed = stem_text(text)
-    if not stemmed:
+    positive = {name: boost for name, boost in boosts.items() if boost > 0}
+    if not stemmed or not positive:
         return None
-    fields = [f"search_stemmed.{name}^{boost}" for name, boost in boosts.items() if boost > 0]
-    # combined_fields: BM25 over title+content as one field (both share one analyzer); best on SciFact
+    # combined_fields: BM25 over title+content as one field (both share one analyzer); best on SciFact.
+    # It takes boosts >= 1 only, and only their ratio is meant: scale them so the smallest is 1.
+    floor = min(positive.values())
+    fields = [f"search_stemmed.{name}^{boost / floor:g}" for name, boost in positive.items()]
     return {"combined_fields": {"query": stemmed, "fields": fields}}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,6 +13,8 @@ FILTER_FIELD = re.compile(
 )
 RANGE_KEYS = {"gt", "gte", "lt", "lte"}
 Scalar = str | int | float | bool
+# Relative weights of sub-queries and lexical fields: finite, never negative (a NaN would poison every score).
+Weight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
 
 
 class Fusion(BaseModel):
@@ -22,7 +24,7 @@ class Fusion(BaseModel):
     # (k=60) by ~0.02 nDCG@10 zero-shot; RRF stays one parameter away for score scales that z-scores miss.
     method: Literal["rrf", "linear"] = "linear"
     k: float = Field(60.0, gt=0, le=10_000)
-    weights: dict[str, float] | None = None
+    weights: dict[str, Weight] | None = None
     normalization: Literal["minmax", "zscore", "l2"] = "zscore"
 
 
@@ -40,7 +42,7 @@ class SearchRequest(BaseModel):
     highlight: bool = False
     explain: bool = False
     profile: str | None = Field(None, max_length=64)
-    boosts: dict[Literal["title", "content"], float] | None = None
+    boosts: dict[Literal["title", "content"], Weight] | None = None
     num_candidates: int | None = Field(None, ge=1, le=10_000)
     rank_window: int | None = Field(None, ge=1, le=10_000)
     like: str | None = Field(None, max_length=512)  # find items similar to this document id
@@ -76,7 +78,7 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fusion: Fusion = Field(default_factory=Fusion)
-    boosts: dict[Literal["title", "content"], float] = Field(
+    boosts: dict[Literal["title", "content"], Weight] = Field(
         default_factory=lambda: {"title": 1.0, "content": 1.0}
     )
     num_candidates: int = Field(100, ge=1, le=10_000)

@@ -12,6 +12,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 from encoders import EncoderError, get_encoder
 from mmsearch.collections import Collection
 from mmsearch.config import Settings
+from mmsearch.es import error_reason
 from search import fusion
 from search.query import filter_clauses, highlight_spec, knn_body, lexical_body, lexical_query
 from search.schema import Fusion, Profile, SearchRequest
@@ -47,11 +48,12 @@ class SearchService:
             raise SearchError(f"collection {collection.name!r} has no search profile {req.profile!r}")
         stored = collection.profiles.get(req.profile or "default")
         profile = Profile.model_validate(stored) if stored else Profile()
+        # Boosts merge field by field: `{"title": 2}` must not drop the content field.
         overrides = {
             key: value
             for key, value in {
                 "fusion": req.fusion,
-                "boosts": req.boosts,
+                "boosts": {**profile.boosts, **req.boosts} if req.boosts else None,
                 "num_candidates": req.num_candidates,
                 "rank_window": req.rank_window,
             }.items()
@@ -174,8 +176,7 @@ class SearchService:
         out = {}
         for name, item in zip(bodies, resp["responses"], strict=True):
             if "error" in item:
-                error = item["error"]
-                reason = error.get("root_cause", [error])[0].get("reason", str(error))
+                reason = error_reason(item["error"])
                 raise (SearchError if item.get("status", 500) < 500 else SearchBackendError)(
                     f"{name} sub-query failed: {reason}"
                 )

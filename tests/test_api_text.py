@@ -119,6 +119,18 @@ def test_linear_fusion_with_normalisation(api: ApiClient, encoded: str) -> None:
         assert result["fusion"]["method"] == "linear"
 
 
+def test_title_boosts_below_one_keep_their_ratio(api: ApiClient, encoded: str) -> None:
+    """combined_fields takes boosts >= 1 only; a title boost of 0.5 (as `mmsearch tune` tries) still works,
+    ranking as the same ratio does."""
+    half = api.search(encoded, "sourdough bread", mode="lexical", boosts={"title": 0.5, "content": 1.0})
+    double = api.search(encoded, "sourdough bread", mode="lexical", boosts={"title": 1.0, "content": 2.0})
+    assert half["hits"] and [h["id"] for h in half["hits"]] == [h["id"] for h in double["hits"]]
+    assert [h["score"] for h in half["hits"]] == [h["score"] for h in double["hits"]]
+    # a boost for one field keeps the other field searched
+    only_title = api.search(encoded, "algae", mode="lexical", boosts={"title": 2.0})
+    assert [h["id"] for h in only_title["hits"]] == ["ocean"]
+
+
 def test_a_profile_saved_by_another_process_is_usable_at_once(api: ApiClient, encoded: str, es) -> None:
     """The API caches collections per process for a few seconds; a named profile must not wait for that
     (e.g. `mmsearch tune` saves through one gunicorn process and searches through another)."""
@@ -190,6 +202,13 @@ def test_killed_worker_loses_nothing(api: ApiClient, collection: str, worker) ->
         ("POST", "/v1/collections/{c}/documents", {"json": {"title": "no text"}}, 400, "text"),
         ("POST", "/v1/collections/{c}/documents", {"json": {"text": 5}}, 400, "text"),
         ("POST", "/v1/collections/{c}/documents", {"json": [1, 2]}, 400, "JSON object"),
+        (
+            "POST",
+            "/v1/collections/{c}/documents",
+            {"data": b'{"text": "t", "metadata": {"x": NaN}}'},
+            400,
+            "NaN",
+        ),
         ("POST", "/v1/collections/{c}/documents", {"data": b""}, 400, "empty"),
         ("POST", "/v1/collections/{c}/documents", {"data": b"\xff\xfe"}, 400, "UTF-8"),
         ("POST", "/v1/collections/{c}/documents", {"data": b"x" * (9 * 1024 * 1024)}, 413, "large"),
@@ -211,6 +230,20 @@ def test_killed_worker_loses_nothing(api: ApiClient, collection: str, worker) ->
         ),
         ("POST", "/v1/collections/{c}/search", {"json": {"query": "x", "profile": "nope"}}, 400, "profile"),
         ("POST", "/v1/collections/{c}/search", {"json": {"query": "x", "unknown": 1}}, 400, "unknown"),
+        (
+            "POST",
+            "/v1/collections/{c}/search",
+            {"data": b'{"query": "x", "boosts": {"title": NaN}}'},
+            400,
+            "NaN",
+        ),
+        (
+            "POST",
+            "/v1/collections/{c}/search",
+            {"json": {"query": "x", "boosts": {"title": -1}}},
+            400,
+            "boosts.title",
+        ),
         ("POST", "/v1/collections/{c}/search", {"json": {}}, 400, "nothing to search"),
         ("DELETE", "/v1/collections/{c}/search", {}, 405, "not allowed"),
     ],

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app, request
 
+from ingest.documents import parse_json
 from search.errors import ApiProblem
 
 
@@ -22,7 +23,7 @@ def json_body(required: bool = True) -> Any:
             raise ApiProblem(400, "empty request body; expected JSON")
         return {}
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except UnicodeDecodeError:
         raise ApiProblem(400, "request body is not UTF-8") from None
     except json.JSONDecodeError as exc:

@@ -10,7 +10,7 @@ from werkzeug.datastructures import FileStorage
 
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
-from ingest.documents import index_document
+from ingest.documents import index_document, parse_json
 from ingest.extract import extract
 from ingest.filetypes import IngestError
 from mmsearch import collections
@@ -27,7 +27,7 @@ def _metadata_for(count: int) -> list[dict[str, Any]]:
     if not raw:
         return [{} for _ in range(count)]
     try:
-        value = json.loads(raw)
+        value = parse_json(raw)
     except json.JSONDecodeError as exc:
         raise ApiProblem(400, f"metadata is not valid JSON: {exc.msg}") from None
     if isinstance(value, dict):

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from ingest.documents import parse_json
 from ingest.filetypes import detect
 from ingest.media import load_audio, load_image
 from mmsearch import collections
@@ -24,7 +25,7 @@ def _example() -> tuple[dict[str, Any], tuple[str, Any] | None]:
     if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return json_object(), None
     try:
-        params = json.loads(request.form.get("request") or "{}")
+        params = parse_json(request.form.get("request") or "{}")
     except json.JSONDecodeError as exc:
         raise ApiProblem(400, f"the `request` form field is not valid JSON: {exc.msg}") from None
     if not isinstance(params, dict):

@@ -50,6 +50,15 @@ def test_zscore_missing_documents_get_the_floor() -> None:
     assert by_id["b"] == pytest.approx(-1.0 + 1.0)
 
 
+def test_zscore_keeps_a_lone_lexical_match() -> None:
+    """A rare term matching one document must lift it, not normalise to the same 0 as the absent ones."""
+    vector = [("near", 0.9), ("close", 0.8), ("exact", 0.5), ("far", 0.3)]
+    hits = fusion.linear({"lexical": [("exact", 12.0)], "vector:text": vector}, None, "zscore")
+    assert hits[0].doc_id == "exact"
+    assert hits[0].components["lexical"]["normalized"] == 1.0
+    assert fusion.normalize([5.0, 5.0], "zscore") == [1.0, 1.0]
+
+
 def test_ties_break_deterministically() -> None:
     hits = fusion.rrf({"x": [("b", 1.0)], "y": [("a", 1.0)]})
     assert [h.doc_id for h in hits] == ["a", "b"]

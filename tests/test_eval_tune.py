@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import uuid
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ingest.beir import find, iter_jsonl, load_qrels
 from mmsearch.cli import main
 from mmsearch.client import ApiClient
 from search.evaluation import METRICS
 from search.schema import Fusion, Profile
 from search.tuning import Grid, cross_validate, folds, fused_top, profiles
+from tests.scifact import write_slice
 
-ROOT = Path(__file__).resolve().parent.parent
-SCIFACT_DIRS = [
-    Path(p)
-    for p in (
-        os.environ.get("MMSEARCH_SCIFACT_DIR"),
-        ROOT / "data" / "scifact",
-        ROOT.parent / "shared" / "data" / "scifact",
-    )
-    if p
-]
 QUERIES, DOCS = 20, 200
 
 
@@ -76,33 +63,9 @@ def test_offline_fusion_is_the_api_dispatch() -> None:
 # ---- integration: the real API, worker and Elasticsearch ---------------------------------------
 
 
-def _scifact() -> Path:
-    for path in SCIFACT_DIRS:
-        if (path / "qrels-train.tsv").exists():
-            return path
-    pytest.skip(f"SciFact not found (set MMSEARCH_SCIFACT_DIR); looked in {[str(p) for p in SCIFACT_DIRS]}")
-
-
 @pytest.fixture(scope="module")
 def beir_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A BEIR directory: 20 judged training queries, their relevant abstracts, filled up to 200 docs."""
-    source = _scifact()
-    qrels = load_qrels(source / "qrels-train.tsv")
-    qids = sorted(qrels, key=int)[:QUERIES]
-    wanted = {doc for qid in qids for doc in qrels[qid]}
-    docs = [row for row in iter_jsonl(find(source, "corpus")) if row["_id"] in wanted]
-    docs += islice(
-        (r for r in iter_jsonl(find(source, "corpus")) if r["_id"] not in wanted), DOCS - len(docs)
-    )
-    queries = [row for row in iter_jsonl(find(source, "queries")) if row["_id"] in qids]
-
-    out = tmp_path_factory.mktemp("scifact-slice")
-    with gzip.open(out / "corpus.jsonl.gz", "wt") as handle:
-        handle.writelines(json.dumps(d) + "\n" for d in docs)
-    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    lines = [f"{qid}\t{doc}\t{rel}" for qid in qids for doc, rel in qrels[qid].items()]
-    (out / "qrels-train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
-    return out
+    return write_slice(tmp_path_factory.mktemp("scifact-slice"), QUERIES, DOCS)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +103,7 @@ def test_eval_tune_and_the_saved_profile(
 
     _invoke(
         "tune", "--dataset", str(beir_slice), "--qrels", qrels, "--collection", slice_collection,
-        "--folds", "2", "--name", "tuned", "--title-boosts", "2", "--num-candidates", "100",
+        "--folds", "2", "--name", "tuned", "--title-boosts", "0.5", "--num-candidates", "100",
         "--rrf-k", "20,60", "--lexical-weights", "0.3,0.7", "--normalizations", "minmax",
         "--json", str(tmp_path / "tune.json"),
     )  # fmt: skip

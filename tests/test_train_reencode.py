@@ -7,9 +7,7 @@ collection to its next generation while searches run and documents arrive in and
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import shutil
 import threading
 import time
@@ -25,14 +23,13 @@ from elasticsearch import Elasticsearch
 
 from encoders.text import resolve_model_path
 from encoders.training import CARD, TrainConfig, fine_tune, judged_pairs, version_name
-from ingest.beir import iter_jsonl, load_qrels
+from ingest.beir import iter_jsonl
 from ingest.documents import index_document
 from mmsearch.client import ApiClient, ApiClientError
 from mmsearch.config import Settings
+from tests.scifact import QRELS, write_slice
 from workers.reencode import ReencodeError, carried_meta, check_model_ref, generation
 
-ROOT = Path(__file__).resolve().parent.parent
-SCIFACT = Path(os.environ.get("MMSEARCH_SCIFACT_DIR", ROOT.parent / "shared" / "data" / "scifact"))
 QUERIES, DOCS = 12, 40
 PROBE = "vitamin D deficiency and bone fractures"
 
@@ -84,28 +81,9 @@ def test_a_new_generation_inherits_profiles_not_encoders() -> None:
     assert generation("mmsearch-c-000041") == 41
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with gzip.open(path, "wt", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-
-
 @pytest.fixture(scope="module")
 def slice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A BEIR folder: the first training queries, their qrels, their positives plus filler documents."""
-    if not (SCIFACT / "qrels-train.tsv").exists():
-        pytest.fail(f"SciFact not found at {SCIFACT}; set MMSEARCH_SCIFACT_DIR")
-    qrels = load_qrels(SCIFACT / "qrels-train.tsv")
-    qids = list(qrels)[:QUERIES]
-    positives = {did for qid in qids for did in qrels[qid]}
-    rows = list(iter_jsonl(SCIFACT / "corpus.jsonl.gz"))
-    filler = [r for r in rows if str(r["_id"]) not in positives][: DOCS - len(positives)]
-    out = tmp_path_factory.mktemp("scifact-slice")
-    _write_jsonl(out / "corpus.jsonl.gz", [r for r in rows if str(r["_id"]) in positives] + filler)
-    queries = [q for q in iter_jsonl(SCIFACT / "queries.jsonl.gz") if q["_id"] in qids]
-    _write_jsonl(out / "queries.jsonl.gz", queries)
-    lines = [f"{qid}\t{did}\t{rel}" for qid in qids for did, rel in qrels[qid].items()]
-    (out / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
-    return out
+    return write_slice(tmp_path_factory.mktemp("scifact-slice"), QUERIES, DOCS)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +105,7 @@ def small(api: ApiClient, slice_dir: Path) -> Iterator[str]:
 def tuned(api: ApiClient, settings: Settings, small: str, slice_dir: Path) -> Iterator[tuple[str, dict]]:
     """(model ref, card) of a model fine-tuned for two steps of four pairs."""
     config = TrainConfig(batch_size=4, max_pairs=8, max_seq_length=64)
-    ref, card = fine_tune(api, settings, small, slice_dir, slice_dir / "qrels.tsv", config)
+    ref, card = fine_tune(api, settings, small, slice_dir, slice_dir / QRELS, config)
     yield ref, card
     shutil.rmtree(model_path(settings, ref), ignore_errors=True)
 

@@ -273,7 +273,10 @@ def _print_tune(report: dict[str, Any]) -> None:
         title=f"{report['collection']}: {report['queries']} training queries, {report['folds']} folds, "
         f"{report['candidates']} candidates",
     )
-    labels = {"tuned": f"tuned: {report['chosen']}", "defaults": "defaults: RRF k=60, title/content 1/1"}
+    from search.schema import Profile
+    from search.tuning import describe
+
+    labels = {"tuned": f"tuned: {report['chosen']}", "defaults": f"defaults: {describe(Profile())}"}
     for key, cv in report["cv"].items():
         table.add_row(
             labels.get(key, f"{key} only"), f"{cv['mean']:.4f} ± {cv['std']:.4f}", f"{cv['all_queries']:.4f}"

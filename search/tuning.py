@@ -80,7 +80,7 @@ def describe(profile: Profile) -> str:
     weight = (f.weights or {}).get("lexical")
     method = f"rrf k={f.k:g}" if f.method == "rrf" else f"linear {f.normalization}"
     return (
-        f"{method}, lexical weight {'=' if weight is None else f'{weight:g}'}, "
+        f"{method}, {'equal weights' if weight is None else f'lexical weight {weight:g}'}, "
         f"title^{profile.boosts['title']:g} content^{profile.boosts['content']:g}, "
         f"num_candidates {profile.num_candidates}"
     )

@@ -7,9 +7,10 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Audio decoding and the speech samples of the tests and demo.
+# Audio decoding (ffmpeg: m4a and other containers libsndfile cannot read) and the speech samples of the
+# tests and demo.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends espeak-ng sox libsndfile1 \
+    && apt-get install -y --no-install-recommends espeak-ng sox libsndfile1 ffmpeg \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -286,8 +286,13 @@ def _print_tune(report: dict[str, Any]) -> None:
         console.print(f"  fold {i} chose: {choice}")
     verify = report["verify"]
     colour = "green" if verify["agree"] == verify["queries"] else "red"
+    saved = (
+        "the defaults (the grid's winner did not beat them cross-validated)"
+        if report["selected"] == "defaults"
+        else report["chosen"]
+    )
     console.print(
-        f"saved profile {report['profile_name']!r}; online top 10 = offline top 10 on "
+        f"saved profile {report['profile_name']!r}: {saved}; online top 10 = offline top 10 on "
         f"[{colour}]{verify['agree']}/{verify['queries']}[/] queries"
     )
 

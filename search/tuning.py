@@ -268,6 +268,11 @@ def tune(
         "lexical": summary(fixed_folds(lexical, splits), lexical),
         **{name: summary(fixed_folds(row, splits), row) for name, row in vectors.items()},
     }
+    # The search over the grid is only worth keeping if it generalises: when its cross-validated score
+    # does not beat the defaults', the in-sample winner is noise and the defaults are saved instead.
+    selected = "tuned" if cv["tuned"]["mean"] > cv["defaults"]["mean"] else "defaults"
+    if selected == "defaults":
+        best = 0
     report = {
         "metric": METRIC,
         "collection": collection,
@@ -278,14 +283,16 @@ def tune(
         "cv": cv,
         "fold_choices": [describe(candidates[i]) for i in chosen],
         "chosen": describe(candidates[best]),
+        "selected": selected,
     }
     scores = {
         "metric": METRIC,
-        "cv_mean": cv["tuned"]["mean"],
-        "cv_std": cv["tuned"]["std"],
+        "selected": selected,
+        "cv_mean": cv[selected]["mean"],
+        "cv_std": cv[selected]["std"],
         "folds": n_folds,
         "queries": len(qrels),
-        "fit_all": cv["tuned"]["all_queries"],
+        "fit_all": cv[selected]["all_queries"],
         "baselines_cv": {name: cv[name]["mean"] for name in cv if name != "tuned"},
         "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

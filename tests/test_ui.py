@@ -10,6 +10,7 @@ blueprint through Flask's test client and the API's answers are canned, so it ch
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -85,12 +86,15 @@ def screenshot(page, path: Path, copy: Path) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def ui_collection(api: ApiClient) -> str:
+def ui_collection(api: ApiClient, tmp_path: Path) -> str:
+    """Text documents and one image (pHash: a real image encoder that needs no downloaded weights)."""
     name = f"t-ui-{uuid.uuid4().hex[:8]}"
-    api.create_collection(name)
+    api.create_collection(name, encoders=["text", "phash"])
     try:
         out = api.add_documents(name, DOCS, refresh=True)
         assert out["indexed"] == len(DOCS) and not out["errors"]
+        (tmp_path / "sun.png").write_bytes(png_bytes())
+        assert api.add_files(name, [tmp_path / "sun.png"], refresh=True)["files"][0]["status"] == "pending"
         api.wait_encoded(name, timeout=600)
         yield name
     finally:
@@ -201,36 +205,41 @@ def test_search_page(page, api_url: str, ui_collection: str, tmp_path: Path) -> 
     settle(page)
     expect(page.locator("#context")).to_be_hidden()
 
-    # Query by example: upload a PNG. What the API answers for this request decides what the page
-    # must show: results (or the empty message) and no error, or the API's own 4xx message.
+    # Query by example: upload the PNG. pHash finds the stored copy of it, shown with its thumbnail.
     image = png_bytes()
     page.fill("#query", "")
     page.check('[data-testid="mode-hybrid"]', force=True)
-    direct = requests.post(
-        f"{origin}/v1/collections/{ui_collection}/search",
-        files={"file": ("sun.png", image, "image/png")},
-        data={"request": json.dumps({"mode": "hybrid", "highlight": True, "explain": True, "size": 10})},
-        timeout=120,
-    )
-    assert direct.status_code < 500, direct.text
     page.set_input_files(
         "#image-file", files=[{"name": "sun.png", "mimeType": "image/png", "buffer": image}]
     )  # choosing a file searches with it at once
     expect(page.locator("#example")).to_be_visible()
+    settle(page)
     error = page.locator("#error")
-    if direct.ok:
-        settle(page)
-        expect(page.locator('[data-testid="hit"], #empty:not([hidden])').first).to_be_visible()
-        expect(error).to_be_hidden()
-    else:
-        message = direct.json()["error"]["message"]
-        settle(page, "error")
-        expect(error).to_be_visible()
-        expect(error).to_contain_text(f"HTTP {direct.status_code}")
-        expect(page.locator('[data-testid="error-message"]')).to_have_text(message)
-        expect(page.locator('[data-testid="hit"]')).to_have_count(0)
-
+    expect(error).to_be_hidden()
+    match = page.locator(f'[data-testid="hit"][data-id="{hashlib.sha256(image).hexdigest()}"]')
+    expect(match).to_be_visible()
+    expect(match.locator('[data-testid="badge"]')).to_have_text("image")
+    expect(match.locator('[data-testid="thumbnail"]')).to_be_visible()
+    names = match.locator('[data-testid="component"]').evaluate_all("rows => rows.map(r => r.dataset.name)")
+    assert "vector:phash" in names, names
     screenshot(page, tmp_path / "search-example.png", EXAMPLE_SCREENSHOT_COPY)
+
+    # An audio clip: this collection has no audio encoder, and the page shows the API's own 4xx message.
+    direct = requests.post(
+        f"{origin}/v1/collections/{ui_collection}/search",
+        files={"file": ("beep.wav", wav_bytes(), "audio/wav")},
+        data={"request": json.dumps({"mode": "hybrid"})},
+        timeout=120,
+    )
+    assert direct.status_code == 400, direct.text
+    page.set_input_files(
+        "#audio-file", files=[{"name": "beep.wav", "mimeType": "audio/wav", "buffer": wav_bytes()}]
+    )
+    settle(page, "error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("HTTP 400")
+    expect(page.locator('[data-testid="error-message"]')).to_have_text(direct.json()["error"]["message"])
+    expect(page.locator('[data-testid="hit"]')).to_have_count(0)
 
     # Removing the example and searching by text again clears the error.
     page.click("#example-clear")

@@ -24,9 +24,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from client.api import ApiClient
+from core.config import Settings, get_settings
 from ingest.beir import find, iter_corpus, load_queries
-from mmsearch.client import ApiClient
-from mmsearch.config import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -114,7 +114,7 @@ def free_port() -> int:
 def spawned_api(extra_env: dict[str, str], settings: Settings | None = None) -> Iterator[ApiClient]:
     """A temporary API process (gunicorn, 1 worker, 4 threads) on a free port with some settings changed
     (same Elasticsearch, Redis and Celery workers), e.g. a task batch size of 1 or no query cache."""
-    from mmsearch import stack
+    from client import stack
 
     settings = (settings or get_settings()).model_copy(update={"api_port": free_port(), "api_url": ""})
     argv = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "4", "--timeout", "120"]

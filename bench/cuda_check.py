@@ -15,9 +15,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from core.config import Settings
 from encoders.text import TextEncoder
 from encoders.timm_cnn import TimmEncoder
-from mmsearch.config import Settings
 
 OUT = Path(__file__).parent / "results" / "cuda_check.json"
 

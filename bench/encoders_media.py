@@ -32,6 +32,7 @@ import soundfile as sf  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from bench.common import Report, latency_row, save, show, timed_calls  # noqa: E402
+from client.api import ApiClient, ApiClientError  # noqa: E402
 from encoders.asr import AsrExtractor  # noqa: E402
 from encoders.clap import ClapEncoder  # noqa: E402
 from encoders.clip import ClipEncoder  # noqa: E402
@@ -39,9 +40,7 @@ from encoders.mfcc import MfccEncoder  # noqa: E402
 from encoders.ocr import OcrExtractor  # noqa: E402
 from encoders.phash import PhashEncoder  # noqa: E402
 from encoders.timm_cnn import TimmEncoder  # noqa: E402
-from ingest.media import Audio  # noqa: E402
-from mmsearch.cli import api  # noqa: E402
-from mmsearch.client import ApiClient, ApiClientError  # noqa: E402
+from media.decode import Audio  # noqa: E402
 
 PIPELINE_REPEAT = 4  # the pipeline gets 4x the items, so its fixed ~1 s (queue, refresh, poll) amortises
 SENTENCES = [
@@ -260,7 +259,7 @@ def main() -> None:
     parser.add_argument("--pipeline", action="store_true", help="also through the running stack")
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 160)  # whole tables in logs too
-    for report in run(args.repeat, args.images, api() if args.pipeline else None):
+    for report in run(args.repeat, args.images, ApiClient.from_settings() if args.pipeline else None):
         show(report, console)
         print(f"wrote {save(report)}")
 

@@ -15,9 +15,9 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from bench.common import Report, latency_row, query_texts, timed_calls
-from mmsearch.client import ApiClient
-from mmsearch.config import get_settings
-from mmsearch.es import make_client
+from client.api import ApiClient
+from core.config import get_settings
+from core.es import make_client
 
 MODES = ("lexical", "vector", "hybrid")
 

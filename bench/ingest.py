@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, corpus_docs, spawned_api
+from client.api import ApiClient
+from core.config import get_settings
 from encoders import get_encoder
-from mmsearch.client import ApiClient
-from mmsearch.config import get_settings
-from search.evaluation import wait_indexed
+from evaluation.runs import wait_indexed
 from workers.encoding import document_text
 
 

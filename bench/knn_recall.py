@@ -11,10 +11,10 @@ import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
 from bench.common import Report, query_texts
+from core.config import get_settings
+from core.es import make_client
 from encoders import get_encoder
-from mmsearch.collections import get
-from mmsearch.config import get_settings
-from mmsearch.es import make_client
+from mappings.collections import get
 from search.query import knn_body
 
 K = 10

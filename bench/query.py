@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, latency_row, query_texts, spawned_api, timed_calls
+from core.config import get_settings
+from core.es import make_client
 from encoders import get_encoder
-from mmsearch.collections import Collection, get
-from mmsearch.config import get_settings
-from mmsearch.es import make_client
+from mappings.collections import Collection, get
 from search import fusion
 from search.query import knn_body, lexical_body, lexical_query
 from search.schema import Profile

@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Report
+from client.api import ApiClient
+from core.config import get_settings
 from encoders import get_encoder
 from encoders.device import pick_device
 from encoders.text import resolve_model_path
 from encoders.training import Example, TrainConfig, passage, train
+from evaluation.runs import Judgments, ranked_run, scores
+from evaluation.tuning import fused_top
 from ingest.beir import find, iter_corpus, load_qrels, load_queries
-from mmsearch.client import ApiClient
-from mmsearch.config import get_settings
-from search.evaluation import Judgments, ranked_run, scores
 from search.fusion import Ranking
 from search.schema import Fusion
-from search.tuning import fused_top
 
 WINDOW = 100  # ranking depth of each component, as the API's default rank window
 METRIC = "ndcg@10"

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from core.config import Settings, get_settings
 from encoders.device import pick_device, use_fp16
 from encoders.extractor import Extraction, Extractor, check_audio, local_or_hub, register_extractor
-from mmsearch.config import Settings, get_settings
 
 SAMPLE_RATE = 16_000
 BACKENDS = ("pocketsphinx", "whisper")

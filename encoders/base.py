@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmsearch.config import Settings, get_settings
+from core.config import Settings, get_settings
 
 
 class EncoderError(Exception):

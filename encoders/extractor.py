@@ -20,7 +20,7 @@ from PIL import Image
 
 from encoders.base import EncoderError, LazyModel
 from encoders.registry import Registry
-from ingest.media import Audio
+from media.decode import Audio
 
 
 @dataclass
@@ -79,7 +79,7 @@ def check_audio(items: Sequence[Any], who: str, sample_rate: int) -> list[np.nda
     clips = []
     for i, item in enumerate(items):
         if not isinstance(item, Audio):
-            raise EncoderError(f"{who}: item {i} is {type(item).__name__}, not ingest.media.Audio")
+            raise EncoderError(f"{who}: item {i} is {type(item).__name__}, not media.decode.Audio")
         samples = np.asarray(item.samples, dtype=np.float32)
         if samples.ndim != 1:
             raise EncoderError(f"{who}: item {i} has samples of shape {samples.shape}; expected mono (n,)")

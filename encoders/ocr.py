@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from core.config import Settings
 from encoders.extractor import Extraction, Extractor, check_images, register_extractor
-from mmsearch.config import Settings
 
 SAME_LINE_OVERLAP = 0.5  # boxes whose vertical overlap exceeds this share of the smaller height share a line
 

@@ -8,11 +8,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from core.config import Settings
 from encoders.base import Encoder
 from encoders.device import pick_device, use_fp16
 from encoders.extractor import check_images
 from encoders.registry import register
-from mmsearch.config import Settings
 
 DEFAULT_TIMM_MODEL = "resnet18.a1_in1k"  # 11M parameters, 512-d: cheap to run and to index
 RANDOM_INIT_SEED = 0

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from ingest.filetypes import IngestError
-from ingest.media import DEFAULT_MAX_PIXELS, load_image
+from media.decode import DEFAULT_MAX_PIXELS, load_image
+from media.filetypes import IngestError
 
 CHUNK = 1 << 20
 DEFAULT_THUMB_SIDE = 256

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ingest.filetypes import IngestError
+from media.filetypes import IngestError
 
 log = logging.getLogger(__name__)
 

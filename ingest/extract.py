@@ -24,8 +24,7 @@ import pypdf
 from docx.table import Table
 from PIL import ExifTags, Image
 
-from ingest.filetypes import FileType, decode_text, detect
-from ingest.media import (
+from media.decode import (
     DEFAULT_MAX_AUDIO_SECONDS,
     DEFAULT_MAX_PIXELS,
     IMAGE_FORMATS,
@@ -33,6 +32,7 @@ from ingest.media import (
     load_image,
     probe_audio,
 )
+from media.filetypes import FileType, decode_text, detect
 
 Scalar = str | int | float | bool
 DEFAULT_MAX_TEXT_CHARS = 1_000_000

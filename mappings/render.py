@@ -8,8 +8,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from core.config import Settings
 from encoders.base import Encoder
-from mmsearch.config import Settings
 
 
 @cache

@@ -12,15 +12,14 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from mmsearch.client import ApiClient, ApiClientError
-from mmsearch.config import get_settings
+from client.api import ApiClient, ApiClientError
+from core.config import get_settings
 
 console = Console()
 
 
 def api() -> ApiClient:
-    settings = get_settings()
-    return ApiClient(settings.api_base, settings.api_keys[0] if settings.api_keys else None)
+    return ApiClient.from_settings()
 
 
 @click.group()
@@ -31,7 +30,7 @@ def main() -> None:
 @main.command()
 def up() -> None:
     """Start what is not configured externally (Elasticsearch, Redis, worker, API) and wait until healthy."""
-    from mmsearch import stack
+    from client import stack
 
     stack.up(get_settings())
     _print_status()
@@ -40,7 +39,7 @@ def up() -> None:
 @main.command()
 def down() -> None:
     """Stop the embedded stack."""
-    from mmsearch import stack
+    from client import stack
 
     stack.down(get_settings())
     _print_status()
@@ -53,7 +52,7 @@ def status() -> None:
 
 
 def _print_status() -> None:
-    from mmsearch import stack
+    from client import stack
 
     table = Table("component", "state", "pid", "url")
     for row in stack.status(get_settings()):
@@ -158,7 +157,7 @@ def collections_delete(name: str) -> None:
 @click.option("--chunk-size", default=500, show_default=True)
 def ingest(path: Path, collection: str, wait: bool, create: bool, chunk_size: int) -> None:
     """Ingest JSONL/JSON documents ({id?, title?, text, metadata?}), a BEIR corpus, or files and folders."""
-    from mmsearch.ingest_files import ingest_path
+    from client.upload import ingest_path
 
     client = api()
     if create and not _call(client.collection_exists, collection):

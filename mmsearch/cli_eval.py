@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from mmsearch.client import ApiClient, ApiClientError
-from mmsearch.config import get_settings
+from client.api import ApiClient, ApiClientError
+from core.config import get_settings
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # whole tables in logs too
 BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train")
@@ -37,7 +37,7 @@ def _client() -> ApiClient:
 @contextmanager
 def _errors() -> Iterator[None]:
     """Known failures become one-line CLI errors instead of tracebacks."""
-    from search.evaluation import EvaluationError
+    from evaluation.runs import EvaluationError
 
     try:
         yield
@@ -68,8 +68,8 @@ def _find_qrels(dataset: Path, qrels: Path | None) -> Path:
 
 
 def _load(dataset: Path, qrels_path: Path) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    from evaluation.runs import judged_queries
     from ingest.beir import find, load_qrels, load_queries
-    from search.evaluation import judged_queries
 
     qrels = load_qrels(qrels_path)
     return judged_queries(load_queries(find(dataset, "queries")), qrels), qrels
@@ -109,8 +109,8 @@ def evaluate(
     `hybrid` fuses as the profile in effect says (the named one, else the collection's `default`);
     `hybrid-rrf` and `hybrid-linear` force that method with its defaults. Every mode uses the profile's
     lexical boosts and kNN candidates."""
+    from evaluation import runs as evaluation
     from ingest.beir import find
-    from search import evaluation
 
     qrels_path = _find_qrels(dataset, qrels)
     collection = collection or dataset.name.lower()
@@ -158,7 +158,7 @@ def evaluate(
 
 
 def _modes(modes: str | None, profile: str | None) -> list[str]:
-    from search.evaluation import DEFAULT_MODES, MODES
+    from evaluation.runs import DEFAULT_MODES, MODES
 
     if modes is None:
         return [*DEFAULT_MODES[:2], *(["hybrid"] if profile else []), *DEFAULT_MODES[2:]]
@@ -184,7 +184,7 @@ def _wait_encoded(client: ApiClient, collection: str) -> dict[str, int]:
 
 
 def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
-    from search.evaluation import METRICS
+    from evaluation.runs import METRICS
 
     table = Table("mode", *METRICS.values(), "p50 ms", "p95 ms", "QPS", title=title)
     for mode, result in results.items():
@@ -235,7 +235,7 @@ def tune(
 ) -> None:
     """Learn fusion, boosts and kNN candidates on training judgments (k-fold CV on nDCG@10), then save
     the profile fitted on all of them with the collection."""
-    from search import tuning
+    from evaluation import tuning
 
     grid = tuning.Grid(
         title_boosts=_floats(title_boosts),
@@ -273,8 +273,8 @@ def _print_tune(report: dict[str, Any]) -> None:
         title=f"{report['collection']}: {report['queries']} training queries, {report['folds']} folds, "
         f"{report['candidates']} candidates",
     )
+    from evaluation.tuning import describe
     from search.schema import Profile
-    from search.tuning import describe
 
     labels = {"tuned": f"tuned: {report['chosen']}", "defaults": f"defaults: {describe(Profile())}"}
     for key, cv in report["cv"].items():

@@ -14,9 +14,9 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from client.api import ApiClient
+from core.config import get_settings
 from encoders.training import TrainConfig
-from mmsearch.client import ApiClient
-from mmsearch.config import get_settings
 
 FINISHED = ("done", "failed", "cancelled")
 DEFAULTS = TrainConfig()
@@ -70,7 +70,7 @@ def train(
     reencode: bool,
 ) -> None:
     """Fine-tune the collection's text encoder on training judgments (MultipleNegativesRankingLoss)."""
-    from encoders.training import fine_tune
+    from evaluation.training import fine_tune
     from mmsearch.cli import _call, api
 
     client = api()

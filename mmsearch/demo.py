@@ -12,9 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from client.api import ApiClient, ApiClientError
+from core.config import get_settings
 from ingest.beir import iter_jsonl
-from mmsearch.client import ApiClient, ApiClientError
-from mmsearch.config import get_settings
 
 IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "horse", "page"]  # skimage.data, offline
 SPEECH = {

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from elasticsearch import Elasticsearch
 from flask import Flask, request
 
-from mmsearch.config import Settings, get_settings
-from mmsearch.es import make_client
+from core.config import Settings, get_settings
+from core.es import make_client
 from search.api import collections, documents, files, health, jobs, profiles, ui
 from search.api import search as search_api
 from search.errors import ApiProblem, register_error_handlers

@@ -10,10 +10,10 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from core.es import error_reason
 from ingest.documents import PayloadError
-from ingest.filetypes import IngestError
-from mmsearch.collections import CollectionError
-from mmsearch.es import error_reason
+from mappings.collections import CollectionError
+from media.filetypes import IngestError
 from search.service import SearchError
 
 log = logging.getLogger(__name__)

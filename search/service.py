@@ -9,10 +9,10 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from core.config import Settings
+from core.es import error_reason
 from encoders import EncoderError, get_encoder
-from mmsearch.collections import Collection
-from mmsearch.config import Settings
-from mmsearch.es import error_reason
+from mappings.collections import Collection
 from search import fusion
 from search.query import filter_clauses, highlight_spec, knn_body, lexical_body, lexical_query
 from search.schema import Fusion, Profile, SearchRequest

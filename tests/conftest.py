@@ -30,8 +30,8 @@ TEST_ENV = {
 for key, value in TEST_ENV.items():
     os.environ.setdefault(key, value)
 
-from mmsearch.client import ApiClient  # noqa: E402
-from mmsearch.config import Settings, get_settings  # noqa: E402
+from client.api import ApiClient  # noqa: E402
+from core.config import Settings, get_settings  # noqa: E402
 
 
 class WorkerControl:
@@ -42,7 +42,7 @@ class WorkerControl:
         self.process: subprocess.Popen | None = None
 
     def start(self, queues: str | None = None) -> None:
-        from mmsearch import stack
+        from client import stack
 
         self.process = stack.start_worker(self.settings, queues=queues)
 
@@ -64,7 +64,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def services(settings: Settings) -> Iterator[None]:
-    from mmsearch import stack
+    from client import stack
 
     stack.ensure_elasticsearch(settings)
     stack.ensure_redis(settings)
@@ -83,7 +83,7 @@ def worker(settings: Settings, services: None) -> Iterator[WorkerControl]:
 
 @pytest.fixture(scope="session")
 def api_url(settings: Settings, services: None, worker: WorkerControl) -> Iterator[str]:
-    from mmsearch import stack
+    from client import stack
 
     process = stack.start_api(settings)
     stack.wait_for_api(settings, timeout=120)
@@ -99,7 +99,7 @@ def api(api_url: str) -> ApiClient:
 
 @pytest.fixture(scope="session")
 def es(settings: Settings, services: None):  # noqa: ANN201
-    from mmsearch.es import make_client
+    from core.es import make_client
 
     return make_client(settings)
 

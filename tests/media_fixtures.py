@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw, ImageFont
 
-from ingest.media import Audio
+from media.decode import Audio
 
 SPEECH_RATE = 16_000
 

@@ -20,7 +20,7 @@ import requests
 import soundfile as sf
 from PIL import Image
 
-from mmsearch.client import ApiClient
+from client.api import ApiClient
 from tests.media_fixtures import (
     jpeg_bytes,
     missing_speech_tools,

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from mmsearch import collections
-from mmsearch.client import ApiClient, ApiClientError
+from client.api import ApiClient, ApiClientError
+from mappings import collections
 
 pytestmark = pytest.mark.integration
 

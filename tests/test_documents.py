@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.config import Settings
 from ingest.documents import PayloadError, from_json, parse_documents
 from mappings import index_body
 from mappings.analysis import stem_text
-from mmsearch.config import Settings
 
 
 def parse(body: bytes, content_type: str | None = "application/json"):  # noqa: ANN201

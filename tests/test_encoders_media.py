@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.config import Settings
 from encoders import asr, clap, clip, mfcc, ocr, phash, timm_cnn  # noqa: F401  (registers)
 from encoders.base import EncoderError
 from encoders.extractor import available_extractors, get_extractor
 from encoders.registry import available
-from ingest.media import Audio
-from mmsearch.config import Settings
+from media.decode import Audio
 
 SENTENCE = "the weather forecast predicts heavy rain tomorrow"
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from client.api import ApiClient
+from evaluation.runs import METRICS
+from evaluation.tuning import Grid, cross_validate, folds, fused_top, profiles
 from mmsearch.cli import main
-from mmsearch.client import ApiClient
-from search.evaluation import METRICS
 from search.schema import Fusion, Profile
-from search.tuning import Grid, cross_validate, folds, fused_top, profiles
 from tests.scifact import write_slice
 
 QUERIES, DOCS = 20, 200

@@ -30,8 +30,8 @@ from skimage import data as skdata
 from ingest.blobstore import BlobStore, InvalidSha
 from ingest.crawl import PathNotAllowed, PathNotFound, iter_files, resolve_allowed
 from ingest.extract import extract
-from ingest.filetypes import EmptyFile, IngestError, UnsupportedType, detect
-from ingest.media import MediaError, load_audio, load_image, probe_audio
+from media.decode import MediaError, load_audio, load_image, probe_audio
+from media.filetypes import EmptyFile, IngestError, UnsupportedType, detect
 
 IMAGE_FORMATS = {
     "jpeg": ("image/jpeg", "jpg"),

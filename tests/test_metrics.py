@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from search.evaluation import METRICS, per_query, ranked_run, scores
+from evaluation.runs import METRICS, per_query, ranked_run, scores
 
 # q1: relevant d1, d3; ranked d1 d2 d3 -> hits at ranks 1 and 3
 # q2: relevant d2;     ranked d1 d2    -> hit at rank 2

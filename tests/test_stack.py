@@ -12,8 +12,8 @@ import psutil
 import pytest
 import redis
 
-from mmsearch import stack
-from mmsearch.config import Settings
+from client import stack
+from core.config import Settings
 
 
 def _free_port() -> int:
@@ -77,7 +77,7 @@ def test_embedded_redis_persists_queued_work_across_a_restart(settings: Settings
 
 def test_child_processes_see_the_same_settings(settings: Settings, tmp_path: Path) -> None:
     env = stack.child_env(settings, {"MMSEARCH_API_PORT": "9999"})
-    code = "from mmsearch.config import Settings; print(Settings().model_dump_json())"
+    code = "from core.config import Settings; print(Settings().model_dump_json())"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, check=True)
     seen = json.loads(out.stdout)
     expected = settings.model_dump(mode="json") | {"data_dir": str(Path(settings.data_dir).resolve())}

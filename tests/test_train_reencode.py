@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
+from client.api import ApiClient, ApiClientError
+from core.config import Settings
 from encoders.text import resolve_model_path
-from encoders.training import CARD, TrainConfig, fine_tune, judged_pairs, version_name
+from encoders.training import CARD, TrainConfig, version_name
+from evaluation.training import fine_tune, judged_pairs
 from ingest.beir import iter_jsonl
 from ingest.documents import index_document
-from mmsearch.client import ApiClient, ApiClientError
-from mmsearch.config import Settings
 from tests.scifact import QRELS, write_slice
 from workers.reencode import ReencodeError, carried_meta, check_model_ref, generation
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mmsearch.client import ApiClient
+from client.api import ApiClient
 from tests.test_api_text import DOCS as TEXT_DOCS
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")

@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from kombu import Queue
 
-from mmsearch.config import get_settings
+from core.config import get_settings
 
 settings = get_settings()
 

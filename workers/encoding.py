@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
+from core.config import get_settings
 from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
 from ingest.documents import now_iso
-from ingest.filetypes import IngestError
-from ingest.media import load_audio, load_image
 from mappings.analysis import stem_text
-from mmsearch.collections import index_meta
-from mmsearch.config import get_settings
+from mappings.collections import index_meta
+from media.decode import load_audio, load_image
+from media.filetypes import IngestError
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000

@@ -39,14 +39,13 @@ from elastic_transport import ConnectionError as ESConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
 
+from core.config import Settings, get_settings
+from core.es import get_client
 from encoders import Encoder, get_encoder
 from encoders.training import model_roots
 from ingest.documents import now_iso
-from mappings import index_body
-from mmsearch import collections
-from mmsearch.collections import CollectionError, index_meta, physical_index, status_counts, update_meta
-from mmsearch.config import Settings, get_settings
-from mmsearch.es import get_client
+from mappings import collections, index_body
+from mappings.collections import CollectionError, index_meta, physical_index, status_counts, update_meta
 from workers.celery_app import app
 from workers.tasks import enqueue
 

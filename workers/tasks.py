@@ -11,8 +11,8 @@ from elastic_transport import ConnectionError as ESConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError
 
-from mmsearch.config import get_settings
-from mmsearch.es import get_client
+from core.config import get_settings
+from core.es import get_client
 from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES, app
 from workers.encoding import encode_documents, mark_failed
 

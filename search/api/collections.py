@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from encoders import available, available_extractors
-from mmsearch import collections
+from mappings import collections
 from search.api import json_object, services
 from search.errors import ApiProblem
 from workers.tasks import enqueue

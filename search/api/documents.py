@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import from_json, parse_documents
-from mmsearch import collections
+from mappings import collections
 from search.api import services
 from search.errors import ApiProblem
 from search.schema import SearchRequest

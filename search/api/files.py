@@ -12,8 +12,8 @@ from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import index_document, parse_json
 from ingest.extract import extract
-from ingest.filetypes import IngestError
-from mmsearch import collections
+from mappings import collections
+from media.filetypes import IngestError
 from search.api import services
 from search.errors import ApiProblem
 from workers.tasks import enqueue

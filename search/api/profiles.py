@@ -9,7 +9,7 @@ import re
 
 from flask import Blueprint, jsonify
 
-from mmsearch import collections
+from mappings import collections
 from search.api import json_object, services
 from search.errors import ApiProblem
 from search.schema import Profile

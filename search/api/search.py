@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from ingest.documents import parse_json
-from ingest.filetypes import detect
-from ingest.media import load_audio, load_image
-from mmsearch import collections
+from mappings import collections
+from media.decode import load_audio, load_image
+from media.filetypes import detect
 from search.api import json_object, services
 from search.errors import ApiProblem
 from search.metrics import SEARCH_LATENCY

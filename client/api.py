@@ -13,6 +13,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from core.config import Settings, get_settings
+
 
 class ApiClientError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
@@ -31,6 +33,12 @@ class ApiClient:
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> ApiClient:
+        """A client of the API these settings describe, with the first configured key."""
+        settings = settings or get_settings()
+        return cls(settings.api_base, settings.api_keys[0] if settings.api_keys else None)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)

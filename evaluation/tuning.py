@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch.client import ApiClient, ApiClientError
-from search.evaluation import Judgments, per_query, ranked_run, run_queries
+from client.api import ApiClient, ApiClientError
+from evaluation.runs import Judgments, per_query, ranked_run, run_queries
 from search.fusion import Ranking
 from search.schema import Fusion, Profile
 from search.service import SearchService

@@ -7,7 +7,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
-from mmsearch.config import Settings, get_settings
+from core.config import Settings, get_settings
 
 
 def make_client(settings: Settings) -> Elasticsearch:

@@ -14,9 +14,9 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from core.config import Settings
 from encoders import get_encoder
 from mappings import index_body
-from mmsearch.config import Settings
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from client.api import ApiClient, ApiClientError
 from ingest.beir import iter_corpus, iter_jsonl
 from ingest.crawl import iter_files
-from mmsearch.client import ApiClient, ApiClientError
 
 
 def iter_documents(path: Path) -> Iterator[dict[str, Any]]:

@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ingest.filetypes import IngestError
+from media.filetypes import IngestError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 192 MB as RGB; above every common camera sensor
 DEFAULT_MAX_AUDIO_SECONDS = 3600.0  # ~700 MB of mono float32 at 48 kHz

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from ranx import Qrels, Run, evaluate
 
+from client.api import ApiClient
 from ingest.beir import iter_corpus
-from mmsearch.client import ApiClient
 
 # ranx name -> label. ranx's f1@k is the per-query harmonic mean of P@k and Recall@k, averaged.
 METRICS: dict[str, str] = {

@@ -33,8 +33,8 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError
 from pydantic import AliasChoices
 
-from mmsearch.config import Settings
-from mmsearch.es import make_client
+from core.config import Settings
+from core.es import make_client
 
 ES_START_TIMEOUT = 300.0  # seen: 30 s on an idle 2-core machine, 110 s on a loaded one
 REDIS_START_TIMEOUT = 30.0

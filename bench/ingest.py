@@ -13,13 +13,13 @@ from client.api import ApiClient
 from core.config import get_settings
 from encoders import get_encoder
 from evaluation.runs import wait_indexed
-from workers.encoding import document_text
+from ingest.lifecycle import encoder_text
 
 
 def bare_encoder(docs: list[dict[str, Any]]) -> float:
     """Seconds to encode the texts the worker would encode, in this process, model already loaded."""
     encoder = get_encoder("text")
-    texts = [document_text({"title": d["title"], "content": d["text"]}) for d in docs]
+    texts = [encoder_text({"title": d["title"], "content": d["text"]}) for d in docs]
     encoder.encode(texts[:8])
     started = time.perf_counter()
     encoder.encode(texts)

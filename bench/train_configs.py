@@ -22,10 +22,11 @@ from core.config import get_settings
 from encoders import get_encoder
 from encoders.device import pick_device
 from encoders.text import resolve_model_path
-from encoders.training import Example, TrainConfig, passage, train
+from encoders.training import Example, TrainConfig, train
 from evaluation.runs import Judgments, ranked_run, scores
 from evaluation.tuning import fused_top
 from ingest.beir import find, iter_corpus, load_qrels, load_queries
+from ingest.lifecycle import encoder_text
 from search.fusion import Ranking
 from search.schema import Fusion
 
@@ -125,7 +126,7 @@ def run(
     train_ids, held_ids = split(qrels, queries, holdout)
     docs = list(iter_corpus(find(dataset, "corpus")))
     doc_ids = [doc["id"] for doc in docs]
-    texts = [passage(doc["title"], doc["text"]) for doc in docs]
+    texts = [encoder_text({"title": doc["title"], "content": doc["text"]}) for doc in docs]
     passages = dict(zip(doc_ids, texts, strict=True))
     lexical = lexical_rankings(client, collection, {q: queries[q] for q in [*train_ids, *held_ids]})
     held_queries = {q: queries[q] for q in held_ids}

@@ -68,11 +68,6 @@ def version_name(base_ref: str, collection: str, now: datetime) -> str:
     return f"{base}-ft-{collection}-{now:%Y%m%d-%H%M%S}"
 
 
-def passage(title: str | None, text: str | None) -> str:
-    """The text a document is encoded from at index time (see `workers.encoding.document_text`)."""
-    return ". ".join(part for part in (title, text) if part)
-
-
 def _columns(examples: list[Example], hard_negatives: int) -> dict[str, list[str]]:
     columns = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     for i in range(hard_negatives):

@@ -23,11 +23,11 @@ from encoders.training import (
     TrainConfig,
     model_ref,
     model_roots,
-    passage,
     train,
     version_name,
 )
 from ingest.beir import find, iter_corpus, load_qrels, load_queries
+from ingest.lifecycle import encoder_text
 
 
 def judged_pairs(
@@ -43,7 +43,7 @@ def judged_pairs(
 
 def corpus_passages(dataset_dir: Path, ids: set[str]) -> dict[str, str]:
     return {
-        doc["id"]: passage(doc["title"], doc["text"])
+        doc["id"]: encoder_text({"title": doc["title"], "content": doc["text"]})
         for doc in iter_corpus(find(dataset_dir, "corpus"))
         if doc["id"] in ids
     }
@@ -53,9 +53,7 @@ def mine_negatives(client: ApiClient, collection: str, query: str, judged: set[s
     """The top BM25 hits of the collection that are not judged relevant."""
     size = min(100, count + len(judged) + 5)
     hits = client.search(collection, query, mode="lexical", size=size)["hits"]
-    texts = [
-        passage(h["source"].get("title"), h["source"].get("content")) for h in hits if h["id"] not in judged
-    ]
+    texts = [encoder_text(h["source"]) for h in hits if h["id"] not in judged]
     return texts[:count]
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.errors import MmsearchError
+from ingest.lifecycle import now_iso, pending
 from mappings.analysis import stem_text
 
 
-class PayloadError(ValueError):
-    """The request body cannot be read as documents; the message names the problem."""
+class PayloadError(MmsearchError):
+    """The request body cannot be read as documents (a 400); the message names the problem."""
+
+    status = 400
 
 
 class DocumentIn(BaseModel):
@@ -40,10 +43,6 @@ def parse_json(text: str | bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def parse_documents(body: bytes, content_type: str | None, max_docs: int, max_chars: int) -> list[DocumentIn]:
@@ -124,7 +123,7 @@ def index_document(
         "content": content,
         "search_stemmed": {"title": stem_text(title or ""), "content": stem_text(content)},
         "metadata": metadata or {},
-        "ingest": {"status": "pending", "attempts": 0, "queued_at": stamp, "encoders": {}},
+        "ingest": pending(stamp),
     }
     if lang:
         doc["lang"] = lang

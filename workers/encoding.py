@@ -19,14 +19,12 @@ from core.config import get_settings
 from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
-from ingest.documents import now_iso
-from mappings.analysis import stem_text
+from ingest.lifecycle import cap_error, encoded_update, encoder_text, failed_update, next_attempt
 from mappings.collections import index_meta
 from media.decode import load_audio, load_image
 from media.filetypes import IngestError
 
 log = logging.getLogger(__name__)
-MAX_ERROR_CHARS = 2000
 
 
 @dataclass
@@ -55,10 +53,6 @@ def encoders_for(es: Elasticsearch, index: str) -> list[Encoder]:
     ]
 
 
-def document_text(source: dict[str, Any]) -> str:
-    return ". ".join(part for part in (source.get("title"), source.get("content")) if part)
-
-
 def load_media(docs: list[dict[str, Any]], errors: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Decode each image/audio blob once for every model that needs it; a bad file fails its document."""
     settings = get_settings()
@@ -76,7 +70,7 @@ def load_media(docs: list[dict[str, Any]], errors: dict[str, str]) -> dict[str, 
             else:
                 media[doc["_id"]] = {"audio": load_audio(data, max_seconds=settings.max_audio_seconds)}
         except (IngestError, OSError) as exc:
-            errors[doc["_id"]] = f"decode: {exc}"[:MAX_ERROR_CHARS]
+            errors[doc["_id"]] = cap_error(f"decode: {exc}")
     return media
 
 
@@ -96,26 +90,8 @@ def run_extractors(
             try:
                 found.setdefault(doc_id, {})[name] = extractor.extract([item])[0]
             except Exception as exc:  # noqa: BLE001 - a poison input fails its document, not the batch
-                errors[doc_id] = f"{name}: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+                errors[doc_id] = cap_error(f"{name}: {type(exc).__name__}: {exc}")
     return found
-
-
-def apply_extractions(source: dict[str, Any], extractions: dict[str, Extraction]) -> dict[str, Any]:
-    """The fields extracted text changes: content (after any text given at upload), segments, stemmed copy."""
-    content = source.get("content") or ""
-    texts = [e.text.strip() for e in extractions.values() if e.text.strip() and e.text.strip() not in content]
-    content = "\n".join([content, *texts]).strip()  # idempotent: a re-encode does not append twice
-    segments = [
-        {k: seg[k] for k in ("text", "start", "end") if k in seg}
-        for e in extractions.values()
-        for seg in e.segments
-        if "start" in seg
-    ]
-    source["content"] = content
-    fields: dict[str, Any] = {"content": content, "search_stemmed": {"content": stem_text(content)}}
-    if segments:
-        fields["segments"] = segments
-    return fields
 
 
 def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResult:
@@ -126,13 +102,11 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
     result = BatchResult(skipped=len(ids) - len(docs))
     media = load_media(docs, result.errors)
     extractions = run_extractors(meta.get("extractors", []), media, result.errors)
-    extracted_fields = {
-        d["_id"]: apply_extractions(d["_source"], extractions[d["_id"]])
-        for d in docs
-        if d["_id"] in extractions
-    }
     vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
-    inputs = {d["_id"]: {"text": document_text(d["_source"]), **media.get(d["_id"], {})} for d in docs}
+    inputs = {
+        d["_id"]: {"text": encoder_text(d["_source"], extractions.get(d["_id"])), **media.get(d["_id"], {})}
+        for d in docs
+    }
 
     for encoder in encoders:
         todo = [
@@ -151,7 +125,7 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
             vectors[d["_id"]],
             versions,
             result.errors.get(d["_id"]),
-            extracted_fields.get(d["_id"], {}),
+            extractions.get(d["_id"]),
         )
         for d in docs
     ]
@@ -187,7 +161,7 @@ def _encode_isolating_failures(
         try:
             out.append((doc_id, encoder.encode([item])[0]))
         except Exception as exc:  # noqa: BLE001
-            errors[doc_id] = f"{encoder.name}: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+            errors[doc_id] = cap_error(f"{encoder.name}: {type(exc).__name__}: {exc}")
     return out
 
 
@@ -197,25 +171,14 @@ def _update_action(
     vectors: dict[str, Any],
     versions: dict[str, str],
     error: str | None,
-    extracted: dict[str, Any],
+    extractions: dict[str, Extraction] | None,
 ) -> dict[str, Any]:
-    attempts = int(doc["_source"].get("ingest", {}).get("attempts") or 0) + 1
-    stamp = now_iso()
+    """A write guarded by the read's sequence number: a document changed since is left to its own task."""
+    source = doc["_source"]
     if error:
-        partial = {"ingest": {"status": "failed", "error": error, "attempts": attempts}, "updated_at": stamp}
+        partial = failed_update(error, next_attempt(source))
     else:
-        partial = {
-            **extracted,
-            "vectors": vectors,
-            "ingest": {
-                "status": "encoded",
-                "error": None,
-                "attempts": attempts,
-                "encoded_at": stamp,
-                "encoders": {name: versions[name] for name in vectors},
-            },
-            "updated_at": stamp,
-        }
+        partial = encoded_update(source, vectors, versions, extractions)
     return {
         "_op_type": "update",
         "_index": index,
@@ -233,10 +196,7 @@ def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> N
             "_op_type": "update",
             "_index": index,
             "_id": doc_id,
-            "doc": {
-                "ingest": {"status": "failed", "error": reason[:MAX_ERROR_CHARS]},
-                "updated_at": now_iso(),
-            },
+            "doc": failed_update(reason),
         }
         for doc_id in ids
     ]

@@ -40,10 +40,11 @@ from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
 
 from core.config import Settings, get_settings
+from core.errors import Conflict, MmsearchError, NotFound
 from core.es import get_client
 from encoders import Encoder, get_encoder
 from encoders.training import model_roots
-from ingest.documents import now_iso
+from ingest.lifecycle import PENDING, cap_error, now_iso, requeued
 from mappings import collections, index_body
 from mappings.collections import CollectionError, index_meta, physical_index, status_counts, update_meta
 from workers.celery_app import app
@@ -65,16 +66,22 @@ CHUNK = 500
 EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-class ReencodeError(CollectionError):
+# The statuses come from `core.errors`. `CollectionError` stays a base only while the API's error handler
+# registers it rather than `MmsearchError`; each class sets its own status, so it never decides one.
+
+
+class ReencodeError(CollectionError, MmsearchError):
+    """A re-encode request the client can fix (unknown encoder, model path, unloadable model)."""
+
     status = 400
 
 
-class ReencodeConflict(CollectionError):
-    status = 409
+class ReencodeConflict(Conflict, CollectionError):
+    """Another job is running, or the job is past the point the request needs."""
 
 
-class JobNotFound(CollectionError):
-    status = 404
+class JobNotFound(NotFound, CollectionError):
+    """No job of that id in the collection's records."""
 
 
 # --- starting -------------------------------------------------------------------------------------
@@ -223,7 +230,7 @@ def stop_job(
         return job
     if job["status"] in BEFORE_SWITCH:
         retire_index(es, settings, job["target_index"])
-    job.update(status=status, error=reason[:2000], finished_at=now_iso())
+    job.update(status=status, error=cap_error(reason), finished_at=now_iso())
     save_job(es, index, job)
     return job
 
@@ -262,11 +269,7 @@ def delete_removed(es: Elasticsearch, source: str, target: str, before: str) -> 
 
 
 def _pending_action(target: str, hit: dict[str, Any]) -> dict[str, Any]:
-    stamp = now_iso()
-    source = {key: value for key, value in hit["_source"].items() if key != "vectors"}
-    source["ingest"] = {"status": "pending", "attempts": 0, "queued_at": stamp, "encoders": {}}
-    source["updated_at"] = stamp
-    return {"_op_type": "index", "_index": target, "_id": hit["_id"], "_source": source}
+    return {"_op_type": "index", "_index": target, "_id": hit["_id"], "_source": requeued(hit["_source"])}
 
 
 def _timestamps(es: Elasticsearch, index: str, ids: list[str]) -> dict[str, datetime]:
@@ -332,7 +335,7 @@ def _switch_when_encoded(
 ) -> float | None:
     source, target = job["source_index"], job["target_index"]
     es.indices.refresh(index=target)
-    if status_counts(es, target).get("pending", 0):
+    if status_counts(es, target).get(PENDING, 0):
         return POLL_S
     sync_from = _ago(LOOKBACK)
     caught_up = copy_documents(es, source, target, _since(job["sync_from"]))
@@ -382,7 +385,7 @@ class JobTask(Task):
         log.error("re-encode job %s of %s failed: %s", job_id, name, exc)
         try:
             stop_job(get_client(), get_settings(), name, job_id, "failed", f"{type(exc).__name__}: {exc}")
-        except (CollectionError, NotFoundError):
+        except (CollectionError, JobNotFound, NotFoundError):
             log.warning("job %s of %s is gone; nothing to record", job_id, name)
 
 

@@ -1,0 +1,137 @@
+"""One document's lifecycle: the `ingest` status block every writer sets, and the text its encoders see.
+
+    pending --encode--> encoded | failed        (any state --(re)ingest or re-encode copy--> pending)
+
+`pending`: indexed (BM25 works at once), vectors to come. `encoded`: vectors written, with the versions of
+the encoders that made them. `failed`: the reason, capped. `attempts` counts encode runs since the last
+(re)queue. The API, the encode worker, a task's last resort and the re-encode copy all build their bodies
+here, so the states cannot drift apart; and the encoder text is computed here once, purely, so training
+and benchmarks encode exactly the string the worker encodes at index time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from encoders.extractor import Extraction
+from mappings.analysis import stem_text
+
+PENDING, ENCODED, FAILED = "pending", "encoded", "failed"
+MAX_ERROR_CHARS = 2000
+
+
+def now_iso() -> str:
+    """The one timestamp format of documents and jobs (UTC, milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def cap_error(reason: str) -> str:
+    """Error text short enough to store on a document (a model's traceback message can be huge)."""
+    return reason[:MAX_ERROR_CHARS]
+
+
+# --- status blocks --------------------------------------------------------------------------------
+
+
+def pending(stamp: str | None = None) -> dict[str, Any]:
+    """Queued for encoding: no attempt yet, no encoder versions."""
+    return {"status": PENDING, "attempts": 0, "queued_at": stamp or now_iso(), "encoders": {}}
+
+
+def encoded(attempts: int, encoders: Mapping[str, str], stamp: str | None = None) -> dict[str, Any]:
+    """Vectors written; `error: None` clears a previous failure (partial updates merge objects)."""
+    return {
+        "status": ENCODED,
+        "error": None,
+        "attempts": attempts,
+        "encoded_at": stamp or now_iso(),
+        "encoders": dict(encoders),
+    }
+
+
+def failed(reason: str, attempts: int | None = None) -> dict[str, Any]:
+    """Failed for `reason`; `attempts` is left as stored when unknown (a batch given up for good)."""
+    block: dict[str, Any] = {"status": FAILED, "error": cap_error(reason)}
+    if attempts is not None:
+        block["attempts"] = attempts
+    return block
+
+
+def next_attempt(source: Mapping[str, Any]) -> int:
+    """The number of the encode run now under way for a stored document."""
+    return int((source.get("ingest") or {}).get("attempts") or 0) + 1
+
+
+# --- bodies ---------------------------------------------------------------------------------------
+
+
+def encoded_update(
+    source: Mapping[str, Any],
+    vectors: dict[str, Any],
+    versions: Mapping[str, str],
+    extractions: Mapping[str, Extraction] | None = None,
+    stamp: str | None = None,
+) -> dict[str, Any]:
+    """The partial update of an encoded document: extracted text fields, vectors, status block."""
+    stamp = stamp or now_iso()
+    return {
+        **extracted_fields(source, extractions),
+        "vectors": vectors,
+        "ingest": encoded(next_attempt(source), {name: versions[name] for name in vectors}, stamp),
+        "updated_at": stamp,
+    }
+
+
+def failed_update(reason: str, attempts: int | None = None, stamp: str | None = None) -> dict[str, Any]:
+    """The partial update of a document that failed to encode."""
+    return {"ingest": failed(reason, attempts), "updated_at": stamp or now_iso()}
+
+
+def requeued(source: Mapping[str, Any], stamp: str | None = None) -> dict[str, Any]:
+    """A stored document copied into a new generation: vectors dropped, pending again. `@timestamp`
+    (the ingest time catch-up keys on) is kept."""
+    stamp = stamp or now_iso()
+    return {
+        **{key: value for key, value in source.items() if key != "vectors"},
+        "ingest": pending(stamp),
+        "updated_at": stamp,
+    }
+
+
+# --- text -----------------------------------------------------------------------------------------
+
+
+def extracted_content(content: str | None, extractions: Mapping[str, Extraction]) -> str:
+    """Content after OCR / speech-to-text: any text given at upload, then each new extracted text.
+    Idempotent: a re-encode does not append what the content already holds."""
+    content = content or ""
+    texts = [e.text.strip() for e in extractions.values() if e.text.strip() and e.text.strip() not in content]
+    return "\n".join([content, *texts]).strip()
+
+
+def extracted_fields(
+    source: Mapping[str, Any], extractions: Mapping[str, Extraction] | None
+) -> dict[str, Any]:
+    """The fields extracted text changes (content, its stemmed copy, timed segments); none without any."""
+    if not extractions:
+        return {}
+    content = extracted_content(source.get("content"), extractions)
+    fields: dict[str, Any] = {"content": content, "search_stemmed": {"content": stem_text(content)}}
+    segments = [
+        {k: seg[k] for k in ("text", "start", "end") if k in seg}
+        for e in extractions.values()
+        for seg in e.segments
+        if "start" in seg
+    ]
+    if segments:
+        fields["segments"] = segments
+    return fields
+
+
+def encoder_text(source: Mapping[str, Any], extractions: Mapping[str, Extraction] | None = None) -> str:
+    """What text encoders embed: "title. content", content including extracted text. Pure: `source`
+    (a stored document, or any mapping with `title`/`content`) is not changed."""
+    content = extracted_content(source.get("content"), extractions) if extractions else source.get("content")
+    return ". ".join(part for part in (source.get("title"), content) if part)

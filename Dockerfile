@@ -21,8 +21,10 @@ RUN useradd --create-home --uid 1000 app \
     && mkdir -p /data /home/app/.cache/huggingface \
     && chown app:app /data /home/app/.cache/huggingface
 USER app
-ENV MMSEARCH_DATA_DIR=/data
+ENV MMSEARCH_DATA_DIR=/data \
+    MMSEARCH_API_HOST=0.0.0.0 \
+    MMSEARCH_API_PORT=8000
 
 EXPOSE 8000
-CMD ["gunicorn", "--workers", "2", "--threads", "4", "--timeout", "120", "--bind", "0.0.0.0:8000", \
-     "search.app:create_app()"]
+# The API under gunicorn, on MMSEARCH_API_HOST:MMSEARCH_API_PORT; `mmsearch worker` runs a worker.
+CMD ["mmsearch", "serve"]

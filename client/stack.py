@@ -91,23 +91,39 @@ def ensure_redis(settings: Settings) -> str:
     return url
 
 
+def worker_command(
+    queues: str | Sequence[str] | None = None, concurrency: int = 1, hostname: str | None = None
+) -> list[str]:
+    """The Celery worker's command line, for `start_worker` and `mmsearch worker` alike.
+
+    One process (solo pool) by default: one task at a time, so a model is loaded once per process."""
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "INFO"]
+    argv += ["--pool", "solo" if concurrency == 1 else "prefork", "--concurrency", str(concurrency)]
+    if hostname:
+        argv += ["--hostname", hostname]
+    if queues:
+        argv += ["-Q", queues if isinstance(queues, str) else ",".join(queues)]
+    return argv
+
+
+def api_command(settings: Settings, workers: int = 2) -> list[str]:
+    """The API's command line (gunicorn on `api_host:api_port`), for `start_api` and `mmsearch serve`."""
+    argv = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", "4", "--timeout", "120"]
+    return argv + ["--bind", f"{settings.api_host}:{settings.api_port}", "search.app:create_app()"]
+
+
 def start_worker(
     settings: Settings, extra_env: Mapping[str, str] | None = None, queues: str | Sequence[str] | None = None
 ) -> subprocess.Popen:
-    """Start one Celery worker (solo pool: one task at a time, so a model is loaded once per process)."""
+    """Start one Celery worker, detached, under a node name of its own (tests start several)."""
     hostname = f"worker-{os.getpid()}-{next(_worker_seq)}@%h"
-    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker"]
-    argv += ["--pool", "solo", "--loglevel", "INFO", "--hostname", hostname]
-    if queues:
-        argv += ["-Q", queues if isinstance(queues, str) else ",".join(queues)]
+    argv = worker_command(queues, hostname=hostname)
     return _spawn(settings, "worker", argv, child_env(settings, extra_env))
 
 
 def start_api(settings: Settings, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen:
-    """Start the HTTP API under gunicorn on `api_host:api_port`."""
-    argv = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--timeout", "120"]
-    argv += ["--bind", f"{settings.api_host}:{settings.api_port}", "search.app:create_app()"]
-    return _spawn(settings, "api", argv, child_env(settings, extra_env))
+    """Start the HTTP API under gunicorn on `api_host:api_port`, detached."""
+    return _spawn(settings, "api", api_command(settings), child_env(settings, extra_env))
 
 
 def wait_for_api(settings: Settings, timeout: float = API_START_TIMEOUT, pid: int | None = None) -> None:

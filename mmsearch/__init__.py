@@ -1,3 +1,3 @@
-"""Shared plumbing: settings, the Elasticsearch client factory, the CLI and the embedded stack."""
+"""The `mmsearch` command line: the roof of the layers, nothing imports it."""
 
 __version__ = "0.1.0"

@@ -1,13 +1,8 @@
-"""`mmsearch train` and `mmsearch reencode`: fine-tune a collection's text model, put a model in service.
-
-Registered on the main group at the end of `mmsearch.cli`; helpers from there are imported inside the
-commands because that module imports this one.
-"""
+"""`mmsearch train` and `mmsearch reencode`: fine-tune a collection's text model, put a model in service."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +12,8 @@ from tqdm import tqdm
 from client.api import ApiClient
 from core.config import get_settings
 from encoders.training import TrainConfig
+from mmsearch.common import api, errors, wait_job
 
-FINISHED = ("done", "failed", "cancelled")
 DEFAULTS = TrainConfig()
 
 
@@ -71,7 +66,6 @@ def train(
 ) -> None:
     """Fine-tune the collection's text encoder on training judgments (MultipleNegativesRankingLoss)."""
     from evaluation.training import fine_tune
-    from mmsearch.cli import _call, api
 
     client = api()
     config = TrainConfig(epochs, batch_size, hard_negatives, max_pairs, max_seq_length, learning_rate)
@@ -84,11 +78,10 @@ def train(
             bar.close()
 
     try:
-        ref, card = _call(
-            fine_tune, client, get_settings(), collection, dataset, qrels, config, version, progress
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        with errors():
+            ref, card = fine_tune(
+                client, get_settings(), collection, dataset, qrels, config, version, progress
+            )
     finally:
         bar.close()
     click.echo(json.dumps({"model": ref, **card}, indent=2))
@@ -102,8 +95,6 @@ def train(
 @click.option("--wait/--no-wait", default=True, help="Follow the job until the alias switch is done.")
 def reencode(collection: str, models: tuple[str, ...], wait: bool) -> None:
     """Re-encode a collection with new models into a new index, then switch its alias."""
-    from mmsearch.cli import api
-
     spec = dict(m.split("=", 1) for m in models)
     client = api()
     if wait:
@@ -113,9 +104,8 @@ def reencode(collection: str, models: tuple[str, ...], wait: bool) -> None:
 
 
 def _start(client: ApiClient, collection: str, models: dict[str, str]) -> dict[str, Any]:
-    from mmsearch.cli import _call
-
-    return _call(client.request, "POST", f"/v1/collections/{collection}/reencode", json={"models": models})
+    with errors():
+        return client.request("POST", f"/v1/collections/{collection}/reencode", json={"models": models})
 
 
 def _start_and_wait(client: ApiClient, collection: str, models: dict[str, str]) -> None:
@@ -124,25 +114,3 @@ def _start_and_wait(client: ApiClient, collection: str, models: dict[str, str]) 
     click.echo(json.dumps(job, indent=2))
     if job["status"] != "done":
         raise click.ClickException(f"re-encode job {job['id']} ended {job['status']}: {job.get('error')}")
-
-
-def wait_job(client: ApiClient, collection: str, job_id: str, poll: float = 1.0) -> dict[str, Any]:
-    """Follow a job with a progress bar (documents encoded by the new model) until it ends.
-
-    Polls faster than gunicorn's 2 s keep-alive, so the session never reuses a connection the server is
-    closing (a race that surfaces as "Remote end closed connection")."""
-    from mmsearch.cli import _call
-
-    path = f"/v1/collections/{collection}/jobs/{job_id}"
-    job = _call(client.request, "GET", path)
-    with tqdm(total=job["total"], desc=f"re-encode {job_id}", unit="doc") as bar:
-        while job["status"] not in FINISHED:
-            time.sleep(poll)
-            job = _call(client.request, "GET", path)
-            counts = job.get("documents", {})
-            bar.total = max(job["total"], counts.get("total", 0))
-            bar.n = (
-                counts.get("encoded", 0) + counts.get("failed", 0) if job["status"] != "done" else bar.total
-            )
-            bar.set_postfix_str(job["status"])
-    return job

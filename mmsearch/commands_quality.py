@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from client.api import ApiClient, ApiClientError
-from core.config import get_settings
+from mmsearch.common import api, console, errors, wait_encoded
 
-console = Console(width=None if sys.stdout.isatty() else 160)  # whole tables in logs too
 BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train")
 
 dataset_option = click.option(
@@ -26,27 +20,6 @@ dataset_option = click.option(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="BEIR directory: corpus.jsonl[.gz], queries.jsonl[.gz] and qrels.",
 )
-
-
-def _client() -> ApiClient:
-    from mmsearch.cli import api
-
-    return api()
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Known failures become one-line CLI errors instead of tracebacks."""
-    from evaluation.runs import EvaluationError
-
-    try:
-        yield
-    except ApiClientError as exc:
-        raise click.ClickException(str(exc)) from None
-    except (EvaluationError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach the API at {get_settings().api_base}: {exc}") from None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -81,7 +54,7 @@ def _write_json(path: Path, data: Any) -> None:
     console.print(f"wrote {path}")
 
 
-@click.command()
+@click.command("eval")
 @dataset_option
 @click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--collection", "-c", default=None, help="Default: the dataset directory's name.")
@@ -114,11 +87,13 @@ def evaluate(
 
     qrels_path = _find_qrels(dataset, qrels)
     collection = collection or dataset.name.lower()
-    client = _client()
-    with _errors():
+    client = api()
+    with errors():
         queries, judgments = _load(dataset, qrels_path)
         reused = evaluation.ensure_collection(client, collection, find(dataset, "corpus"))
-        counts = _wait_encoded(client, collection)
+        counts = wait_encoded(client, collection)
+        if counts.get("failed"):
+            console.print(f"[yellow]{counts['failed']} documents failed to encode (lexical only)[/]")
         stored = client.collection(collection)["profiles"]
         in_effect = profile or ("default" if "default" in stored else None)
         names = _modes(modes, in_effect)
@@ -167,20 +142,6 @@ def _modes(modes: str | None, profile: str | None) -> list[str]:
     if unknown or not names:
         raise click.UsageError(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
     return names
-
-
-def _wait_encoded(client: ApiClient, collection: str) -> dict[str, int]:
-    counts = client.collection(collection)["documents"]
-    with tqdm(total=counts.get("total", 0), desc="encoding", unit="doc", leave=False, disable=None) as bar:
-
-        def progress(c: dict) -> None:
-            bar.n = c.get("total", 0) - c.get("pending", 0)
-            bar.refresh()
-
-        counts = client.wait_encoded(collection, progress=progress)
-    if counts.get("failed"):
-        console.print(f"[yellow]{counts['failed']} documents failed to encode (lexical only)[/]")
-    return counts
 
 
 def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
@@ -245,14 +206,14 @@ def tune(
         normalizations=tuple(n.strip() for n in normalizations.split(",") if n.strip()),
         window=window,
     )
-    client = _client()
+    client = api()
     bars: list[tqdm] = []
 
     def progress(stage: str, total: int):  # noqa: ANN202 - a tqdm update callback
         bars.append(tqdm(total=total, desc=stage, leave=False, disable=None))
         return bars[-1].update
 
-    with _errors():
+    with errors():
         queries, judgments = _load(dataset, qrels)
         result = tuning.tune(client, collection, queries, judgments, folds, grid, threads, progress)
         for bar in bars:
@@ -333,9 +294,9 @@ def bench(
         "ingest": lambda: ingest.run(dataset, docs),
         "query": lambda: query.run(collection, dataset, n_queries),
         "knn-recall": lambda: knn_recall.run(collection, dataset, n_queries),
-        "growth": lambda: growth.run(_client(), collection, dataset, _ints(sizes), n_queries),
+        "growth": lambda: growth.run(api(), collection, dataset, _ints(sizes), n_queries),
         "train": lambda: train_configs.run(
-            _client(),
+            api(),
             collection,
             dataset,
             _find_qrels(dataset, qrels),
@@ -343,7 +304,7 @@ def bench(
         ),
     }
     reports = []
-    with _errors():
+    with errors():
         for name in BENCHMARKS[:3] if which == "all" else [which]:
             report = runs[name]()
             common.show(report, console)

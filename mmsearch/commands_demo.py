@@ -9,12 +9,12 @@ from importlib import resources
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from client.api import ApiClient, ApiClientError
 from core.config import get_settings
 from ingest.beir import iter_jsonl
+from mmsearch.common import api, console, errors
 
 IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "horse", "page"]  # skimage.data, offline
 SPEECH = {
@@ -49,7 +49,7 @@ def make_media(folder: Path) -> list[Path]:
     return paths
 
 
-def create_collection(client: ApiClient, collection: str, console: Console) -> None:
+def create_collection(client: ApiClient, collection: str) -> None:
     """All media encoders; CLIP only where its weights can be loaded (hub or MODELS_DIR)."""
     try:
         client.create_collection(collection, encoders=ENCODERS, extractors=EXTRACTORS)
@@ -60,7 +60,7 @@ def create_collection(client: ApiClient, collection: str, console: Console) -> N
         )
 
 
-def show(console: Console, title: str, result: dict) -> None:
+def show(title: str, result: dict) -> None:
     table = Table("#", "modality", "title / file", "score", "components", title=title)
     for hit in result["hits"]:
         src = hit["source"]
@@ -76,18 +76,12 @@ def show(console: Console, title: str, result: dict) -> None:
 def demo(collection: str, reset: bool) -> None:
     """Fill a mixed demo collection, wait for the workers, print example searches and the API URL."""
     settings = get_settings()
-    client = ApiClient(settings.api_base, settings.api_keys[0] if settings.api_keys else None)
-    console = Console()
-    if reset and client.collection_exists(collection):
-        client.delete_collection(collection)
-    with tempfile.TemporaryDirectory() as tmp:
+    client = api()
+    with errors(), tempfile.TemporaryDirectory() as tmp:
+        if reset and client.collection_exists(collection):
+            client.delete_collection(collection)
         if not client.collection_exists(collection):
-            create_collection(client, collection, console)
-            articles = Path(str(resources.files("mmsearch").joinpath("demo_data/articles.jsonl")))
-            client.add_documents(collection, iter_jsonl(articles), refresh=True)
-            media = make_media(Path(tmp))
-            if media:
-                client.add_files(collection, media, refresh=True)
+            fill(client, collection, Path(tmp))
         with console.status("encoding in the worker (OCR, speech-to-text, embeddings)..."):
             counts = client.wait_encoded(collection, timeout=1800)
         console.print(f"collection [bold]{collection}[/]: {counts}")
@@ -98,17 +92,22 @@ def demo(collection: str, reset: bool) -> None:
             ("hybrid", "rain tomorrow"),
             ("hybrid", "budget report"),
         ]:
-            show(
-                console,
-                f"{mode}: {query!r}",
-                client.search(collection, query, mode=mode, size=3, explain=True),
-            )
+            show(f"{mode}: {query!r}", client.search(collection, query, mode=mode, size=3, explain=True))
         example = Path(tmp) / "astronaut.png"
         if example.exists():
             show(
-                console,
                 "query by example: astronaut.png",
                 client.search_by_example(collection, example, size=3, explain=True),
             )
     console.print(f"Search page: {settings.api_base}/   API: {settings.api_base}/v1/collections/{collection}")
     console.print("Stop everything with: make down")
+
+
+def fill(client: ApiClient, collection: str, tmp: Path) -> None:
+    """The collection with its encoders, the bundled articles and the media made in `tmp`."""
+    create_collection(client, collection)
+    articles = Path(str(resources.files("mmsearch").joinpath("demo_data/articles.jsonl")))
+    client.add_documents(collection, iter_jsonl(articles), refresh=True)
+    media = make_media(tmp)
+    if media:
+        client.add_files(collection, media, refresh=True)

@@ -1,0 +1,111 @@
+"""`mmsearch collections`, `ingest` and `search`: a collection's life, through the HTTP API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from mmsearch.common import api, console, echo_json, errors, wait_encoded
+
+
+@click.group()
+def collections() -> None:
+    """Create, list and delete collections."""
+
+
+@collections.command("create")
+@click.argument("name")
+@click.option("--encoder", "encoders", multiple=True, help="Encoder to use (repeatable); default: settings.")
+@click.option("--model", "models", multiple=True, help="ENCODER=MODEL override (repeatable).")
+@click.option("--extractor", "extractors", multiple=True, help="Extractor to run (ocr, asr).")
+def collections_create(
+    name: str, encoders: tuple[str, ...], models: tuple[str, ...], extractors: tuple[str, ...]
+) -> None:
+    spec: dict = {}
+    if encoders:
+        spec["encoders"] = list(encoders)
+    if models:
+        spec["models"] = dict(m.split("=", 1) for m in models)
+    if extractors:
+        spec["extractors"] = list(extractors)
+    with errors():
+        echo_json(api().create_collection(name, **spec))
+
+
+@collections.command("list")
+def collections_list() -> None:
+    with errors():
+        names = api().list_collections()
+    for name in names:
+        click.echo(name)
+
+
+@collections.command("show")
+@click.argument("name")
+def collections_show(name: str) -> None:
+    with errors():
+        echo_json(api().collection(name))
+
+
+@collections.command("delete")
+@click.argument("name")
+def collections_delete(name: str) -> None:
+    with errors():
+        echo_json(api().delete_collection(name))
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", "-c", required=True)
+@click.option("--wait/--no-wait", default=False, help="Return when every document is encoded or failed.")
+@click.option("--create/--no-create", default=True, help="Create the collection when missing.")
+@click.option("--chunk-size", default=500, show_default=True)
+def ingest(path: Path, collection: str, wait: bool, create: bool, chunk_size: int) -> None:
+    """Ingest JSONL/JSON documents ({id?, title?, text, metadata?}), a BEIR corpus, or files and folders."""
+    from client.upload import ingest_path
+
+    client = api()
+    with errors():
+        if create and not client.collection_exists(collection):
+            client.create_collection(collection)
+        ingest_path(client, path, collection, chunk_size, refresh=wait)
+    if wait:
+        click.echo(json.dumps(wait_encoded(client, collection)))
+
+
+@click.command()
+@click.argument("query")
+@click.option("--collection", "-c", required=True)
+@click.option(
+    "--mode", type=click.Choice(["lexical", "vector", "hybrid"]), default="hybrid", show_default=True
+)
+@click.option("--fusion", type=click.Choice(["rrf", "linear"]), default=None)
+@click.option("--size", default=10, show_default=True)
+@click.option("--profile", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw API response.")
+def search(
+    query: str, collection: str, mode: str, fusion: str | None, size: int, profile: str | None, as_json: bool
+) -> None:
+    """Search a collection."""
+    params: dict = {"mode": mode, "size": size, "explain": True, "highlight": True}
+    if fusion:
+        params["fusion"] = {"method": fusion}
+    if profile:
+        params["profile"] = profile
+    with errors():
+        result = api().search(collection, query, **params)
+    if as_json:
+        echo_json(result)
+        return
+    table = Table("#", "id", "score", "title / text", "components", title=f"{query!r} ({mode})")
+    for hit in result["hits"]:
+        src = hit["source"]
+        text = (src.get("title") or src.get("content") or "")[:80]
+        parts = ", ".join(
+            f"{k} #{int(v['rank'])}" for k, v in hit.get("explanation", {}).get("components", {}).items()
+        )
+        table.add_row(str(hit["rank"]), hit["id"], f"{hit['score']:.4f}", text, parts)
+    console.print(table)

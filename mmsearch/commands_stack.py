@@ -1,0 +1,57 @@
+"""`mmsearch up`, `down`, `status`, `worker` and `serve`: the services, embedded or in the foreground."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from rich.table import Table
+
+from client import stack
+from core.config import get_settings
+from mmsearch.common import console
+
+
+@click.command()
+def up() -> None:
+    """Start what is not configured externally (Elasticsearch, Redis, worker, API) and wait until healthy."""
+    stack.up(get_settings())
+    _print_status()
+
+
+@click.command()
+def down() -> None:
+    """Stop the embedded stack."""
+    stack.down(get_settings())
+    _print_status()
+
+
+@click.command()
+def status() -> None:
+    """Each component, its state and URL."""
+    _print_status()
+
+
+def _print_status() -> None:
+    table = Table("component", "state", "pid", "url")
+    for row in stack.status(get_settings()):
+        table.add_row(row["name"], row["state"], str(row.get("pid") or ""), row.get("url") or "")
+    console.print(table)
+
+
+@click.command()
+@click.option("--queues", default=None, help="Comma-separated Celery queues to consume.")
+@click.option("--concurrency", default=1, show_default=True)
+@click.option("--hostname", default=None, help="Celery node name, e.g. worker@%h (default: celery@%h).")
+def worker(queues: str | None, concurrency: int, hostname: str | None) -> None:
+    """Run a Celery encoding worker in the foreground (what docker-compose runs)."""
+    argv = stack.worker_command(queues, concurrency, hostname)
+    os.execv(argv[0], argv)
+
+
+@click.command()
+@click.option("--workers", default=2, show_default=True)
+def serve(workers: int) -> None:
+    """Run the HTTP API under gunicorn in the foreground (what docker-compose runs)."""
+    argv = stack.api_command(get_settings(), workers)
+    os.execv(argv[0], argv)

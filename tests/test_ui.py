@@ -351,10 +351,12 @@ def test_page_renders_every_modality(browser, tmp_path: Path) -> None:  # noqa: 
     static = app.test_client()
     thumbnail = png_bytes()
     requests_seen: list[dict] = []
+    paths_seen: list[str] = []
 
     def handle(route) -> None:  # noqa: ANN001
         req = route.request
         path = req.url[len(FAKE) :].split("?")[0]
+        paths_seen.append(path)
         if path == "/" or path.startswith("/ui/"):
             resp = static.get(path)
             route.fulfill(status=resp.status_code, headers=dict(resp.headers), body=resp.data)
@@ -449,8 +451,9 @@ def test_page_renders_every_modality(browser, tmp_path: Path) -> None:  # noqa: 
         expect(audio.locator('[data-testid="segments"] li')).to_have_count(2)
         expect(audio.locator('[data-testid="segments"] li').nth(1)).to_contain_text("1:02")
 
-        document = hits.nth(2)  # its thumbnail 404s: the media column goes away
+        document = hits.nth(2)  # the API has thumbnails for images only: no media column, no request
         expect(document.locator(".media")).to_have_count(0)
+        assert not [p for p in paths_seen if p.endswith("/thumbnail") and "harbour.jpg" not in p]
         expect(document.locator('[data-testid="snippet"]')).to_contain_text("Extracted text:")
 
         text = hits.nth(3)

@@ -215,7 +215,6 @@ async function run() {
   const c = state.collection;
   $("context").hidden = !state.similar;
   if (state.similar) $("context-text").textContent = `Documents similar to “${state.similar.title}”`;
-  const t0 = performance.now();
   try {
     let data;
     if (state.similar) {
@@ -232,7 +231,7 @@ async function run() {
         data = await api("POST", `${collectionPath(c)}/search`, body);
       }
     }
-    render(data, c, performance.now() - t0);
+    render(data, c);
     document.body.dataset.state = "ready";
   } catch (err) {
     clearResults();
@@ -252,20 +251,18 @@ function clearResults() {
   $("pager").hidden = true;
 }
 
-function render(data, collection, elapsed) {
+// Search and /similar answer alike: {mode, from, size, total, took_ms, hits}.
+function render(data, collection) {
   clearResults();
-  const hits = Array.isArray(data.hits) ? data.hits : [];
-  const total = typeof data.total === "number" ? data.total : hits.length;
-  const from = typeof data.from === "number" ? data.from : state.from;
-  const took = typeof data.took_ms === "number" ? `${data.took_ms} ms` : `${Math.round(elapsed)} ms`;
+  const { hits, total, from } = data;
+  const took = `${data.took_ms} ms`;
 
   if (!hits.length) {
     $("empty").hidden = false;
     setStatus(`No results · ${took}`);
     return;
   }
-  const mode = data.mode ? ` · ${data.mode}` : "";
-  setStatus(`${total} result${total === 1 ? "" : "s"} · ${took}${mode}`);
+  setStatus(`${total} result${total === 1 ? "" : "s"} · ${took} · ${data.mode}`);
   const list = $("results");
   for (const hit of hits) list.append(renderHit(hit, collection));
 
@@ -293,19 +290,16 @@ function renderHit(hit, collection) {
   else title.textContent = src.title || file.filename || hit.id;
   node.querySelector(".score").textContent = `#${hit.rank ?? ""} · ${fmt(hit.score)}`;
 
-  // Media: a thumbnail for images (documents may have one too), a player for audio.
+  // Media: a thumbnail for images (the API makes them for images only), a player for audio.
   const media = node.querySelector(".media");
-  if (modality === "image" || modality === "document") {
+  if (modality === "image") {
     const img = el("img", {
       src: `${docPath(collection, hit.id)}/thumbnail`,
       alt: src.title || file.filename || "",
       loading: "lazy",
       "data-testid": "thumbnail",
     });
-    img.addEventListener("error", () => {
-      if (modality === "document") media.remove();
-      else media.replaceChildren(el("span", { class: "nothumb" }, "no preview"));
-    });
+    img.addEventListener("error", () => media.replaceChildren(el("span", { class: "nothumb" }, "no preview")));
     media.append(img);
   } else {
     media.remove();
@@ -335,7 +329,7 @@ function renderHit(hit, collection) {
     snippet.prepend(el("span", { class: "label" }, `${label}: `));
   }
 
-  // Meta: file name, MIME type, encoding status when not done.
+  // Meta: file name, MIME type, encoding status (pending or failed) until encoded.
   const meta = node.querySelector(".meta");
   const parts = [];
   if (file.filename) parts.push(file.filename);
@@ -343,8 +337,8 @@ function renderHit(hit, collection) {
   parts.push(`id ${hit.id}`);
   meta.textContent = parts.join(" · ");
   const status = src.ingest && src.ingest.status;
-  if (status && status !== "encoded" && status !== "done") {
-    meta.append(" ", el("span", { class: `ingest ingest-${status === "failed" ? "failed" : "pending"}` }, status));
+  if (status === "pending" || status === "failed") {
+    meta.append(" ", el("span", { class: `ingest ingest-${status}` }, status));
   }
 
   // Transcript segments, with timestamps that seek the player.
@@ -357,7 +351,7 @@ function renderHit(hit, collection) {
     for (const seg of segments) {
       const li = el("li");
       const stamp = el("button", { type: "button", class: "stamp" }, fmtTime(seg.start));
-      if (player && typeof seg.start === "number") {
+      if (player) {
         stamp.addEventListener("click", () => {
           player.currentTime = seg.start;
           player.play().catch(() => {});
@@ -383,10 +377,8 @@ function renderBreakdown(table, explanation) {
     table.remove();
     return;
   }
-  // components: {name: {rank, score, contribution, normalized?}} (or a list of such with a name)
-  let comps = explanation.components || {};
-  if (Array.isArray(comps)) comps = Object.fromEntries(comps.map((c, i) => [c.name || c.query || `#${i + 1}`, c]));
-  const entries = Object.entries(comps);
+  // components: {name: {rank, score, contribution, normalized (linear fusion only)}}
+  const entries = Object.entries(explanation.components || {});
   const fused = explanation.fused || {};
   const total = entries.reduce((s, [, c]) => s + (typeof c.contribution === "number" ? Math.max(c.contribution, 0) : 0), 0);
   const body = table.querySelector("tbody");

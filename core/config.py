@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     text_model: str = "all-MiniLM-L6-v2"
     clip_model: str = "clip-ViT-B-32"  # sentence-transformers CLIP (hub name or dir under models_dir)
     clap_model: str = "laion/clap-htsat-unfused"
-    timm_model: str = "resnet18.a1_in1k"
+    timm_model: str = "resnet18.a1_in1k"  # 11M parameters, 512-d: cheap to run and to index
     timm_pretrained: bool = True  # False: random weights (tests, air-gapped smoke runs)
     asr_backend: str = "pocketsphinx"  # pocketsphinx (offline, bundled) | whisper
     whisper_model: str = "openai/whisper-small"
@@ -55,12 +55,12 @@ class Settings(BaseSettings):
 
     # Limits
     max_body_bytes: int = 32 * 1024 * 1024
-    max_image_pixels: int = 64_000_000  # decompression-bomb guard
-    max_audio_seconds: float = 3600.0
+    max_image_pixels: int = 64_000_000  # decompression-bomb guard: 192 MB as RGB, above any camera sensor
+    max_audio_seconds: float = 3600.0  # ~700 MB of mono float32 at 48 kHz
+    max_unpacked_bytes: int = 256 * 1024 * 1024  # a .docx (zip) may not unpack to more: zip-bomb guard
     thumbnail_side: int = 256
     max_documents_per_request: int = 5000
-    max_text_chars: int = 1_000_000
-    max_page_size: int = 100
+    max_text_chars: int = 1_000_000  # longer extracted text is cut (and flagged `content_truncated`)
     max_window: int = 1000
 
     @property

@@ -1,7 +1,7 @@
 """The one error base: every error a client can cause or fix says so with its HTTP status.
 
 Layers raise subclasses of `MmsearchError` (ingest, collections, search, jobs); the Flask layer turns any
-of them into `{"error": {"status", "type", "message"}}` with the class's `status`, so no layer above the
+of them into `{"error": {"status", "type", "message"}}` with the error's `status`, so no layer above the
 floor needs to know HTTP, and no error needs registering twice.
 """
 
@@ -9,9 +9,18 @@ from __future__ import annotations
 
 
 class MmsearchError(Exception):
-    """A failure the caller can understand from its message; `status` is the HTTP status it maps to."""
+    """A failure the caller can understand from its message; `status` is the HTTP status it maps to.
+
+    The class sets the status; an instance may override it when it is only known at run time (e.g. the
+    worst of several rejected uploads).
+    """
 
     status: int = 400
+
+    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
 
 
 class NotFound(MmsearchError):

@@ -17,7 +17,6 @@ from encoders.extractor import Extraction, Extractor, check_audio, local_or_hub,
 SAMPLE_RATE = 16_000
 BACKENDS = ("pocketsphinx", "whisper")
 DEFAULT_SPHINX_MODEL = "en-us"
-DEFAULT_WHISPER_MODEL = "openai/whisper-small"
 WHISPER_CHUNK_S = 30
 TRAILING_SILENCE_S = 1.0  # > the endpointer's 0.3 s decision window
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "predicts(2)": the dictionary's second pronunciation
@@ -38,7 +37,7 @@ class AsrExtractor(Extractor):
         self, model: str | None = None, settings: Settings | None = None, backend: str | None = None
     ) -> None:
         settings = settings or get_settings()
-        self.backend = backend or getattr(settings, "asr_backend", BACKENDS[0])
+        self.backend = backend or settings.asr_backend
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown ASR backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         super().__init__(model=model, settings=settings)
@@ -46,7 +45,7 @@ class AsrExtractor(Extractor):
 
     def default_model(self) -> str:
         if self.backend == "whisper":
-            return getattr(self.settings, "whisper_model", DEFAULT_WHISPER_MODEL)
+            return self.settings.whisper_model
         return DEFAULT_SPHINX_MODEL
 
     @property

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core.config import Settings, get_settings
+from core.errors import MmsearchError
 
 
-class EncoderError(Exception):
+class EncoderError(MmsearchError):
     """An input the encoder cannot handle (corrupt, empty, wrong kind): the document ends `failed`."""
 
 

@@ -14,7 +14,6 @@ from encoders.device import pick_device, use_fp16
 from encoders.extractor import check_images
 from encoders.registry import register
 
-DEFAULT_TIMM_MODEL = "resnet18.a1_in1k"  # 11M parameters, 512-d: cheap to run and to index
 RANDOM_INIT_SEED = 0
 CHECKPOINT_FILES = ("model.safetensors", "pytorch_model.bin")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".bin")
@@ -54,12 +53,10 @@ class TimmEncoder(Encoder):
         self, model: str | None = None, settings: Settings | None = None, pretrained: bool | None = None
     ) -> None:
         super().__init__(model=model, settings=settings)
-        self.pretrained = (
-            getattr(self.settings, "timm_pretrained", True) if pretrained is None else pretrained
-        )
+        self.pretrained = self.settings.timm_pretrained if pretrained is None else pretrained
 
     def default_model(self) -> str:
-        return getattr(self.settings, "timm_model", DEFAULT_TIMM_MODEL)
+        return self.settings.timm_model
 
     @property
     def version(self) -> str:

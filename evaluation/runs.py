@@ -17,6 +17,7 @@ import numpy as np
 from ranx import Qrels, Run, evaluate
 
 from client.api import ApiClient
+from core.errors import MmsearchError
 from ingest.beir import iter_corpus
 
 # ranx name -> label. ranx's f1@k is the per-query harmonic mean of P@k and Recall@k, averaged.
@@ -45,7 +46,7 @@ Judgments = dict[str, dict[str, int]]
 RunDict = dict[str, dict[str, float]]
 
 
-class EvaluationError(Exception):
+class EvaluationError(MmsearchError):
     """The dataset and the collection do not fit together."""
 
 

@@ -16,11 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from core.config import Settings
 from media.decode import DEFAULT_MAX_PIXELS, load_image
 from media.filetypes import IngestError
 
 CHUNK = 1 << 20
-DEFAULT_THUMB_SIDE = 256
+DEFAULT_THUMB_SIDE: int = Settings.model_fields["thumbnail_side"].default  # its cache file has no size suffix
 MAX_THUMB_SIDE = 2048
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -43,10 +44,9 @@ class BlobStore:
         self.max_pixels = max_pixels
 
     @classmethod
-    def from_settings(cls, settings: object) -> BlobStore:
+    def from_settings(cls, settings: Settings) -> BlobStore:
         """The store under `<data_dir>/blobs`, with the same image limit the extractors use."""
-        data_dir = Path(getattr(settings, "data_dir", "data"))
-        return cls(data_dir / "blobs", getattr(settings, "max_image_pixels", DEFAULT_MAX_PIXELS))
+        return cls(settings.data_dir / "blobs", settings.max_image_pixels)
 
     def path(self, sha: str) -> Path:
         """Where the blob `sha` lives (whether or not it exists); raises `InvalidSha`."""

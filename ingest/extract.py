@@ -24,19 +24,11 @@ import pypdf
 from docx.table import Table
 from PIL import ExifTags, Image
 
-from media.decode import (
-    DEFAULT_MAX_AUDIO_SECONDS,
-    DEFAULT_MAX_PIXELS,
-    IMAGE_FORMATS,
-    MediaError,
-    load_image,
-    probe_audio,
-)
+from core.config import Settings, get_settings
+from media.decode import IMAGE_FORMATS, MediaError, load_image, probe_audio
 from media.filetypes import FileType, decode_text, detect
 
 Scalar = str | int | float | bool
-DEFAULT_MAX_TEXT_CHARS = 1_000_000
-DEFAULT_MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 MAX_METADATA_CHARS = 1024  # the mapping's `ignore_above`: longer values would not be searchable
 _DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _AUDIO_TAGS = ("artist", "album", "date", "genre", "comment", "copyright", "software")
@@ -60,17 +52,20 @@ class _Limits:
     max_unpacked_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: object) -> _Limits:
+    def from_settings(cls, settings: Settings) -> _Limits:
         return cls(
-            max_pixels=getattr(settings, "max_image_pixels", DEFAULT_MAX_PIXELS),
-            max_audio_seconds=getattr(settings, "max_audio_seconds", DEFAULT_MAX_AUDIO_SECONDS),
-            max_text_chars=getattr(settings, "max_text_chars", DEFAULT_MAX_TEXT_CHARS),
-            max_unpacked_bytes=getattr(settings, "max_unpacked_bytes", DEFAULT_MAX_UNPACKED_BYTES),
+            max_pixels=settings.max_image_pixels,
+            max_audio_seconds=settings.max_audio_seconds,
+            max_text_chars=settings.max_text_chars,
+            max_unpacked_bytes=settings.max_unpacked_bytes,
         )
 
 
 def extract(
-    data: bytes, filename: str | None = None, declared_mime: str | None = None, settings: object = None
+    data: bytes,
+    filename: str | None = None,
+    declared_mime: str | None = None,
+    settings: Settings | None = None,
 ) -> Extracted:
     """Detect the type from the bytes and extract title, text and metadata.
 
@@ -78,7 +73,7 @@ def extract(
     type that can't be read (corrupt, encrypted, over a size limit).
     """
     kind = detect(data, filename, declared_mime)
-    limits = _Limits.from_settings(settings)
+    limits = _Limits.from_settings(settings or get_settings())
     title, content, metadata = _EXTRACTORS[kind.mime](data, kind, limits)
     content, truncated = _cap(content, limits.max_text_chars)
     if truncated:

@@ -15,14 +15,15 @@ from typing import Any
 from elasticsearch import Elasticsearch, NotFoundError
 
 from core.config import Settings
+from core.errors import MmsearchError
 from encoders import get_encoder
 from mappings import index_body
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-class CollectionError(Exception):
-    status = 400
+class CollectionError(MmsearchError):
+    """A collection request that can't be done as asked (bad name, wrong encoders, ...)."""
 
 
 class CollectionNotFound(CollectionError):

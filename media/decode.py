@@ -19,19 +19,21 @@ import soundfile as sf
 import soxr
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.config import Settings
 from media.filetypes import IngestError
 
-DEFAULT_MAX_PIXELS = 64_000_000  # 192 MB as RGB; above every common camera sensor
-DEFAULT_MAX_AUDIO_SECONDS = 3600.0  # ~700 MB of mono float32 at 48 kHz
+# Callers pass the configured limits; these defaults are the settings' own, so each number lives once.
+DEFAULT_MAX_PIXELS: int = Settings.model_fields["max_image_pixels"].default
+DEFAULT_MAX_AUDIO_SECONDS: float = Settings.model_fields["max_audio_seconds"].default
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # PIL may parse nothing else
 # Containers libsndfile reads natively: a failure on these means a broken file, not a missing codec.
 _SNDFILE_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")
 
 
 class MediaError(IngestError):
-    """Image or audio bytes that can't be decoded safely (HTTP 422)."""
+    """Image or audio bytes of a supported type that can't be decoded safely (corrupt, over a limit)."""
 
-    http_status = 422
+    status = 422
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from pathlib import PurePosixPath
 
 import filetype as _filetype
 
+from core.errors import MmsearchError
 
-class IngestError(ValueError):
-    """Bad client input; the API answers `http_status` with `str(exc)` as the reason."""
 
-    http_status = 400
+class IngestError(MmsearchError, ValueError):
+    """Bad client input (a file or payload that can't be ingested); still a `ValueError` for callers
+    that treat it as one."""
 
 
 class EmptyFile(IngestError):
@@ -31,9 +32,9 @@ class EmptyFile(IngestError):
 
 
 class UnsupportedType(IngestError):
-    """The bytes are not one of the supported formats (HTTP 415)."""
+    """The bytes are not one of the supported formats."""
 
-    http_status = 415
+    status = 415
 
 
 @dataclass(frozen=True)

@@ -1,58 +1,68 @@
-"""Flask application factory: settings, one Elasticsearch client, blueprints, JSON errors."""
+"""Flask application factory: settings, one Elasticsearch client, blueprints, JSON errors.
+
+Every service the routes use can be handed in (a client pointed elsewhere, a search service built on
+it), so routing, validation and error mapping can be exercised with Flask's test client; by default
+they are built from the settings.
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
 
 from elasticsearch import Elasticsearch
 from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.config import Settings, get_settings
 from core.es import make_client
-from search.api import collections, documents, files, health, jobs, profiles, ui
+from search.api import Services, collections, documents, files, health, jobs, profiles, ui
 from search.api import search as search_api
-from search.errors import ApiProblem, register_error_handlers
+from search.errors import Unauthorized, register_error_handlers
 from search.metrics import REQUESTS
 from search.service import SearchService
 
+BLUEPRINTS = (
+    health.bp,
+    ui.bp,
+    collections.bp,
+    documents.bp,
+    files.bp,
+    search_api.bp,
+    profiles.bp,
+    jobs.bp,
+)
 
-@dataclass
-class Services:
-    settings: Settings
-    es: Elasticsearch
-    search: SearchService
 
-
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    es: Elasticsearch | None = None,
+    search_service: SearchService | None = None,
+) -> Flask:
     settings = settings or get_settings()
+    es = make_client(settings) if es is None else es
+    search_service = SearchService(es, settings) if search_service is None else search_service
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    es = make_client(settings)
-    app.extensions["mmsearch"] = Services(settings, es, SearchService(es, settings))
-
-    for blueprint in (
-        health.bp,
-        ui.bp,
-        collections.bp,
-        documents.bp,
-        files.bp,
-        search_api.bp,
-        profiles.bp,
-        jobs.bp,
-    ):
+    app.extensions["mmsearch"] = Services(settings, es, search_service)
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+
+    @app.before_request
+    def _refuse_oversize_body() -> None:
+        """Flask refuses a large body only once a route reads it, maybe after asking Elasticsearch."""
+        if (request.content_length or 0) > settings.max_body_bytes:
+            raise RequestEntityTooLarge()
 
     @app.before_request
     def _authenticate() -> None:
         if settings.api_keys and request.path.startswith("/v1/"):
             token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not any(hmac.compare_digest(token, key) for key in settings.api_keys):
-                raise ApiProblem(401, "missing or invalid API key (Authorization: Bearer <key>)")
+                raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
 
     @app.after_request
     def _count(response):  # noqa: ANN001, ANN202

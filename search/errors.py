@@ -1,4 +1,8 @@
-"""Every error leaves as JSON `{"error": {status, type, message}}`; a 4xx when the client can fix it."""
+"""Every error leaves as JSON `{"error": {status, type, message}}`; a 4xx when the client can fix it.
+
+Our own errors all derive from `core.errors.MmsearchError` and carry their status, so one handler maps
+them all; the others here are the framework's (HTTP, request validation) and Elasticsearch's.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,18 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from core.errors import MmsearchError
 from core.es import error_reason
-from ingest.documents import PayloadError
-from mappings.collections import CollectionError
-from media.filetypes import IngestError
-from search.service import SearchError
 
 log = logging.getLogger(__name__)
 
 
-class ApiProblem(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class InvalidRequest(MmsearchError):
+    """A request the HTTP layer refuses before any work: unreadable body, bad query argument."""
+
+
+class Unauthorized(MmsearchError):
+    status = 401
 
 
 def problem(status: int, kind: str, message: str):  # noqa: ANN201 - a Flask response tuple
@@ -43,14 +46,11 @@ def register_error_handlers(app: Flask) -> None:
         message = f"{exc.name}: {exc.description}" if exc.description else exc.name
         return problem(exc.code or 500, exc.name.lower().replace(" ", "_"), message)
 
-    @app.errorhandler(ApiProblem)
-    @app.errorhandler(PayloadError)
-    @app.errorhandler(IngestError)
-    @app.errorhandler(CollectionError)
-    @app.errorhandler(SearchError)
-    def _client(exc: Exception):  # noqa: ANN202 - our own errors carry their HTTP status
-        status = getattr(exc, "status", None) or getattr(exc, "http_status", 400)
-        return problem(status, type(exc).__name__, str(exc))
+    @app.errorhandler(MmsearchError)
+    def _ours(exc: MmsearchError):  # noqa: ANN202 - every layer's errors carry their HTTP status
+        if exc.status >= 500:
+            log.warning("%s: %s", type(exc).__name__, exc)
+        return problem(exc.status, type(exc).__name__, str(exc))
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):  # noqa: ANN202

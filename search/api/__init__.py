@@ -1,17 +1,30 @@
-"""HTTP blueprints, one per resource."""
+"""HTTP blueprints, one per resource, and what they share: the app's services and JSON body parsing."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from elasticsearch import Elasticsearch
 from flask import current_app, request
 
+from core.config import Settings
 from ingest.documents import parse_json
-from search.errors import ApiProblem
+from search.errors import InvalidRequest
+from search.service import SearchService
 
 
-def services() -> Any:
+@dataclass
+class Services:
+    """What the routes work with, built once per app (`create_app` takes each one, for tests)."""
+
+    settings: Settings
+    es: Elasticsearch
+    search: SearchService
+
+
+def services() -> Services:
     return current_app.extensions["mmsearch"]
 
 
@@ -20,18 +33,18 @@ def json_body(required: bool = True) -> Any:
     raw = request.get_data(cache=True)
     if not raw:
         if required:
-            raise ApiProblem(400, "empty request body; expected JSON")
+            raise InvalidRequest("empty request body; expected JSON")
         return {}
     try:
         return parse_json(raw)
     except UnicodeDecodeError:
-        raise ApiProblem(400, "request body is not UTF-8") from None
+        raise InvalidRequest("request body is not UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise ApiProblem(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InvalidRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
 def json_object(required: bool = True) -> dict[str, Any]:
     body = json_body(required)
     if not isinstance(body, dict):
-        raise ApiProblem(400, f"expected a JSON object, got {type(body).__name__}")
+        raise InvalidRequest(f"expected a JSON object, got {type(body).__name__}")
     return body

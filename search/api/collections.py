@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from encoders import available, available_extractors
 from mappings import collections
 from search.api import json_object, services
-from search.errors import ApiProblem
+from search.errors import InvalidRequest
 from workers.tasks import enqueue
 
 bp = Blueprint("collections", __name__, url_prefix="/v1/collections")
@@ -44,10 +44,10 @@ def create():
     spec = CollectionIn.model_validate(json_object())
     unknown = set(spec.encoders or []) - set(available())
     if unknown:
-        raise ApiProblem(400, f"unknown encoders {sorted(unknown)}; available: {available()}")
+        raise InvalidRequest(f"unknown encoders {sorted(unknown)}; available: {available()}")
     unknown = set(spec.extractors or []) - set(available_extractors())
     if unknown:
-        raise ApiProblem(400, f"unknown extractors {sorted(unknown)}; available: {available_extractors()}")
+        raise InvalidRequest(f"unknown extractors {sorted(unknown)}; available: {available_extractors()}")
     svc = services()
     collections.create(svc.es, svc.settings, spec.name, spec.encoders, spec.models, spec.extractors)
     return jsonify(describe(spec.name)), 201
@@ -77,11 +77,11 @@ def requeue(name: str):
     svc = services()
     status = request.args.get("status", "pending")
     if status not in ("pending", "failed"):
-        raise ApiProblem(400, "status must be pending or failed")
+        raise InvalidRequest("status must be pending or failed")
     try:
         older_than = max(0, int(request.args.get("older_than", 600)))
     except ValueError:
-        raise ApiProblem(400, "older_than must be a number of seconds") from None
+        raise InvalidRequest("older_than must be a number of seconds") from None
     collection = collections.get(svc.es, svc.settings, name)
     query = {
         "bool": {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
+from core.errors import NotFound
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import from_json, parse_documents
 from mappings import collections
 from search.api import services
-from search.errors import ApiProblem
+from search.errors import InvalidRequest
 from search.schema import SearchRequest
 from workers.tasks import enqueue
 
@@ -19,7 +20,7 @@ bp = Blueprint("documents", __name__, url_prefix="/v1/collections/<name>/documen
 def refresh_arg() -> bool:
     value = request.args.get("refresh", "false").lower()
     if value not in ("true", "false", "wait_for", ""):
-        raise ApiProblem(400, "refresh must be true, false or wait_for")
+        raise InvalidRequest("refresh must be true, false or wait_for")
     return value in ("true", "wait_for", "")
 
 
@@ -51,9 +52,10 @@ def get(name: str, doc_id: str):
 
 @bp.delete("/<doc_id>")
 def delete(name: str, doc_id: str):
+    refresh = refresh_arg()
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
-    svc.es.delete(index=collection.index, id=doc_id, refresh=refresh_arg())
+    svc.es.delete(index=collection.index, id=doc_id, refresh=refresh)
     return jsonify(deleted=doc_id)
 
 
@@ -62,7 +64,7 @@ def _blob_source(name: str, doc_id: str) -> dict:
     collection = collections.CACHE.get(svc.es, svc.settings, name)
     source = svc.es.get(index=collection.alias, id=doc_id, source_includes=["source", "modality"])["_source"]
     if not source.get("source", {}).get("sha256"):
-        raise ApiProblem(404, f"document {doc_id!r} has no stored file (it was ingested as JSON text)")
+        raise NotFound(f"document {doc_id!r} has no stored file (it was ingested as JSON text)")
     return source
 
 
@@ -73,7 +75,7 @@ def content(name: str, doc_id: str):
     meta = source["source"]
     path = BlobStore.from_settings(services().settings).path(meta["sha256"])
     if not path.exists():
-        raise ApiProblem(404, f"the stored file of document {doc_id!r} is missing from the blob store")
+        raise NotFound(f"the stored file of document {doc_id!r} is missing from the blob store")
     return send_file(
         path, mimetype=meta.get("mime"), conditional=True, download_name=meta.get("filename"), max_age=86400
     )
@@ -83,7 +85,7 @@ def content(name: str, doc_id: str):
 def thumbnail(name: str, doc_id: str):
     source = _blob_source(name, doc_id)
     if source.get("modality") != "image":
-        raise ApiProblem(404, f"document {doc_id!r} is {source.get('modality')}, thumbnails exist for images")
+        raise NotFound(f"document {doc_id!r} is {source.get('modality')}, thumbnails exist for images")
     settings = services().settings
     data = BlobStore.from_settings(settings).thumbnail(source["source"]["sha256"], settings.thumbnail_side)
     return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "max-age=86400"})

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from werkzeug.datastructures import FileStorage
 
+from core.errors import MmsearchError
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import index_document, parse_json
@@ -15,10 +16,14 @@ from ingest.extract import extract
 from mappings import collections
 from media.filetypes import IngestError
 from search.api import services
-from search.errors import ApiProblem
+from search.errors import InvalidRequest
 from workers.tasks import enqueue
 
 bp = Blueprint("files", __name__, url_prefix="/v1/collections/<name>/files")
+
+
+class UploadRejected(MmsearchError):
+    """Every file of an upload was refused; the status is the worst of theirs (e.g. 415 or 422)."""
 
 
 def _metadata_for(count: int) -> list[dict[str, Any]]:
@@ -29,12 +34,12 @@ def _metadata_for(count: int) -> list[dict[str, Any]]:
     try:
         value = parse_json(raw)
     except json.JSONDecodeError as exc:
-        raise ApiProblem(400, f"metadata is not valid JSON: {exc.msg}") from None
+        raise InvalidRequest(f"metadata is not valid JSON: {exc.msg}") from None
     if isinstance(value, dict):
         return [value for _ in range(count)]
     if isinstance(value, list) and len(value) == count and all(isinstance(v, dict) for v in value):
         return value
-    raise ApiProblem(400, f"metadata must be a JSON object or a list of {count} objects, one per file")
+    raise InvalidRequest(f"metadata must be a JSON object or a list of {count} objects, one per file")
 
 
 def ingest_file(
@@ -47,7 +52,7 @@ def ingest_file(
     try:
         found = extract(data, upload.filename, upload.mimetype, svc.settings)
     except IngestError as exc:
-        return {**outcome, "status": "rejected", "http_status": exc.http_status, "error": str(exc)}, None
+        return {**outcome, "status": "rejected", "http_status": exc.status, "error": str(exc)}, None
     stored = BlobStore.from_settings(svc.settings).put(data)
     doc_id = None if allow_duplicates else stored.sha256
     outcome.update(
@@ -79,7 +84,7 @@ def upload(name: str):
     collection = collections.CACHE.get(svc.es, svc.settings, name)
     files = request.files.getlist("file") or request.files.getlist("files")
     if not files:
-        raise ApiProblem(400, "no files: send multipart/form-data with one or more `file` parts")
+        raise InvalidRequest("no files: send multipart/form-data with one or more `file` parts")
     allow_duplicates = request.args.get("duplicates", "reject") == "allow"
     outcomes, docs = [], []
     for upload_, metadata in zip(files, _metadata_for(len(files)), strict=True):
@@ -100,5 +105,5 @@ def upload(name: str):
     if rejected and len(rejected) == len(outcomes):
         status = max(o["http_status"] for o in rejected)
         message = "; ".join(f"{o['filename']}: {o['error']}" for o in rejected)
-        raise ApiProblem(status, message)
+        raise UploadRejected(message, status=status)
     return jsonify(files=outcomes, tasks=tasks), 207 if rejected else 202

@@ -9,9 +9,10 @@ import re
 
 from flask import Blueprint, jsonify
 
+from core.errors import NotFound
 from mappings import collections
 from search.api import json_object, services
-from search.errors import ApiProblem
+from search.errors import InvalidRequest
 from search.schema import Profile
 
 bp = Blueprint("profiles", __name__, url_prefix="/v1/collections/<name>/profiles")
@@ -34,14 +35,14 @@ def list_profiles(name: str):
 def show(name: str, profile: str):
     stored = _collection(name).profiles.get(profile)
     if stored is None:
-        raise ApiProblem(404, f"collection {name!r} has no search profile {profile!r}")
+        raise NotFound(f"collection {name!r} has no search profile {profile!r}")
     return jsonify(name=profile, profile=stored)
 
 
 @bp.put("/<profile>")
 def put(name: str, profile: str):
     if not PROFILE_NAME.match(profile):
-        raise ApiProblem(400, f"invalid profile name {profile!r}: 1-64 letters, digits, '_', '.', '-'")
+        raise InvalidRequest(f"invalid profile name {profile!r}: 1-64 letters, digits, '_', '.', '-'")
     body = Profile.model_validate(json_object()).model_dump(mode="json")
     collection = _collection(name)
     created = profile not in collection.profiles
@@ -53,7 +54,7 @@ def put(name: str, profile: str):
 def delete(name: str, profile: str):
     collection = _collection(name)
     if profile not in collection.profiles:
-        raise ApiProblem(404, f"collection {name!r} has no search profile {profile!r}")
+        raise NotFound(f"collection {name!r} has no search profile {profile!r}")
     _store(collection, {key: value for key, value in collection.profiles.items() if key != profile})
     return jsonify(deleted=profile)
 

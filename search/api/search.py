@@ -11,9 +11,9 @@ from flask import Blueprint, jsonify, request
 from ingest.documents import parse_json
 from mappings import collections
 from media.decode import load_audio, load_image
-from media.filetypes import detect
+from media.filetypes import UnsupportedType, detect
 from search.api import json_object, services
-from search.errors import ApiProblem
+from search.errors import InvalidRequest
 from search.metrics import SEARCH_LATENCY
 from search.schema import SearchRequest
 
@@ -27,9 +27,9 @@ def _example() -> tuple[dict[str, Any], tuple[str, Any] | None]:
     try:
         params = parse_json(request.form.get("request") or "{}")
     except json.JSONDecodeError as exc:
-        raise ApiProblem(400, f"the `request` form field is not valid JSON: {exc.msg}") from None
+        raise InvalidRequest(f"the `request` form field is not valid JSON: {exc.msg}") from None
     if not isinstance(params, dict):
-        raise ApiProblem(400, "the `request` form field must be a JSON object")
+        raise InvalidRequest("the `request` form field must be a JSON object")
     upload = request.files.get("file")
     if upload is None:
         return params, None
@@ -40,7 +40,7 @@ def _example() -> tuple[dict[str, Any], tuple[str, Any] | None]:
         return params, ("image", load_image(data, max_pixels=settings.max_image_pixels))
     if kind == "audio":
         return params, ("audio", load_audio(data, max_seconds=min(settings.max_audio_seconds, 600)))
-    raise ApiProblem(415, f"query by example takes an image or an audio clip, not {kind}")
+    raise UnsupportedType(f"query by example takes an image or an audio clip, not {kind}")
 
 
 @bp.post("/search")

@@ -5,18 +5,7 @@ Importing the package registers them all; models load lazily on first use.
 
 from encoders import asr, clap, clip, mfcc, ocr, phash, text, timm_cnn  # noqa: F401  (registers)
 from encoders.base import Encoder, EncoderError
-from encoders.extractor import Extraction, Extractor, available_extractors, get_extractor
-from encoders.registry import available, encoder_class, get_encoder, register
+from encoders.extractor import available_extractors
+from encoders.registry import available, get_encoder
 
-__all__ = [
-    "Encoder",
-    "EncoderError",
-    "Extraction",
-    "Extractor",
-    "available",
-    "available_extractors",
-    "encoder_class",
-    "get_encoder",
-    "get_extractor",
-    "register",
-]
+__all__ = ["Encoder", "EncoderError", "available", "available_extractors", "get_encoder"]

@@ -43,5 +43,4 @@ class Registry(Generic[T]):
 ENCODERS: Registry[Encoder] = Registry("encoder")
 register = ENCODERS.register
 available = ENCODERS.available
-encoder_class = ENCODERS.cls
 get_encoder = ENCODERS.get

@@ -1,7 +1,7 @@
-"""Walk a folder for files to ingest, without ever leaving it or the server's allowed roots.
+"""Walk a folder for files to ingest, without ever leaving it.
 
-Used by the CLI (`mmsearch ingest DIR`) and by the API's server-side path ingestion, where the path
-comes from a client: there `allowed_roots` confines it, and symlinks can't lead outside the walk.
+Used by the CLI (`mmsearch ingest DIR`, through `client.upload`): symlinks are skipped or, when followed,
+must stay inside the folder, so a link can't pull in files from elsewhere.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from media.filetypes import IngestError
@@ -17,42 +17,22 @@ from media.filetypes import IngestError
 log = logging.getLogger(__name__)
 
 
-class PathNotAllowed(IngestError):
-    """The path resolves outside every allowed root (HTTP 403)."""
-
-    http_status = 403
-
-
 class PathNotFound(IngestError):
-    """The path doesn't exist (HTTP 404); only said once it is known to be inside an allowed root."""
+    """The folder (or file) to walk doesn't exist."""
 
-    http_status = 404
-
-
-def resolve_allowed(path: Path | str, allowed_roots: Iterable[Path | str] | None = None) -> Path:
-    """The real path of `path`, checked against `allowed_roots` (None: no restriction; empty: none).
-
-    Raises `PathNotAllowed` before `PathNotFound`, so a client can't probe what exists elsewhere.
-    """
-    real = Path(path).resolve()
-    if allowed_roots is not None and not any(_inside(real, Path(r).resolve()) for r in allowed_roots):
-        raise PathNotAllowed(f"path {str(path)!r} is outside the allowed roots")
-    if not real.exists():
-        raise PathNotFound(f"no such file or directory: {str(path)!r}")
-    return real
+    status = 404
 
 
-def iter_files(
-    root: Path | str, follow_symlinks: bool = False, allowed_roots: Iterable[Path | str] | None = None
-) -> Iterator[Path]:
+def iter_files(root: Path | str, follow_symlinks: bool = False) -> Iterator[Path]:
     """Yield the real paths of regular, non-hidden files under `root`, in sorted order.
 
     Symlinks are skipped unless `follow_symlinks`; followed ones must still resolve inside `root`,
     and each file or directory is visited once (link cycles end). A `root` that is a file yields
-    itself. Raises `PathNotAllowed` / `PathNotFound` for a bad `root`; unreadable subfolders are
-    logged and skipped.
+    itself. Raises `PathNotFound` for a missing `root`; unreadable subfolders are logged and skipped.
     """
-    base = resolve_allowed(root, allowed_roots)
+    base = Path(root).resolve()
+    if not base.exists():
+        raise PathNotFound(f"no such file or directory: {str(root)!r}")
     if base.is_file():
         yield base
     if not base.is_dir():

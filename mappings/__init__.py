@@ -1,5 +1,5 @@
 """Index mappings as JSON, rendered with the dims of the collection's encoders."""
 
-from mappings.render import index_body, vector_field
+from mappings.render import index_body
 
-__all__ = ["index_body", "vector_field"]
+__all__ = ["index_body"]

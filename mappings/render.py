@@ -17,10 +17,6 @@ def _template() -> dict[str, Any]:
     return json.loads(resources.files("mappings").joinpath("collection.json").read_text())
 
 
-def vector_field(encoder_name: str) -> str:
-    return f"vectors.{encoder_name}"
-
-
 def index_body(
     collection: str, encoders: list[Encoder], settings: Settings, meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:

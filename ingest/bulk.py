@@ -7,6 +7,8 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from core.es import error_reason
+
 
 def index_many(
     es: Elasticsearch, index: str, docs: Iterable[dict[str, Any]], refresh: str | bool = False
@@ -29,13 +31,7 @@ def index_many(
         if ok:
             ok_ids.append(result["_id"])
         else:
-            errors.append({"id": result.get("_id"), "error": _reason(result.get("error"))})
+            errors.append({"id": result.get("_id"), "error": error_reason(result.get("error"))})
     if refresh and ok_ids:
         es.indices.refresh(index=index)
     return ok_ids, errors
-
-
-def _reason(error: Any) -> str:
-    if isinstance(error, dict):
-        return f"{error.get('type')}: {error.get('reason')}"
-    return str(error)

@@ -16,6 +16,7 @@ import numpy as np
 from elasticsearch import Elasticsearch, helpers
 
 from core.config import get_settings
+from core.es import error_reason
 from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
@@ -141,7 +142,9 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
         elif item["update"].get("status") == 409:
             result.skipped += 1  # changed since read: the task its change queued will encode it
         else:
-            raise RuntimeError(f"writing vectors for {doc_id} failed: {item['update'].get('error')}")
+            raise RuntimeError(
+                f"writing vectors for {doc_id} failed: {error_reason(item['update'].get('error'))}"
+            )
     return result
 
 

@@ -66,21 +66,15 @@ CHUNK = 500
 EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-# The statuses come from `core.errors`. `CollectionError` stays a base only while the API's error handler
-# registers it rather than `MmsearchError`; each class sets its own status, so it never decides one.
-
-
-class ReencodeError(CollectionError, MmsearchError):
+class ReencodeError(MmsearchError):
     """A re-encode request the client can fix (unknown encoder, model path, unloadable model)."""
 
-    status = 400
 
-
-class ReencodeConflict(Conflict, CollectionError):
+class ReencodeConflict(Conflict):
     """Another job is running, or the job is past the point the request needs."""
 
 
-class JobNotFound(NotFound, CollectionError):
+class JobNotFound(NotFound):
     """No job of that id in the collection's records."""
 
 

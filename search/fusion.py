@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from search.schema import Fusion
+
 Ranking = list[tuple[str, float]]
 Normalization = Literal["minmax", "zscore", "l2"]
 
@@ -87,6 +89,21 @@ def linear(
             if name not in hit.components:
                 hit.score += weights.get(name, 1.0) * floors[name]
     return _sorted(hits)
+
+
+def fuse(rankings: dict[str, Ranking], spec: Fusion) -> list[FusedHit]:
+    """The one dispatch the API, tuning and benchmarks share: a lone list passes through, more are fused."""
+    if len(rankings) == 1:
+        ((name, ranking),) = rankings.items()
+        return passthrough(name, ranking)
+    if spec.method == "linear":
+        return linear(rankings, spec.weights, spec.normalization)
+    return rrf(rankings, spec.k, spec.weights)
+
+
+def applied_method(rankings: dict[str, Ranking], spec: Fusion) -> str:
+    """What `fuse` applies: "none" for a single list (its own scores), else the spec's method."""
+    return spec.method if len(rankings) > 1 else "none"
 
 
 def passthrough(name: str, ranking: Ranking) -> list[FusedHit]:

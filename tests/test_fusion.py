@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from search import fusion
+from search.schema import Fusion
 
 LEX = [("a", 10.0), ("b", 8.0), ("c", 2.0)]
 VEC = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
@@ -67,3 +68,39 @@ def test_ties_break_deterministically() -> None:
 def test_passthrough_keeps_order_and_scores() -> None:
     hits = fusion.passthrough("lexical", LEX)
     assert [(h.doc_id, h.score) for h in hits] == LEX
+
+
+# ---- `fuse`: the one dispatch the API, tuning and benchmarks share ---------------------------------
+
+
+def test_fuse_passes_a_single_list_through_whatever_the_spec() -> None:
+    for spec in (Fusion(), Fusion(method="rrf"), Fusion(normalization="minmax")):
+        hits = fusion.fuse({"vector:text": VEC}, spec)
+        assert [(h.doc_id, h.score) for h in hits] == VEC
+        assert fusion.applied_method({"vector:text": VEC}, spec) == "none"
+
+
+def test_fuse_default_is_zscore_linear() -> None:
+    hits = fusion.fuse({"lexical": LEX, "vector:text": VEC}, Fusion())
+    # lexical 10, 8, 2: mean 20/3, std sqrt(104/9) -> z a=0.9806, b=0.3922, c=-1.3728 (floor)
+    # vector .9, .8, .1: mean .6, std sqrt(.38/3) -> z c=0.8429, a=0.5620, d=-1.4049 (floor)
+    by_id = {h.doc_id: h.score for h in hits}
+    assert by_id["a"] == pytest.approx(0.9806 + 0.5620, abs=1e-3)
+    assert by_id["b"] == pytest.approx(0.3922 - 1.4049, abs=1e-3)  # missing from vector: its floor
+    assert by_id["c"] == pytest.approx(-1.3728 + 0.8429, abs=1e-3)
+    assert by_id["d"] == pytest.approx(-1.3728 - 1.4049, abs=1e-3)
+    assert [h.doc_id for h in hits] == ["a", "c", "b", "d"]
+    assert fusion.applied_method({"lexical": LEX, "vector:text": VEC}, Fusion()) == "linear"
+
+
+def test_fuse_dispatches_to_rrf_and_minmax_with_the_spec_parameters() -> None:
+    rankings = {"lexical": LEX, "vector": VEC}
+    rrf = fusion.fuse(rankings, Fusion(method="rrf", k=1, weights={"lexical": 0.0}))
+    assert {h.doc_id: h.score for h in rrf}["c"] == pytest.approx(0 / 4 + 1 / 2)
+    assert fusion.applied_method(rankings, Fusion(method="rrf")) == "rrf"
+    minmax = fusion.fuse(rankings, Fusion(weights={"lexical": 0.5, "vector": 0.5}, normalization="minmax"))
+    assert {h.doc_id: h.score for h in minmax}["a"] == pytest.approx(0.5 * 1 + 0.5 * 0.875)
+
+
+def test_fuse_of_nothing_is_empty() -> None:
+    assert fusion.fuse({}, Fusion()) == []

@@ -1,0 +1,155 @@
+"""The query plan: which sub-queries a request yields and what each body holds (no services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from core.config import Settings
+from core.errors import BackendError, MmsearchError, NotFound
+from mappings.collections import Collection
+from search import plan
+from search.schema import Profile, SearchRequest
+from search.service import SearchBackendError, SearchError, SearchNotFound, SearchService
+
+ENCODERS = {
+    "text": {"query_kinds": ["text"], "element_type": "float"},
+    "phash": {"query_kinds": ["image"], "element_type": "bit"},
+}
+VECTORS: dict[str, plan.QueryVector] = {"text": [0.6, 0.8], "phash": "ff00"}
+
+
+def build(window: int = 100, profile: Profile | None = None, **request: Any) -> dict[str, dict[str, Any]]:
+    return plan.subqueries(SearchRequest(**request), profile or Profile(), VECTORS, ENCODERS, window)
+
+
+def test_each_mode_yields_its_subqueries_lexical_first() -> None:
+    assert list(build(query="running dogs", mode="lexical")) == ["lexical"]
+    assert list(build(query="running dogs", mode="vector")) == ["vector:text", "vector:phash"]
+    assert list(build(query="running dogs")) == ["lexical", "vector:text", "vector:phash"]
+
+
+def test_lexical_body_is_bm25_over_stemmed_fields_with_ratio_boosts() -> None:
+    profile = Profile(boosts={"title": 4.0, "content": 2.0})
+    body = build(query="Running dogs", mode="lexical", profile=profile, window=50)["lexical"]
+    (query,) = body["query"]["bool"]["must"]
+    # stopword-free, stemmed text; the smaller boost becomes 1 and the ratio 2:1 stays
+    assert query == {
+        "combined_fields": {
+            "query": "run dog",
+            "fields": ["search_stemmed.title^2", "search_stemmed.content^1"],
+        }
+    }
+    assert body["size"] == 50 and body["track_total_hits"] is True
+    assert body["query"]["bool"]["filter"] == []
+    assert "highlight" not in body
+
+
+def test_knn_bodies_take_window_candidates_and_rescore_only_float_fields() -> None:
+    bodies = build(query="dogs", mode="vector", window=150, profile=Profile(num_candidates=100))
+    text, phash = bodies["vector:text"]["knn"], bodies["vector:phash"]["knn"]
+    assert text["field"] == "vectors.text" and text["query_vector"] == [0.6, 0.8]
+    assert text["k"] == 150 and text["num_candidates"] == 150  # never fewer candidates than k
+    assert text["rescore_vector"] == {"oversample": 3.0}  # float: int8-quantised, so rescored
+    assert phash["query_vector"] == "ff00" and "rescore_vector" not in phash  # bit: exact hamming
+    assert "filter" not in text
+    assert bodies["vector:text"]["size"] == 150
+
+
+def test_filters_go_inside_knn_and_into_lexical_and_like_excludes_its_document() -> None:
+    bodies = build(
+        query="dogs",
+        filters={"lang": "en", "metadata.year": {"gte": 2020}},
+        modalities=["text", "image"],
+        like="doc-7",
+    )
+    expected = [
+        {"term": {"lang": "en"}},
+        {"range": {"metadata.year": {"gte": 2020}}},
+        {"terms": {"modality": ["text", "image"]}},
+        {"bool": {"must_not": [{"ids": {"values": ["doc-7"]}}]}},
+    ]
+    assert bodies["lexical"]["query"]["bool"]["filter"] == expected
+    for name in ("vector:text", "vector:phash"):
+        assert bodies[name]["knn"]["filter"] == expected  # inside the HNSW search, not a post-filter
+        assert "post_filter" not in bodies[name]
+
+
+def test_a_stopword_only_query_gives_no_lexical_subquery() -> None:
+    assert build(query="the of and", mode="lexical") == {}
+    assert list(build(query="the of and")) == ["vector:text", "vector:phash"]
+    assert build(mode="lexical") == {}  # no text at all
+
+
+def test_zero_boosts_give_no_lexical_subquery() -> None:
+    assert "lexical" not in build(query="dogs", profile=Profile(boosts={"title": 0.0, "content": 0.0}))
+
+
+def test_encoders_restricts_the_vector_subqueries() -> None:
+    assert list(build(query="dogs", encoders=["phash"])) == ["lexical", "vector:phash"]
+    assert list(build(query="dogs", mode="vector", encoders=[])) == []
+    assert list(build(query="dogs", mode="lexical", encoders=["text"])) == ["lexical"]
+
+
+def test_highlight_only_when_asked_and_there_is_text() -> None:
+    bodies = build(query="dogs", highlight=True)
+    assert all(
+        body["highlight"]["highlight_query"]["multi_match"]["query"] == "dogs" for body in bodies.values()
+    )
+    assert "highlight" not in build(highlight=True, mode="vector")["vector:text"]
+
+
+def test_vectors_of_encoders_the_collection_no_longer_has_are_rescored_as_float() -> None:
+    bodies = plan.subqueries(SearchRequest(mode="vector"), Profile(), {"old": [1.0]}, ENCODERS, 10)
+    assert bodies["vector:old"]["knn"]["rescore_vector"] == {"oversample": 3.0}
+
+
+def test_rankings_keep_order_and_read_a_missing_score_as_zero() -> None:
+    responses = {
+        "lexical": {"hits": {"hits": [{"_id": "a", "_score": 3}, {"_id": "b", "_score": None}]}},
+        "vector:text": {"hits": {"hits": []}},
+    }
+    assert plan.rankings(responses) == {"lexical": [("a", 3.0), ("b", 0.0)], "vector:text": []}
+
+
+def test_search_errors_are_mmsearch_errors_with_their_status() -> None:
+    assert issubclass(SearchError, MmsearchError) and SearchError("x").status == 400
+    assert issubclass(SearchNotFound, NotFound) and issubclass(SearchNotFound, SearchError)
+    assert SearchNotFound("x").status == 404
+    assert issubclass(SearchBackendError, BackendError) and SearchBackendError("x").status == 502
+
+
+def service(max_window: int = 1000) -> SearchService:
+    """The steps before `_msearch` send nothing: the client points nowhere and is never called."""
+    return SearchService(Elasticsearch("http://127.0.0.1:9"), Settings(max_window=max_window))
+
+
+COLLECTION = Collection(
+    "c", "mmsearch-c", "mmsearch-c-1", ENCODERS, profiles={"default": {"fusion": {"method": "rrf", "k": 10}}}
+)
+
+
+def test_the_stored_default_profile_then_the_request_decide_the_plan_parameters() -> None:
+    req = SearchRequest(query="dogs", boosts={"title": 3.0}, rank_window=50)
+    profile = service().profile(COLLECTION, req)
+    assert profile.fusion.method == "rrf" and profile.fusion.k == 10
+    assert profile.boosts == {"title": 3.0, "content": 1.0}  # merged field by field
+    assert service().window(profile, req) == 50
+    assert service().window(profile, SearchRequest(**{"from": 45, "size": 10})) == 55  # the page's end
+    deep = SearchRequest(**{"from": 95, "size": 10})
+    assert service().window(Profile(), deep) == 105
+    with pytest.raises(SearchError, match="may not exceed 100"):
+        service(max_window=100).window(profile, deep)
+
+
+def test_query_vectors_keep_given_ones_and_check_encoders_only_for_vector_modes() -> None:
+    given = {"phash": "ff00"}
+    lexical = SearchRequest(query="dogs", mode="lexical", encoders=["nope"])
+    assert service().query_vectors(COLLECTION, lexical, given=given) == given  # nothing encoded
+    with pytest.raises(SearchError, match="unknown encoders for this collection: nope"):
+        service().query_vectors(COLLECTION, SearchRequest(query="dogs", encoders=["nope"]), given=given)
+    # an encoder restriction that leaves out every text tower encodes nothing
+    only_phash = SearchRequest(query="dogs", encoders=["phash"])
+    assert service().query_vectors(COLLECTION, only_phash, given=given) == given

@@ -15,11 +15,10 @@ from core.config import get_settings
 from core.es import make_client
 from encoders import get_encoder
 from mappings.collections import get
-from search.query import knn_body
+from search.query import RESCORE_OVERSAMPLE, knn_body
 
 K = 10
 NUM_CANDIDATES = (10, 50, 100, 200)
-OVERSAMPLE = 3.0  # rescore_vector: re-rank oversample*k quantised hits with the float vectors
 
 
 def stored_vectors(es: Elasticsearch, alias: str, field: str) -> tuple[list[str], np.ndarray]:
@@ -51,10 +50,9 @@ def exact_top(docs: np.ndarray, ids: list[str], queries: np.ndarray) -> list[set
 def knn_top(
     es: Elasticsearch, alias: str, field: str, vector: list[float], num_candidates: int, rescore: bool
 ) -> set[str]:
-    body = knn_body(field, vector, [], K, num_candidates, None)
+    """The API's kNN body (rescore_vector re-ranks oversample*k quantised hits with the float vectors)."""
+    body = knn_body(field, vector, [], K, num_candidates, None, rescore)
     body["_source"] = False
-    if rescore:
-        body["knn"]["rescore_vector"] = {"oversample": OVERSAMPLE}
     resp = es.msearch(searches=[{"index": alias}, body])["responses"][0]
     return {h["_id"] for h in resp["hits"]["hits"]}
 
@@ -87,7 +85,7 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
             rows.append(
                 {
                     "num_candidates": nc,
-                    "rescore": f"oversample {OVERSAMPLE:g}" if rescore else "no",
+                    "rescore": f"oversample {RESCORE_OVERSAMPLE:g}" if rescore else "no",
                     "recall@10": round(float(recall), 4),
                     "mean ms": round(elapsed / len(queries) * 1000, 2),
                 }
@@ -100,7 +98,7 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
             f"exact = brute-force cosine in numpy over `{field}` read back from _source "
             "(exclude_vectors: false), i.e. the float vectors the index was given;",
             f"approximate = the index's kNN ({options}) with k=10, one request per query, as "
-            "search.query.knn_body builds it (the API sends no rescore_vector);",
+            "search.query.knn_body builds it (the API rescores float fields, the oversample row);",
             "query vectors come from the collection's own encoder, computed in this process.",
         ],
     )

@@ -4,6 +4,7 @@ requests sent directly with precomputed vectors, for lexical, vector and hybrid,
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,40 +14,37 @@ from core.config import get_settings
 from core.es import make_client
 from encoders import get_encoder
 from mappings.collections import Collection, get
-from search import fusion
-from search.query import knn_body, lexical_body, lexical_query
-from search.schema import Profile
+from search import fusion, plan
+from search.schema import Fusion, SearchRequest
+from search.service import SearchService
 
 MODES = ("lexical", "vector", "hybrid")
 THREADS = (1, 4)
 
 
-def direct_bodies(collection: Collection, text: str, vectors: dict[str, list[float]], mode: str) -> dict:
-    """The sub-query bodies the API builds for this text with the default profile."""
-    profile = Profile()
-    bodies: dict[str, dict[str, Any]] = {}
-    lexical = lexical_query(text, profile.boosts)
-    if mode in ("lexical", "hybrid") and lexical:
-        bodies["lexical"] = lexical_body(lexical, [], profile.rank_window, None)
-    if mode in ("vector", "hybrid"):
-        for name, vector in vectors.items():
-            bodies[f"vector:{name}"] = knn_body(
-                f"vectors.{name}", vector, [], profile.rank_window, profile.num_candidates, None
-            )
-    return bodies
+@dataclass(frozen=True)
+class Direct:
+    """One search as the API would send it: the fusion it applies and its named sub-query bodies."""
+
+    fusion: Fusion
+    bodies: dict[str, dict[str, Any]]
 
 
-def direct_search(es: Any, alias: str, bodies: dict[str, dict]) -> list[fusion.FusedHit]:
-    """One `_msearch` round trip and RRF, as the service does (minus HTTP, validation and encoding)."""
-    searches = [part for body in bodies.values() for part in ({"index": alias}, body)]
-    responses = es.msearch(searches=searches)["responses"]
-    rankings = {
-        name: [(h["_id"], h["_score"]) for h in resp["hits"]["hits"]]
-        for name, resp in zip(bodies, responses, strict=True)
-    }
-    if len(rankings) == 1:
-        return fusion.passthrough(*next(iter(rankings.items())))
-    return fusion.rrf(rankings)
+def direct_plan(
+    service: SearchService, collection: Collection, text: str, vectors: dict[str, list[float]], mode: str
+) -> Direct:
+    """The API's own plan for this text (the collection's `default` profile), with precomputed vectors."""
+    req = SearchRequest(query=text, mode=mode)
+    profile = service.profile(collection, req)
+    window = service.window(profile, req)
+    return Direct(profile.fusion, plan.subqueries(req, profile, vectors, collection.encoders, window))
+
+
+def direct_search(es: Any, alias: str, direct: Direct) -> list[fusion.FusedHit]:
+    """One `_msearch` round trip and the API's fusion (minus HTTP, validation and encoding)."""
+    searches = [part for body in direct.bodies.values() for part in ({"index": alias}, body)]
+    responses = dict(zip(direct.bodies, es.msearch(searches=searches)["responses"], strict=True))
+    return fusion.fuse(plan.rankings(responses), direct.fusion)
 
 
 def query_vectors(collection: Collection, texts: list[str]) -> list[dict[str, list[float]]]:
@@ -83,8 +81,9 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
                 search = partial(client.search, collection_name, mode=mode)
                 timed_calls(search, texts, 4)  # loads the model; fills the cache where there is one
                 rows += measure(label, mode, search, texts)
+    service = SearchService(es, settings)
     for mode in MODES:
-        items = [direct_bodies(collection, t, v, mode) for t, v in zip(texts, vectors, strict=True)]
+        items = [direct_plan(service, collection, t, v, mode) for t, v in zip(texts, vectors, strict=True)]
         rows += measure("Elasticsearch direct", mode, partial(direct_search, es, collection.alias), items)
     return Report(
         "query",
@@ -93,7 +92,8 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
         [
             "API = HTTP + validation + query encoding (cached or not) + _msearch + fusion + JSON, in a "
             "temporary API process (gunicorn, 1 worker, 4 threads) per row group;",
-            "direct = the same _msearch bodies (search.query builders, precomputed vectors) + our RRF;",
+            "direct = the API's own plan (search.plan, the collection's default profile, precomputed "
+            "vectors) in one _msearch + the API's fusion (search.fusion.fuse);",
             "no query cache = MMSEARCH_QUERY_CACHE_SIZE=0 (lexical never encodes, so it is not repeated);",
             "Elasticsearch, the benchmark client and the API share this machine's CPUs.",
         ],

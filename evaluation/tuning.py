@@ -5,7 +5,8 @@ it (lexical boosts; kNN num_candidates) through the real API, as a single-sub-qu
 `explain`, which keeps every hit's rank and raw score. A hybrid search cannot return them completely:
 its page (at most 100) is cut from the fused union of two windows, and min-max/z-score/L2 and
 re-weighted RRF need the whole of each window. Every fusion candidate is then scored offline with the
-very fusion code the API runs, so the saved profile ranks online exactly as it did offline.
+very fusion code the API runs (`search.fusion.fuse`), so the saved profile ranks online exactly as it
+did offline.
 Model selection is k-fold cross-validation on nDCG@10: pick on the training folds, score the held-out.
 """
 
@@ -21,9 +22,8 @@ import numpy as np
 
 from client.api import ApiClient, ApiClientError
 from evaluation.runs import Judgments, per_query, ranked_run, run_queries
-from search.fusion import Ranking
+from search.fusion import Ranking, fuse
 from search.schema import Fusion, Profile
-from search.service import SearchService
 
 METRIC = "ndcg@10"
 CUTOFF = 10
@@ -155,7 +155,7 @@ def profiles(grid: Grid, vector_names: list[str]) -> list[Profile]:
 
 def fused_top(rankings: QueryRankings, spec: Fusion, size: int = CUTOFF) -> list[str]:
     """The API's own fusion dispatch (passthrough / linear / RRF), so offline equals online."""
-    return [hit.doc_id for hit in SearchService._fuse(rankings, spec)[:size]]
+    return [hit.doc_id for hit in fuse(rankings, spec)[:size]]
 
 
 def score_matrix(

@@ -1,4 +1,5 @@
-"""Hybrid search: encode the query (cached), one `_msearch` round trip, our fusion, one page of hits."""
+"""Hybrid search: gather the query vectors (text encoded with a cache), plan the sub-queries, one `_msearch`
+round trip, our fusion, one page of hits."""
 
 from __future__ import annotations
 
@@ -10,27 +11,33 @@ from typing import Any
 from elasticsearch import Elasticsearch, NotFoundError
 
 from core.config import Settings
+from core.errors import BackendError, MmsearchError, NotFound
 from core.es import error_reason
 from encoders import EncoderError, get_encoder
 from mappings.collections import Collection
-from search import fusion
-from search.query import filter_clauses, highlight_spec, knn_body, lexical_body, lexical_query
-from search.schema import Fusion, Profile, SearchRequest
+from search import fusion, plan
+from search.schema import Profile, SearchRequest
 
 
-class SearchError(Exception):
+class SearchError(MmsearchError):
+    """A request the client can fix (bad profile, window, encoder, example)."""
+
     status = 400
 
 
-class SearchNotFound(SearchError):
+class SearchNotFound(SearchError, NotFound):
     status = 404
 
 
-class SearchBackendError(SearchError):
+class SearchBackendError(SearchError, BackendError):
+    """A sub-query failed inside Elasticsearch through no fault of the request."""
+
     status = 502
 
 
 class SearchService:
+    """profile -> query vectors -> plan -> one `_msearch` -> fuse -> page -> explain."""
+
     def __init__(self, es: Elasticsearch, settings: Settings) -> None:
         self.es = es
         self.settings = settings
@@ -41,6 +48,37 @@ class SearchService:
     @staticmethod
     def _encode_query(name: str, model: str, kind: str, text: str) -> tuple[float, ...]:
         return tuple(float(x) for x in get_encoder(name, model or None).encode([text], kind=kind)[0])
+
+    def search(
+        self,
+        collection: Collection,
+        req: SearchRequest,
+        query_vectors: dict[str, Any] | None = None,
+        example: tuple[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`query_vectors`: already computed (e.g. `example_vectors`); `example`: (kind, decoded item)."""
+        started = time.perf_counter()
+        profile = self.profile(collection, req)
+        window = self.window(profile, req)
+        vectors = self.query_vectors(collection, req, example, query_vectors)
+        bodies = plan.subqueries(req, profile, vectors, collection.encoders, window)
+        if not bodies and not req.query and not vectors:
+            raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
+        responses = self._msearch(collection.alias, bodies)
+        rankings = plan.rankings(responses)
+        fused = fusion.fuse(rankings, profile.fusion)
+        method = fusion.applied_method(rankings, profile.fusion)
+        return {
+            "collection": collection.name,
+            "mode": req.mode,
+            "from": req.from_,
+            "size": req.size,
+            "total": len(fused),
+            "total_lexical": responses.get("lexical", {}).get("hits", {}).get("total", {}).get("value"),
+            "fusion": profile.fusion.model_dump() if method != "none" else None,
+            "took_ms": round((time.perf_counter() - started) * 1000, 2),
+            "hits": self._page(req, fused, responses, method),
+        }
 
     def profile(self, collection: Collection, req: SearchRequest) -> Profile:
         """Defaults < the named (or `default`) profile < what the request says."""
@@ -60,6 +98,53 @@ class SearchService:
             if value is not None
         }
         return profile.model_copy(update=overrides)
+
+    def window(self, profile: Profile, req: SearchRequest) -> int:
+        """Each sub-query's list length: the profile's, at least the page's end, at most the cap."""
+        window = min(max(profile.rank_window, req.from_ + req.size), self.settings.max_window)
+        if req.from_ + req.size > window:
+            raise SearchError(f"from + size may not exceed {self.settings.max_window} under fusion")
+        return window
+
+    def query_vectors(
+        self,
+        collection: Collection,
+        req: SearchRequest,
+        example: tuple[str, Any] | None = None,
+        given: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Every query vector of a request, encoder name -> vector: the `like` document's stored ones,
+        overridden by an uploaded example's (or `given`), then the text query's for each text tower left.
+
+        `req.encoders` is checked here and applied by the plan (a `like` vector it drops still counts as
+        something to search for)."""
+        vectors: dict[str, Any] = {}
+        if req.like:
+            vectors.update(self.like_vectors(collection, req.like))
+        if example:
+            vectors.update(self.example_vectors(collection, *example))
+        vectors.update(given or {})
+        if req.mode != "lexical":
+            if req.encoders is not None:
+                unknown = set(req.encoders) - set(collection.encoders)
+                if unknown:
+                    raise SearchError(f"unknown encoders for this collection: {', '.join(sorted(unknown))}")
+            vectors.update(self._text_vectors(collection, req, skip=set(vectors)))
+        return vectors
+
+    def _text_vectors(self, collection: Collection, req: SearchRequest, skip: set[str]) -> dict[str, Any]:
+        """The text query through each text tower (cached), except encoders already given a vector."""
+        if not req.query:
+            return {}
+        vectors = {}
+        for name, desc in collection.encoders.items():
+            wanted = req.encoders is None or name in req.encoders
+            if wanted and name not in skip and "text" in desc.get("query_kinds", []):
+                try:
+                    vectors[name] = list(self.encode_query(name, desc.get("model", ""), "text", req.query))
+                except EncoderError as exc:
+                    raise SearchError(str(exc)) from None
+        return vectors
 
     def example_vectors(self, collection: Collection, kind: str, item: Any) -> dict[str, Any]:
         """Query vectors for an uploaded image or audio clip from each encoder of the collection taking it."""
@@ -86,86 +171,6 @@ class SearchService:
             raise SearchError(f"`like`: document {doc_id!r} has no vectors yet (is it still pending?)")
         return vectors
 
-    def vector_queries(
-        self, collection: Collection, req: SearchRequest, extra: dict[str, Any] | None
-    ) -> dict[str, list[float] | str]:
-        """One query vector per vector field that can take the query (text towers; or given vectors)."""
-        vectors: dict[str, list[float] | str] = dict(extra or {})
-        if req.query:
-            for name, desc in collection.encoders.items():
-                if "text" in desc.get("query_kinds", []) and name not in vectors:
-                    try:
-                        vectors[name] = list(
-                            self.encode_query(name, desc.get("model", ""), "text", req.query)
-                        )
-                    except EncoderError as exc:
-                        raise SearchError(str(exc)) from None
-        if req.encoders is not None:
-            unknown = set(req.encoders) - set(collection.encoders)
-            if unknown:
-                raise SearchError(f"unknown encoders for this collection: {', '.join(sorted(unknown))}")
-            vectors = {name: vec for name, vec in vectors.items() if name in req.encoders}
-        return vectors
-
-    def search(
-        self, collection: Collection, req: SearchRequest, query_vectors: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        started = time.perf_counter()
-        profile = self.profile(collection, req)
-        window = min(max(profile.rank_window, req.from_ + req.size), self.settings.max_window)
-        if req.from_ + req.size > window:
-            raise SearchError(f"from + size may not exceed {self.settings.max_window} under fusion")
-        filters = filter_clauses(req.filters, req.modalities)
-        if req.like:
-            query_vectors = {**self.like_vectors(collection, req.like), **(query_vectors or {})}
-            filters.append({"bool": {"must_not": [{"ids": {"values": [req.like]}}]}})
-        highlight = highlight_spec(req.query) if req.highlight and req.query else None
-
-        bodies: dict[str, dict[str, Any]] = {}
-        if req.mode in ("lexical", "hybrid") and req.query:
-            lexical = lexical_query(req.query, profile.boosts)
-            if lexical:
-                bodies["lexical"] = lexical_body(lexical, filters, window, highlight)
-        if req.mode in ("vector", "hybrid"):
-            for name, vector in self.vector_queries(collection, req, query_vectors).items():
-                quantised = collection.encoders.get(name, {}).get("element_type", "float") == "float"
-                bodies[f"vector:{name}"] = knn_body(
-                    f"vectors.{name}", vector, filters, window, profile.num_candidates, highlight, quantised
-                )
-        if not bodies and not req.query and not query_vectors:
-            raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
-
-        responses = self._msearch(collection.alias, bodies)
-        rankings = {
-            name: [(h["_id"], float(h["_score"] or 0.0)) for h in resp["hits"]["hits"]]
-            for name, resp in responses.items()
-        }
-        fused = self._fuse(rankings, profile.fusion)
-        method = profile.fusion.method if len(rankings) > 1 else "none"
-        page = fused[req.from_ : req.from_ + req.size]
-        sources = {h["_id"]: h for resp in responses.values() for h in resp["hits"]["hits"]}
-        highlights: dict[str, dict[str, list[str]]] = {}
-        for resp in responses.values():
-            for h in resp["hits"]["hits"]:
-                highlights.setdefault(h["_id"], {}).update(h.get("highlight", {}))
-        lexical_total = responses.get("lexical", {}).get("hits", {}).get("total", {}).get("value")
-        return {
-            "collection": collection.name,
-            "mode": req.mode,
-            "from": req.from_,
-            "size": req.size,
-            "total": len(fused),
-            "total_lexical": lexical_total,
-            "fusion": profile.fusion.model_dump() if method != "none" else None,
-            "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "hits": [
-                self._hit(
-                    h, req.from_ + i + 1, sources[h.doc_id], highlights.get(h.doc_id), req.explain, method
-                )
-                for i, h in enumerate(page)
-            ],
-        }
-
     def _msearch(self, alias: str, bodies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not bodies:
             return {}
@@ -183,14 +188,26 @@ class SearchService:
             out[name] = item
         return out
 
-    @staticmethod
-    def _fuse(rankings: dict[str, fusion.Ranking], spec: Fusion) -> list[fusion.FusedHit]:
-        if len(rankings) == 1:
-            ((name, ranking),) = rankings.items()
-            return fusion.passthrough(name, ranking)
-        if spec.method == "linear":
-            return fusion.linear(rankings, spec.weights, spec.normalization)
-        return fusion.rrf(rankings, spec.k, spec.weights)
+    @classmethod
+    def _page(
+        cls,
+        req: SearchRequest,
+        fused: list[fusion.FusedHit],
+        responses: dict[str, dict[str, Any]],
+        method: str,
+    ) -> list[dict[str, Any]]:
+        """The requested slice of the fused list, each hit with its source, highlights and explanation."""
+        sources: dict[str, dict[str, Any]] = {}
+        highlights: dict[str, dict[str, list[str]]] = {}
+        for resp in responses.values():
+            for h in resp["hits"]["hits"]:
+                sources[h["_id"]] = h
+                highlights.setdefault(h["_id"], {}).update(h.get("highlight", {}))
+        page = fused[req.from_ : req.from_ + req.size]
+        return [
+            cls._hit(h, req.from_ + i + 1, sources[h.doc_id], highlights.get(h.doc_id), req.explain, method)
+            for i, h in enumerate(page)
+        ]
 
     @staticmethod
     def _hit(

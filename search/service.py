@@ -53,14 +53,13 @@ class SearchService:
         self,
         collection: Collection,
         req: SearchRequest,
-        query_vectors: dict[str, Any] | None = None,
         example: tuple[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """`query_vectors`: already computed (e.g. `example_vectors`); `example`: (kind, decoded item)."""
+        """`example`: an uploaded (kind, decoded item) to search by."""
         started = time.perf_counter()
         profile = self.profile(collection, req)
         window = self.window(profile, req)
-        vectors = self.query_vectors(collection, req, example, query_vectors)
+        vectors = self.query_vectors(collection, req, example)
         bodies = plan.subqueries(req, profile, vectors, collection.encoders, window)
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
@@ -111,10 +110,9 @@ class SearchService:
         collection: Collection,
         req: SearchRequest,
         example: tuple[str, Any] | None = None,
-        given: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Every query vector of a request, encoder name -> vector: the `like` document's stored ones,
-        overridden by an uploaded example's (or `given`), then the text query's for each text tower left.
+        overridden by an uploaded example's, then the text query's for each text tower left.
 
         `req.encoders` is checked here and applied by the plan (a `like` vector it drops still counts as
         something to search for)."""
@@ -123,7 +121,6 @@ class SearchService:
             vectors.update(self.like_vectors(collection, req.like))
         if example:
             vectors.update(self.example_vectors(collection, *example))
-        vectors.update(given or {})
         if req.mode != "lexical":
             if req.encoders is not None:
                 unknown = set(req.encoders) - set(collection.encoders)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import requests
@@ -71,9 +72,7 @@ def test_lexically_searchable_before_encoding(api: ApiClient, collection: str, w
 @pytest.fixture(scope="module")
 def encoded(api: ApiClient, worker) -> str:
     worker.ensure_running()
-    name = "t-encoded-text"
-    if api.collection_exists(name):
-        api.delete_collection(name)
+    name = f"t-encoded-{uuid.uuid4().hex[:8]}"  # unique: runs may share one Elasticsearch
     api.create_collection(name)
     api.add_documents(name, DOCS, refresh=True)
     api.wait_encoded(name, timeout=300)

@@ -144,12 +144,11 @@ def test_the_stored_default_profile_then_the_request_decide_the_plan_parameters(
         service(max_window=100).window(profile, deep)
 
 
-def test_query_vectors_keep_given_ones_and_check_encoders_only_for_vector_modes() -> None:
-    given = {"phash": "ff00"}
+def test_query_vectors_check_encoders_only_for_vector_modes() -> None:
     lexical = SearchRequest(query="dogs", mode="lexical", encoders=["nope"])
-    assert service().query_vectors(COLLECTION, lexical, given=given) == given  # nothing encoded
+    assert service().query_vectors(COLLECTION, lexical) == {}  # nothing encoded
     with pytest.raises(SearchError, match="unknown encoders for this collection: nope"):
-        service().query_vectors(COLLECTION, SearchRequest(query="dogs", encoders=["nope"]), given=given)
+        service().query_vectors(COLLECTION, SearchRequest(query="dogs", encoders=["nope"]))
     # an encoder restriction that leaves out every text tower encodes nothing
     only_phash = SearchRequest(query="dogs", encoders=["phash"])
-    assert service().query_vectors(COLLECTION, only_phash, given=given) == given
+    assert service().query_vectors(COLLECTION, only_phash) == {}

@@ -53,7 +53,6 @@ def search(name: str):
     if req.profile and req.profile not in collection.profiles:
         # Another API process may have saved it within the cache's TTL.
         collection = collections.CACHE.get(svc.es, svc.settings, name, fresh=True)
-    vectors = svc.search.example_vectors(collection, *example) if example else None
-    result = svc.search.search(collection, req, vectors)
+    result = svc.search.search(collection, req, example=example)
     SEARCH_LATENCY.labels(mode=req.mode).observe(time.perf_counter() - started)
     return jsonify(result)

@@ -34,6 +34,16 @@ from client.api import ApiClient  # noqa: E402
 from core.config import Settings, get_settings  # noqa: E402
 
 
+def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 60.0) -> None:
+    """Signal a service's process group; SIGKILL it when a loaded machine makes it outlive the grace."""
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 class WorkerControl:
     """The session's Celery worker process, which tests may kill and restart."""
 
@@ -48,8 +58,7 @@ class WorkerControl:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=60)
+            stop_group(self.process, sig)
         self.process = None
 
     def ensure_running(self) -> None:
@@ -88,8 +97,7 @@ def api_url(settings: Settings, services: None, worker: WorkerControl) -> Iterat
     process = stack.start_api(settings)
     stack.wait_for_api(settings, timeout=120)
     yield settings.api_base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_group(process)
 
 
 @pytest.fixture(scope="session")

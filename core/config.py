@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     api_url: str = ""  # where the CLI finds the API; defaults to http://api_host:api_port
     api_keys: list[str] = []  # when set, every /v1 request needs `Authorization: Bearer <key>`
 
+    # Kibana / OpenSearch Dashboards, where `mmsearch kibana install` imports the saved objects
+    kibana_url: str = "http://127.0.0.1:5601"
+    kibana_username: str = ""
+    kibana_password: str = ""
+
     index_prefix: str = "mmsearch-"
     number_of_shards: int = 1
     number_of_replicas: int = 0

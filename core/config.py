@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,15 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_url: str = ""  # where the CLI finds the API; defaults to http://api_host:api_port
     api_keys: list[str] = []  # when set, every /v1 request needs `Authorization: Bearer <key>`
+
+    # Observability
+    log_format: Literal["json", "text"] = "json"  # API and worker logs: JSON lines with the request id
+    worker_metrics_port: int = 0  # > 0: each worker serves Prometheus metrics here (prefork children: +1+i)
+
+    # Kibana / OpenSearch Dashboards, where `mmsearch kibana install` imports the saved objects
+    kibana_url: str = "http://127.0.0.1:5601"
+    kibana_username: str = ""
+    kibana_password: str = ""
 
     index_prefix: str = "mmsearch-"
     number_of_shards: int = 1

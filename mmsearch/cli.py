@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import click
 
-from mmsearch import commands_data, commands_demo, commands_models, commands_quality, commands_stack
+from mmsearch import (
+    commands_data,
+    commands_demo,
+    commands_kibana,
+    commands_models,
+    commands_quality,
+    commands_stack,
+)
 
 COMMANDS: list[click.Command] = [
     # the services
@@ -27,6 +34,8 @@ COMMANDS: list[click.Command] = [
     commands_quality.bench,
     commands_models.train,
     commands_models.reencode,
+    # inspection
+    commands_kibana.kibana_group,
 ]
 
 

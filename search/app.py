@@ -8,7 +8,6 @@ they are built from the settings.
 from __future__ import annotations
 
 import hmac
-import logging
 
 from elasticsearch import Elasticsearch
 from flask import Flask, request
@@ -16,10 +15,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.config import Settings, get_settings
 from core.es import make_client
+from core.logs import configure_logging
 from search.api import Services, collections, documents, files, health, jobs, profiles, ui
 from search.api import search as search_api
 from search.errors import Unauthorized, register_error_handlers
 from search.metrics import REQUESTS
+from search.observability import register_request_ids
 from search.service import SearchService
 
 BLUEPRINTS = (
@@ -42,8 +43,9 @@ def create_app(
     settings = settings or get_settings()
     es = make_client(settings) if es is None else es
     search_service = SearchService(es, settings) if search_service is None else search_service
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     app = Flask(__name__, static_folder=None)
+    register_request_ids(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["mmsearch"] = Services(settings, es, search_service)

@@ -24,6 +24,7 @@ from ingest.lifecycle import cap_error, encoded_update, encoder_text, failed_upd
 from mappings.collections import index_meta
 from media.decode import load_audio, load_image
 from media.filetypes import IngestError
+from workers.metrics import record_encode
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,10 @@ def _encode_isolating_failures(
     """Encode the batch at once; if it fails, one by one, so one poison input fails alone."""
     if not todo:
         return []
+    started = time.perf_counter()
     try:
         matrix = encoder.encode([item for _, item in todo])
+        record_encode(encoder.name, len(todo), 0, time.perf_counter() - started)
         return list(zip([doc_id for doc_id, _ in todo], matrix, strict=True))
     except Exception:  # noqa: BLE001 - any model error: retry item by item to find the poison
         log.warning("batch of %d failed in %s; retrying one by one", len(todo), encoder.name, exc_info=True)
@@ -165,6 +168,7 @@ def _encode_isolating_failures(
             out.append((doc_id, encoder.encode([item])[0]))
         except Exception as exc:  # noqa: BLE001
             errors[doc_id] = cap_error(f"{encoder.name}: {type(exc).__name__}: {exc}")
+    record_encode(encoder.name, len(out), len(todo) - len(out), time.perf_counter() - started)
     return out
 
 

@@ -71,7 +71,12 @@ def summary(reports: Iterable[FileReport]) -> dict[str, int]:
     return {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
 
 
-def watch(run: Callable[[], Any], interval: float, cycles: int | None = None, sleep=time.sleep) -> int:  # noqa: ANN001
+def watch(
+    run: Callable[[], Any],
+    interval: float,
+    cycles: int | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> int:
     """Run `run` every `interval` seconds (polling: a stat of the tree, no file-event dependency) until
     Ctrl-C, or `cycles` runs; returns the runs done."""
     done = 0

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
+from elasticsearch import Elasticsearch
 
 from client.api import ApiClient, ApiClientError
 from client.crawl import crawl, summary, watch
 from core.config import Settings
 from ingest.blobstore import BlobStore
 from ingest.crawl import LocalFile, path_id, plan, root_key, scan
+from mappings import index_body
 from mmsearch.cli import main
 
 
@@ -203,3 +205,20 @@ def test_bad_upload_fields_and_manifest_requests_are_named_4xx(
         f"{api_url}/v1/collections/{collection}/documents/_delete", json={"ids": "x"}, timeout=30
     )
     assert resp.status_code == 400 and "list of document ids" in resp.json()["error"]["message"]
+
+
+def test_a_collection_older_than_the_crawl_fields_gets_them(
+    api: ApiClient, es: Elasticsearch, settings: Settings
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    body = index_body(name, [], settings)
+    for field in ("root", "path", "mtime"):
+        del body["mappings"]["properties"]["source"]["properties"][field]
+    alias = f"{settings.index_prefix}{name}"
+    es.indices.create(index=f"{alias}-000001", **body, aliases={alias: {"is_write_index": True}})
+    try:
+        assert list(api.manifest(name, "/nowhere")) == []
+        mapping = es.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]
+        assert {"root", "path", "mtime"} <= set(mapping["properties"]["source"]["properties"])
+    finally:
+        api.delete_collection(name)

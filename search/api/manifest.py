@@ -28,6 +28,7 @@ def manifest(name: str) -> Response:
         raise InvalidRequest("root is required: the folder whose crawled files to list")
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
+    collections.ensure_source_fields(svc.es, collection.index)  # collections older than the crawl
     svc.es.indices.refresh(index=collection.alias)  # read-your-writes for the crawl that asks
     hits = helpers.scan(
         svc.es,

@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 from core.config import Settings
 from core.errors import MmsearchError
 from encoders import get_encoder
-from mappings import index_body
+from mappings import index_body, source_properties
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -132,6 +132,11 @@ def update_meta(es: Elasticsearch, index: str, **changes: Any) -> dict[str, Any]
     meta.update(changes)
     es.indices.put_mapping(index=index, meta=meta)
     return meta
+
+
+def ensure_source_fields(es: Elasticsearch, index: str) -> None:
+    """Give an index made before `source.{root,path,mtime}` existed those fields (a no-op otherwise)."""
+    es.indices.put_mapping(index=index, properties={"source": source_properties()})
 
 
 def list_names(es: Elasticsearch, settings: Settings) -> list[str]:

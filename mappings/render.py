@@ -17,6 +17,11 @@ def _template() -> dict[str, Any]:
     return json.loads(resources.files("mappings").joinpath("collection.json").read_text())
 
 
+def source_properties() -> dict[str, Any]:
+    """The mapping of `source.*`: additive, so an index made before a field existed can be given it."""
+    return copy.deepcopy(_template()["mappings"]["properties"]["source"])
+
+
 def index_body(
     collection: str, encoders: list[Encoder], settings: Settings, meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -26,6 +26,7 @@ COMMANDS: list[click.Command] = [
     # collections and their documents
     commands_data.collections,
     commands_data.ingest,
+    commands_data.crawl,
     commands_data.search,
     commands_demo.demo,
     # retrieval quality and models

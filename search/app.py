@@ -16,7 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from core.config import Settings, get_settings
 from core.es import make_client
 from core.logs import configure_logging
-from search.api import Services, collections, documents, files, health, jobs, profiles, ui
+from search.api import Services, collections, documents, files, health, jobs, manifest, profiles, ui
 from search.api import search as search_api
 from search.errors import Unauthorized, register_error_handlers
 from search.metrics import REQUESTS
@@ -29,6 +29,7 @@ BLUEPRINTS = (
     collections.bp,
     documents.bp,
     files.bp,
+    manifest.bp,
     search_api.bp,
     profiles.bp,
     jobs.bp,

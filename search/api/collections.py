@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from encoders import available, available_extractors
+from ingest.blobrefs import release, shas_of
 from mappings import collections
 from search.api import json_object, services
 from search.errors import InvalidRequest
@@ -66,8 +67,13 @@ def show(name: str):
 
 @bp.delete("/<name>")
 def delete(name: str):
+    """Delete the collection's indices, then the stored files no other collection references."""
     svc = services()
-    return jsonify(deleted=name, indices=collections.delete(svc.es, svc.settings, name))
+    alias = collections.alias_for(svc.settings, name)
+    shas = set(shas_of(svc.es, alias))  # every generation holds the same files
+    indices = collections.delete(svc.es, svc.settings, name)
+    blobs = release(svc.es, svc.settings, shas)
+    return jsonify(deleted=name, indices=indices, blobs_deleted=len(blobs))
 
 
 @bp.post("/<name>/requeue")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from elasticsearch import helpers
 from flask import Blueprint, Response, jsonify, request, send_file
 
 from core.errors import NotFound
+from ingest.blobrefs import release
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import from_json, parse_documents
 from mappings import collections
-from search.api import services
+from search.api import json_object, services
 from search.errors import InvalidRequest
 from search.schema import SearchRequest
 from workers.tasks import enqueue
@@ -52,11 +54,40 @@ def get(name: str, doc_id: str):
 
 @bp.delete("/<doc_id>")
 def delete(name: str, doc_id: str):
+    """Delete one document, and its stored file when no other document references the same bytes."""
     refresh = refresh_arg()
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
+    source = svc.es.get(index=collection.alias, id=doc_id, source_includes=["source.sha256"])["_source"]
     svc.es.delete(index=collection.index, id=doc_id, refresh=refresh)
-    return jsonify(deleted=doc_id)
+    blobs = release(svc.es, svc.settings, [source.get("source", {}).get("sha256")])
+    return jsonify(deleted=doc_id, blobs_deleted=len(blobs))
+
+
+MAX_DELETE_IDS = 10_000
+
+
+@bp.post("/_delete")
+def delete_many(name: str):
+    """`{"ids": [...]}`: delete many documents in one bulk request (a crawl's deleted files), then their
+    blobs that nothing references any more. Ids not found are listed, not an error."""
+    ids = json_object().get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        raise InvalidRequest('expected {"ids": [...]}: a list of document ids')
+    if len(ids) > MAX_DELETE_IDS:
+        raise InvalidRequest(f"{len(ids)} ids in one request; the limit is {MAX_DELETE_IDS}")
+    svc = services()
+    collection = collections.CACHE.get(svc.es, svc.settings, name)
+    found = (
+        svc.es.mget(index=collection.alias, ids=ids, source_includes=["source.sha256"])["docs"] if ids else []
+    )
+    shas = [d["_source"].get("source", {}).get("sha256") for d in found if d.get("found")]
+    actions = ({"_op_type": "delete", "_index": collection.index, "_id": i} for i in ids)
+    deleted, missing = [], []
+    for ok, item in helpers.streaming_bulk(svc.es, actions, raise_on_error=False, refresh=refresh_arg()):
+        (deleted if ok else missing).append(item["delete"]["_id"])
+    blobs = release(svc.es, svc.settings, shas)
+    return jsonify(deleted=deleted, not_found=missing, blobs_deleted=len(blobs))
 
 
 def _blob_source(name: str, doc_id: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -9,13 +10,14 @@ from flask import Blueprint, jsonify, request
 from werkzeug.datastructures import FileStorage
 
 from core.errors import MmsearchError
+from ingest.blobrefs import release
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import index_document, parse_json
 from ingest.extract import extract
 from mappings import collections
 from media.filetypes import IngestError
-from search.api import services
+from search.api import file_fields, services
 from search.errors import InvalidRequest
 from workers.tasks import enqueue
 
@@ -43,9 +45,18 @@ def _metadata_for(count: int) -> list[dict[str, Any]]:
 
 
 def ingest_file(
-    collection: collections.Collection, upload: FileStorage, metadata: dict[str, Any], allow_duplicates: bool
+    collection: collections.Collection,
+    upload: FileStorage,
+    metadata: dict[str, Any],
+    allow_duplicates: bool,
+    given_id: str | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(outcome for the response, index document or None when nothing is to be written)."""
+    """(outcome for the response, index document or None when nothing is to be written).
+
+    The bytes are hashed here but stored only once the document is indexed (`_store_blobs`), so a blob
+    release racing this upload sees the reference or finds the blob touched.
+    """
     svc = services()
     data = upload.read()
     outcome: dict[str, Any] = {"filename": upload.filename, "size": len(data)}
@@ -53,12 +64,10 @@ def ingest_file(
         found = extract(data, upload.filename, upload.mimetype, svc.settings)
     except IngestError as exc:
         return {**outcome, "status": "rejected", "http_status": exc.status, "error": str(exc)}, None
-    stored = BlobStore.from_settings(svc.settings).put(data)
-    doc_id = None if allow_duplicates else stored.sha256
-    outcome.update(
-        sha256=stored.sha256, mime=found.mime, modality=found.modality, mislabelled=found.mislabelled
-    )
-    if doc_id and svc.es.exists(index=collection.alias, id=doc_id):
+    sha256 = hashlib.sha256(data).hexdigest()
+    doc_id = given_id or (None if allow_duplicates else sha256)
+    outcome.update(sha256=sha256, mime=found.mime, modality=found.modality, mislabelled=found.mislabelled)
+    if not given_id and doc_id and svc.es.exists(index=collection.alias, id=doc_id):
         return {**outcome, "id": doc_id, "status": "duplicate"}, None
     doc = index_document(
         collection.name,
@@ -68,14 +77,40 @@ def ingest_file(
         modality=found.modality,
         metadata={**found.metadata, **metadata},
         source={
-            "uri": f"blob:{stored.sha256}",
+            "uri": f"blob:{sha256}",
             "filename": upload.filename,
             "mime": found.mime,
-            "size": stored.size,
-            "sha256": stored.sha256,
+            "size": len(data),
+            "sha256": sha256,
+            **(origin or {}),
         },
     )
     return {**outcome, "id": doc["doc_id"], "status": "pending"}, doc
+
+
+def _previous_blobs(collection: collections.Collection, ids: list[str]) -> dict[str, str | None]:
+    """The blob each client-given id referenced before this upload replaces it (ids absent: not listed)."""
+    if not ids:
+        return {}
+    found = services().es.mget(index=collection.alias, ids=ids, source_includes=["source.sha256"])
+    return {d["_id"]: d["_source"].get("source", {}).get("sha256") for d in found["docs"] if d.get("found")}
+
+
+def _store_blobs(
+    ids: list[str], uploads: dict[str, FileStorage], previous: dict[str, str | None], outcomes: list[dict]
+) -> None:
+    """Store the bytes of the documents indexed, then release the blobs of the versions they replaced."""
+    svc = services()
+    store = BlobStore.from_settings(svc.settings)
+    new_sha = {}
+    for doc_id in ids:
+        upload_ = uploads[doc_id]
+        upload_.stream.seek(0)
+        new_sha[doc_id] = store.put(upload_.stream).sha256
+    for outcome in outcomes:
+        if outcome.get("id") in previous:
+            outcome["replaced"] = True
+    release(svc.es, svc.settings, (sha for i, sha in previous.items() if i in new_sha and sha != new_sha[i]))
 
 
 @bp.post("")
@@ -86,15 +121,21 @@ def upload(name: str):
     if not files:
         raise InvalidRequest("no files: send multipart/form-data with one or more `file` parts")
     allow_duplicates = request.args.get("duplicates", "reject") == "allow"
-    outcomes, docs = [], []
-    for upload_, metadata in zip(files, _metadata_for(len(files)), strict=True):
-        outcome, doc = ingest_file(collection, upload_, metadata, allow_duplicates)
+    count = len(files)
+    given_ids = file_fields.ids_for(count)
+    per_file = zip(files, _metadata_for(count), given_ids, file_fields.sources_for(count), strict=True)
+    outcomes, docs, uploads = [], [], {}
+    for upload_, metadata, given_id, origin in per_file:
+        outcome, doc = ingest_file(collection, upload_, metadata, allow_duplicates, given_id, origin)
         outcomes.append(outcome)
         if doc:
             docs.append(doc)
+            uploads[doc["doc_id"]] = upload_
+    previous = _previous_blobs(collection, [i for i in given_ids if i])
     ids, errors = index_many(
         svc.es, collection.index, docs, refresh=request.args.get("refresh") in ("true", "wait_for")
     )
+    _store_blobs(ids, uploads, previous, outcomes)
     for error in errors:
         outcomes.append(
             {"id": error["id"], "status": "rejected", "http_status": 500, "error": error["error"]}

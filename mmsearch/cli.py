@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import click
 
-from mmsearch import commands_data, commands_demo, commands_models, commands_quality, commands_stack
+from mmsearch import (
+    commands_data,
+    commands_demo,
+    commands_keys,
+    commands_models,
+    commands_quality,
+    commands_stack,
+)
 
 COMMANDS: list[click.Command] = [
     # the services
@@ -16,6 +23,7 @@ COMMANDS: list[click.Command] = [
     commands_stack.status,
     commands_stack.worker,
     commands_stack.serve,
+    commands_keys.keys,
     # collections and their documents
     commands_data.collections,
     commands_data.ingest,

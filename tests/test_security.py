@@ -191,3 +191,16 @@ def test_openapi_describes_every_route(open_app: FlaskClient) -> None:
     docs = open_app.get("/docs")
     assert docs.status_code == 200 and b"swagger-ui-bundle.js" in docs.data
     assert open_app.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_cli_creates_a_key_and_its_hashed_entry() -> None:
+    from click.testing import CliRunner
+
+    from mmsearch.cli import main
+
+    result = CliRunner().invoke(main, ["keys", "create", "--name", "bot", "--scope", "write"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines() if line[:4] in ("key:", "entr"))
+    key, entry = lines["key"].strip(), json.loads(lines["entry"])
+    assert entry["scope"] == "write" and entry["sha256"] == security.hash_key(key)
+    assert security.find_key(Settings(api_keys=[entry]), key).name == "bot"

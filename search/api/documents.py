@@ -12,6 +12,7 @@ from mappings import collections
 from search.api import services
 from search.errors import InvalidRequest
 from search.schema import SearchRequest
+from search.security import add_media_urls
 from workers.tasks import enqueue
 
 bp = Blueprint("documents", __name__, url_prefix="/v1/collections/<name>/documents")
@@ -105,4 +106,4 @@ def similar(name: str, doc_id: str):
             "size": request.args.get("size", 10),
         }
     )
-    return jsonify(svc.search.search(collection, req))
+    return jsonify(add_media_urls(svc.settings, collection.name, svc.search.search(collection, req)))

@@ -202,7 +202,10 @@ def test_bad_files(api_url: str, api: ApiClient, collection: str, worker, tmp_pa
     Image.new("1", (20_000, 20_000)).save(bomb, "PNG")
     resp = post("bomb.png", bomb.getvalue())
     assert resp.status_code == 422 and "pixels" in resp.json()["error"]["message"], resp.text
-    assert requests.post(url, data={"x": "1"}, timeout=30).status_code == 400  # no file part
+    assert (
+        requests.post(url, data={"x": "1"}, timeout=30).status_code == 415
+    )  # a form: what any page can post
+    assert requests.post(url, files={"x": (None, "1")}, timeout=30).status_code == 400  # no file part
     resp = requests.post(url, files={"file": ("a.png", b"x")}, data={"metadata": "{oops"}, timeout=30)
     assert resp.status_code == 400 and "metadata" in resp.json()["error"]["message"]
 
@@ -239,7 +242,7 @@ def test_search_rejects_examples_it_cannot_use(api_url: str, collection: str) ->
         url, files={"file": ("x.png", b"\x89PNG\r\n\x1a\n")}, data={"request": "{}"}, timeout=30
     )
     assert resp.status_code in (400, 422)
-    resp = requests.post(url, data={"request": json.dumps({"like": "nope"})}, timeout=30)
+    resp = requests.post(url, files={"request": (None, json.dumps({"like": "nope"}))}, timeout=30)
     assert resp.status_code == 404
 
 

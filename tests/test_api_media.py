@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -73,9 +74,10 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def collection(api: ApiClient, worker, media: dict[str, Path], tmp_path_factory) -> str:  # noqa: ANN001
+def collection(api: ApiClient, worker, media: dict[str, Path], settings) -> str:  # noqa: ANN001
     worker.ensure_running()
-    clip_dir = tiny_clip_dir(tmp_path_factory.mktemp("clip"))
+    # under the API's models root: a collection may only name registered models or directories there
+    clip_dir = tiny_clip_dir(settings.data_dir / "models" / f"tiny-clip-{os.getpid()}")
     name = "t-media"
     if api.collection_exists(name):
         api.delete_collection(name)

@@ -36,9 +36,9 @@ class ApiClient:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ApiClient:
-        """A client of the API these settings describe, with the first configured key."""
+        """A client of the API these settings describe, sending `MMSEARCH_API_KEY` when set."""
         settings = settings or get_settings()
-        return cls(settings.api_base, settings.api_keys[0] if settings.api_keys else None)
+        return cls(settings.api_base, settings.api_key or None)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)

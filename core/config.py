@@ -6,8 +6,28 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+class ApiKey(BaseModel):
+    """One API key as the server stores it: a name for logs and rate limits, a scope, and the key's
+    SHA-256 (never the key itself). Scopes nest: admin > write > read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    scope: Literal["read", "write", "admin"]
+    sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("sha256")
+    @classmethod
+    def _not_empty_key(cls, value: str) -> str:
+        if value == EMPTY_SHA256:
+            raise ValueError("this is the hash of an empty key; create keys with `mmsearch keys create`")
+        return value
 
 
 class Settings(BaseSettings):
@@ -32,7 +52,19 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = ""  # where the CLI finds the API; defaults to http://api_host:api_port
-    api_keys: list[str] = []  # when set, every /v1 request needs `Authorization: Bearer <key>`
+    # Security (search/security.py). Keys as JSON: [{"name", "scope": read|write|admin, "sha256"}]; when
+    # set, every /v1 request needs `Authorization: Bearer <key>` of a scope that allows it.
+    api_keys: list[ApiKey] = []
+    api_key: str = ""  # the key this process sends as a client (CLI, evaluation, benchmarks)
+    allow_open_api: bool = False  # listen on a non-loopback address with no keys (refused otherwise)
+    # Host headers accepted; empty: loopback names when no keys are set (DNS rebinding), any with keys.
+    trusted_hosts: list[str] = []
+    url_signing_secret: str = ""  # HMAC key of signed media URLs; empty: derived from `api_keys`
+    signed_url_ttl: int = Field(3600, ge=60, le=7 * 86400)
+    write_rate_limit: str = "600/minute"  # per API key (per client address without keys); "" disables
+    rate_limit_storage: str = ""  # a `limits` storage URI; empty: the Redis broker, shared by processes
+    allowed_models: list[str] = []  # model names a collection may name besides the `*_model` defaults
+    max_loaded_models: int = Field(8, ge=1)  # encoder instances kept per process (least recently used go)
 
     # Observability
     log_format: Literal["json", "text"] = "json"  # API and worker logs: JSON lines with the request id

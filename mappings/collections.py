@@ -16,7 +16,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from core.config import Settings
 from core.errors import MmsearchError
-from encoders import get_encoder
+from encoders import allowlist, get_encoder
 from mappings import index_body, source_properties
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -70,6 +70,8 @@ def create(
     models: dict[str, str] | None = None,
     extractors: list[str] | None = None,
 ) -> Collection:
+    for ref in (models or {}).values():
+        allowlist.check_model_ref(settings, ref)  # before anything is loaded or asked of the cluster
     alias = alias_for(settings, name)
     if es.indices.exists_alias(name=alias) or es.indices.exists(index=alias):
         raise CollectionExists(f"collection {name!r} already exists")

@@ -233,7 +233,7 @@ def _looks_textual(text: str) -> bool:
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested JSON is stored as plain text, never a 500
         return False
     return True
 

@@ -10,6 +10,7 @@ import click
 from mmsearch import (
     commands_data,
     commands_demo,
+    commands_keys,
     commands_kibana,
     commands_models,
     commands_quality,
@@ -23,6 +24,7 @@ COMMANDS: list[click.Command] = [
     commands_stack.status,
     commands_stack.worker,
     commands_stack.serve,
+    commands_keys.keys,
     # collections and their documents
     commands_data.collections,
     commands_data.ingest,

@@ -7,8 +7,6 @@ they are built from the settings.
 
 from __future__ import annotations
 
-import hmac
-
 from elasticsearch import Elasticsearch
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -16,9 +14,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from core.config import Settings, get_settings
 from core.es import make_client
 from core.logs import configure_logging
+from search import openapi, security
 from search.api import Services, collections, documents, files, health, jobs, manifest, profiles, ui
 from search.api import search as search_api
-from search.errors import Unauthorized, register_error_handlers
+from search.errors import register_error_handlers
 from search.metrics import REQUESTS
 from search.observability import register_request_ids
 from search.service import SearchService
@@ -60,12 +59,8 @@ def create_app(
         if (request.content_length or 0) > settings.max_body_bytes:
             raise RequestEntityTooLarge()
 
-    @app.before_request
-    def _authenticate() -> None:
-        if settings.api_keys and request.path.startswith("/v1/"):
-            token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not any(hmac.compare_digest(token, key) for key in settings.api_keys):
-                raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
+    security.install(app, settings)
+    openapi.install(app)
 
     @app.after_request
     def _count(response):  # noqa: ANN001, ANN202

@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 from celery import Task
@@ -42,8 +41,7 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundErro
 from core.config import Settings, get_settings
 from core.errors import Conflict, MmsearchError, NotFound
 from core.es import get_client
-from encoders import Encoder, get_encoder
-from encoders.training import model_roots
+from encoders import Encoder, allowlist, get_encoder
 from ingest.lifecycle import PENDING, cap_error, now_iso, requeued
 from mappings import collections, index_body
 from mappings.collections import CollectionError, index_meta, physical_index, status_counts, update_meta
@@ -130,13 +128,11 @@ def carried_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_model_ref(settings: Settings, ref: str) -> None:
-    """A client names a model, or a directory under the models roots: no other server path is read."""
-    path = Path(ref)
-    if not (path.is_absolute() or ".." in path.parts or path.is_dir()):
-        return
-    roots = model_roots(settings)
-    if not any(path.resolve().is_relative_to(root.resolve()) for root in roots):
-        raise ReencodeError(f"model {ref!r} is not under the models directories {[str(r) for r in roots]}")
+    """A registered model name or a directory under the models roots (`encoders.allowlist`)."""
+    try:
+        allowlist.check_model_ref(settings, ref)
+    except allowlist.ModelNotAllowed as exc:
+        raise ReencodeError(str(exc)) from None
 
 
 def _check_request(settings: Settings, coll: collections.Collection, models: dict[str, str]) -> None:

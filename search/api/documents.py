@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from elasticsearch import helpers
 from flask import Blueprint, Response, jsonify, request, send_file
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import NotFound
 from ingest.blobrefs import release
@@ -14,6 +15,7 @@ from mappings import collections
 from search.api import json_object, services
 from search.errors import InvalidRequest
 from search.schema import SearchRequest
+from search.security import add_media_urls
 from workers.tasks import enqueue
 
 bp = Blueprint("documents", __name__, url_prefix="/v1/collections/<name>/documents")
@@ -64,18 +66,18 @@ def delete(name: str, doc_id: str):
     return jsonify(deleted=doc_id, blobs_deleted=len(blobs))
 
 
-MAX_DELETE_IDS = 10_000
+class DeleteIn(BaseModel):
+    """Documents to delete in one request (a crawl's deleted files)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(max_length=10_000)
 
 
 @bp.post("/_delete")
 def delete_many(name: str):
     """`{"ids": [...]}`: delete many documents in one bulk request (a crawl's deleted files), then their
     blobs that nothing references any more. Ids not found are listed, not an error."""
-    ids = json_object().get("ids")
-    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise InvalidRequest('expected {"ids": [...]}: a list of document ids')
-    if len(ids) > MAX_DELETE_IDS:
-        raise InvalidRequest(f"{len(ids)} ids in one request; the limit is {MAX_DELETE_IDS}")
+    ids = [i for i in DeleteIn.model_validate(json_object()).ids if i]
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
     found = (
@@ -136,4 +138,4 @@ def similar(name: str, doc_id: str):
             "size": request.args.get("size", 10),
         }
     )
-    return jsonify(svc.search.search(collection, req))
+    return jsonify(add_media_urls(svc.settings, collection.name, svc.search.search(collection, req)))

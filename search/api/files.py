@@ -44,22 +44,39 @@ def _metadata_for(count: int) -> list[dict[str, Any]]:
 
 def ingest_file(
     collection: collections.Collection, upload: FileStorage, metadata: dict[str, Any], allow_duplicates: bool
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(outcome for the response, index document or None when nothing is to be written)."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(outcome for the response, index documents to write: none, the file's, and its attachments')."""
+    return ingest_bytes(
+        collection, upload.read(), upload.filename, upload.mimetype, metadata, dedup=not allow_duplicates
+    )
+
+
+def ingest_bytes(
+    collection: collections.Collection,
+    data: bytes,
+    filename: str | None,
+    mime: str | None,
+    metadata: dict[str, Any],
+    dedup: bool = True,
+    doc_id: str | None = None,
+    attachments: bool = True,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One file: extracted, stored by sha256, indexed as a document (id: its sha256 when deduplicating).
+    An e-mail's attachments become child documents `<parent id>.<n>` with `metadata.parent_id`, extracted
+    like uploads of their own (one level: attachments of an attached mail are counted, not indexed)."""
     svc = services()
-    data = upload.read()
-    outcome: dict[str, Any] = {"filename": upload.filename, "size": len(data)}
+    outcome: dict[str, Any] = {"filename": filename, "size": len(data)}
     try:
-        found = extract(data, upload.filename, upload.mimetype, svc.settings)
+        found = extract(data, filename, mime, svc.settings)
     except IngestError as exc:
-        return {**outcome, "status": "rejected", "http_status": exc.status, "error": str(exc)}, None
+        return {**outcome, "status": "rejected", "http_status": exc.status, "error": str(exc)}, []
     stored = BlobStore.from_settings(svc.settings).put(data)
-    doc_id = None if allow_duplicates else stored.sha256
+    doc_id = doc_id or (stored.sha256 if dedup else None)
     outcome.update(
         sha256=stored.sha256, mime=found.mime, modality=found.modality, mislabelled=found.mislabelled
     )
-    if doc_id and svc.es.exists(index=collection.alias, id=doc_id):
-        return {**outcome, "id": doc_id, "status": "duplicate"}, None
+    if dedup and svc.es.exists(index=collection.alias, id=doc_id):
+        return {**outcome, "id": doc_id, "status": "duplicate"}, []
     doc = index_document(
         collection.name,
         doc_id,
@@ -69,13 +86,32 @@ def ingest_file(
         metadata={**found.metadata, **metadata},
         source={
             "uri": f"blob:{stored.sha256}",
-            "filename": upload.filename,
+            "filename": filename,
             "mime": found.mime,
             "size": stored.size,
             "sha256": stored.sha256,
         },
+        pages=found.pages,
     )
-    return {**outcome, "id": doc["doc_id"], "status": "pending"}, doc
+    docs = [doc]
+    children = []
+    for number, attachment in enumerate(found.attachments if attachments else [], start=1):
+        child, child_docs = ingest_bytes(
+            collection,
+            attachment.data,
+            attachment.filename,
+            attachment.mime,
+            {"parent_id": doc["doc_id"], "attachment_number": number},
+            dedup=False,
+            doc_id=f"{doc['doc_id']}.{number}",
+            attachments=False,
+        )
+        children.append(child)
+        docs.extend(child_docs)
+    outcome.update(id=doc["doc_id"], status="pending")
+    if children:
+        outcome["attachments"] = children
+    return outcome, docs
 
 
 @bp.post("")
@@ -88,10 +124,9 @@ def upload(name: str):
     allow_duplicates = request.args.get("duplicates", "reject") == "allow"
     outcomes, docs = [], []
     for upload_, metadata in zip(files, _metadata_for(len(files)), strict=True):
-        outcome, doc = ingest_file(collection, upload_, metadata, allow_duplicates)
+        outcome, found = ingest_file(collection, upload_, metadata, allow_duplicates)
         outcomes.append(outcome)
-        if doc:
-            docs.append(doc)
+        docs.extend(found)
     ids, errors = index_many(
         svc.es, collection.index, docs, refresh=request.args.get("refresh") in ("true", "wait_for")
     )

@@ -70,7 +70,7 @@ def segments_clause(text: str) -> dict[str, Any]:
             "inner_hits": {
                 "name": "segments",
                 "size": MAX_MATCHED_SEGMENTS,
-                "_source": ["segments.text", "segments.start", "segments.end"],
+                "_source": ["segments.text", "segments.start", "segments.end", "segments.words"],
             },
         }
     }

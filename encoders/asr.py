@@ -168,7 +168,7 @@ class WhisperBackend:
             device=kind,
             device_index=int(index or 0),
             compute_type="float16" if use_fp16(device) else "int8",
-            local_files_only=settings.models_dir is not None or _hub_offline(),
+            local_files_only=_hub_offline(),  # fail at once offline instead of retrying the hub
         )
         self.english_only = ref.endswith(".en") or not self.model.model.is_multilingual
         self.piece_s = WHISPER_PIECE_S

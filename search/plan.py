@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from search.fusion import Ranking
-from search.query import filter_clauses, highlight_spec, knn_body, lexical_body, lexical_query
+from search.query import (
+    filter_clauses,
+    highlight_spec,
+    knn_body,
+    lexical_body,
+    lexical_query,
+    segments_clause,
+)
 from search.schema import Profile, SearchRequest
 
 QueryVector = list[float] | str  # a hex string for bit vectors (perceptual hashes)
@@ -43,7 +50,8 @@ def subqueries(
     if req.mode in ("lexical", "hybrid") and req.query:
         lexical = lexical_query(req.query, profile.boosts)
         if lexical:  # None when only stopwords are left
-            bodies["lexical"] = lexical_body(lexical, filters, window, highlight)
+            segments = segments_clause(req.query) if highlight else None  # highlights name the moments too
+            bodies["lexical"] = lexical_body(lexical, filters, window, highlight, segments)
     if req.mode in ("vector", "hybrid"):
         for name, vector in vectors.items():
             if req.encoders is not None and name not in req.encoders:

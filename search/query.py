@@ -55,11 +55,36 @@ def highlight_spec(text: str) -> dict[str, Any]:
     }
 
 
+MAX_MATCHED_SEGMENTS = 3
+
+
+def segments_clause(text: str) -> dict[str, Any]:
+    """The timed segments (transcript phrases) that match the query, as `inner_hits`: where in a recording
+    the words were said. Boost 0: it only finds them, the document's BM25 score is unchanged."""
+    return {
+        "nested": {
+            "path": "segments",
+            "query": {"match": {"segments.text": text}},
+            "score_mode": "max",
+            "boost": 0,
+            "inner_hits": {
+                "name": "segments",
+                "size": MAX_MATCHED_SEGMENTS,
+                "_source": ["segments.text", "segments.start", "segments.end", "segments.words"],
+            },
+        }
+    }
+
+
 def lexical_body(
-    query: dict[str, Any], filters: list[dict[str, Any]], window: int, highlight: dict[str, Any] | None
+    query: dict[str, Any],
+    filters: list[dict[str, Any]],
+    window: int,
+    highlight: dict[str, Any] | None,
+    segments: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "query": {"bool": {"must": [query], "filter": filters}},
+        "query": {"bool": {"must": [query], "filter": filters, "should": [segments] if segments else []}},
         "size": window,
         "track_total_hits": True,
         "_source": {"excludes": SOURCE_EXCLUDES},

@@ -198,7 +198,7 @@ class SearchService:
         highlights: dict[str, dict[str, list[str]]] = {}
         for resp in responses.values():
             for h in resp["hits"]["hits"]:
-                sources[h["_id"]] = h
+                sources[h["_id"]] = {**sources.get(h["_id"], {}), **h}
                 highlights.setdefault(h["_id"], {}).update(h.get("highlight", {}))
         page = fused[req.from_ : req.from_ + req.size]
         return [
@@ -223,6 +223,9 @@ class SearchService:
         }
         if highlight:
             out["highlight"] = highlight
+        matched = es_hit.get("inner_hits", {}).get("segments", {}).get("hits", {}).get("hits", [])
+        if matched:  # transcript phrases that match, best first, with their times in the recording
+            out["segments"] = [segment["_source"] for segment in matched]
         if explain:
             out["explanation"] = {
                 "fused": {"score": hit.score, "method": method},

@@ -21,9 +21,11 @@ from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
 from ingest.lifecycle import cap_error, encoded_update, encoder_text, failed_update, next_attempt
+from ingest.pages import pages_to_ocr
 from mappings.collections import index_meta
 from media.decode import load_audio, load_image
 from media.filetypes import IngestError
+from media.pdf import render_pages
 from workers.metrics import record_encode
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,36 @@ def run_extractors(
     return found
 
 
+def ocr_scanned_pages(
+    docs: list[dict[str, Any]], names: list[str], errors: dict[str, str]
+) -> dict[str, dict[str, Extraction]]:
+    """PDF pages without a text layer, rendered one at a time and read by the `ocr` extractor (when the
+    collection has it): an extraction whose segments carry page numbers, appended to the content."""
+    if "ocr" not in names:
+        return {}
+    settings = get_settings()
+    store = BlobStore.from_settings(settings)
+    found: dict[str, dict[str, Extraction]] = {}
+    for doc in docs:
+        src, doc_id = doc["_source"], doc["_id"]
+        numbers = pages_to_ocr(src.get("pages") or [])[: settings.max_ocr_pages]
+        if not numbers or doc_id in errors or src.get("source", {}).get("mime") != "application/pdf":
+            continue
+        extractor = get_extractor("ocr")
+        try:
+            data = store.path(src["source"]["sha256"]).read_bytes()
+            segments = [
+                {"page": number, "text": extractor.extract([image])[0].text}
+                for number, image in render_pages(data, numbers, settings.ocr_dpi, settings.max_image_pixels)
+            ]
+        except Exception as exc:  # noqa: BLE001 - a poison page fails its document, not the batch
+            errors[doc_id] = cap_error(f"ocr: {type(exc).__name__}: {exc}")
+            continue
+        text = "\n\n".join(seg["text"] for seg in segments if seg["text"])
+        found[doc_id] = {"ocr": Extraction(text, segments, {"pages": len(segments)})}
+    return found
+
+
 def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResult:
     meta = _meta(es, index)
     encoders = encoders_for(es, index)
@@ -104,6 +136,8 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
     result = BatchResult(skipped=len(ids) - len(docs))
     media = load_media(docs, result.errors)
     extractions = run_extractors(meta.get("extractors", []), media, result.errors)
+    for doc_id, found in ocr_scanned_pages(docs, meta.get("extractors", []), result.errors).items():
+        extractions.setdefault(doc_id, {}).update(found)
     vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
     inputs = {
         d["_id"]: {"text": encoder_text(d["_source"], extractions.get(d["_id"])), **media.get(d["_id"], {})}

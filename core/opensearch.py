@@ -96,6 +96,8 @@ class _Namespace:
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._target, name)
+        if name.startswith("_") or not callable(method):  # e.g. a namespace this wrapper does not cover
+            raise AttributeError(f"{type(self).__name__} has no call {name!r}")
         path_args = self._path_args.get(name, ("index", "id", "name"))
 
         @functools.wraps(method)

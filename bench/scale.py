@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 from rich.console import Console
 
 from bench.common import Report, latency_row, query_texts, save, show, spawned_api, timed_calls
 from core.config import get_settings
-from core.es import make_client
+from core.es import engine_of, make_client, scan, streaming_bulk
 from encoders import get_encoder
 from mappings import collections
 from mappings.render import index_body
@@ -46,7 +46,7 @@ VECTOR_RAM = {"hnsw": lambda d: 4 * (d + 12), "int8_hnsw": lambda d: d + 4, "bbq
 
 def source_corpus(es: Elasticsearch, alias: str) -> tuple[list[dict[str, Any]], np.ndarray]:
     """The encoded documents of the source collection, sorted by id, and their unit text vectors."""
-    hits = helpers.scan(
+    hits = scan(
         es,
         index=alias,
         query={"query": {"term": {"ingest.status": "encoded"}}, "_source": {"exclude_vectors": False}},
@@ -77,7 +77,7 @@ def name_of(index_type: str, size: int) -> str:
 def create(es: Elasticsearch, name: str, index_type: str, model: str) -> str:
     """The product's collection body with another `index_options` on the text vector field."""
     settings = get_settings()
-    body = index_body(name, [get_encoder(FIELD, model)], settings)
+    body = index_body(name, [get_encoder(FIELD, model)], settings, engine_of(es))
     body["mappings"]["properties"]["vectors"]["properties"][FIELD]["index_options"] = {"type": index_type}
     body["settings"]["index"]["refresh_interval"] = "-1"  # bulk load; refreshed once at the end
     index = collections.physical_index(settings, name, 1)
@@ -108,7 +108,7 @@ def build(
         collections.delete(es, get_settings(), name)
     started = time.perf_counter()
     index = create(es, name, index_type, model)
-    for ok, item in helpers.streaming_bulk(
+    for ok, item in streaming_bulk(
         es, actions(index, name, docs, base, size), chunk_size=1000, request_timeout=600, max_retries=5
     ):
         if not ok:

@@ -17,6 +17,7 @@ from elasticsearch import Elasticsearch
 
 from core.config import Settings
 from core.errors import MmsearchError
+from core.es import engine_of
 from mappings import collections, index_body
 from mappings.kibana import KIBANA, Options, check_fields, data_view_title, saved_objects, to_ndjson
 
@@ -55,7 +56,7 @@ def render(
         mapping = es.indices.get_mapping(index=coll.index)[coll.index]["mappings"]
         problems += [f"{coll.name}: {p}" for p in check_fields(objects, mapping)]
     if not found:
-        problems += check_fields(objects, index_body("template", [], settings)["mappings"])
+        problems += check_fields(objects, index_body("template", [], settings, engine_of(es))["mappings"])
     return Rendered(objects, problems, aliases)
 
 

@@ -41,11 +41,15 @@ class Settings(BaseSettings):
     elasticsearch_password: str = ""
     elasticsearch_api_key: str = ""
     elasticsearch_ca_certs: str = ""
+    # Which engine serves the indices: `auto` asks an external cluster, and is Elasticsearch for the
+    # embedded stack; `opensearch` makes `mmsearch up` start an embedded OpenSearch instead.
+    engine: Literal["auto", "elasticsearch", "opensearch"] = "auto"
     redis_url: str = Field("", validation_alias=AliasChoices("REDIS_URL", "MMSEARCH_REDIS_URL"))
 
     data_dir: Path = Path("data")
     models_dir: Path | None = None
     es_version: str = "9.2.4"
+    opensearch_version: str = "3.5.0"  # its k-NN plugin is `<this>.0`
     es_port: int = 9200
     es_heap: str = "1g"
     redis_port: int = 6379

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
 from core.config import Settings
+from core.es import scan
 from ingest.blobstore import BlobStore
 
 BATCH = 1000
@@ -50,7 +51,7 @@ def release(es: Elasticsearch, settings: Settings, shas: Iterable[str | None]) -
 
 def shas_of(es: Elasticsearch, index: str, query: dict | None = None) -> Iterator[str]:
     """The blob keys the documents of `index` (matching `query`) reference, for releasing them later."""
-    hits = helpers.scan(
+    hits = scan(
         es,
         index=index,
         query={"query": query or {"exists": {"field": "source.sha256"}}},

@@ -16,6 +16,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from core.config import Settings
 from core.errors import MmsearchError
+from core.es import engine_of
 from encoders import allowlist, get_encoder
 from mappings import index_body, source_properties
 
@@ -84,7 +85,7 @@ def create(
                 f"encoder {instance.name!r} cannot load model {instance.model_ref!r}: {exc}"
             ) from None
     index = physical_index(settings, name, 1)
-    body = index_body(name, instances, settings, meta={"extractors": extractors or []})
+    body = index_body(name, instances, settings, engine_of(es), meta={"extractors": extractors or []})
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
     CACHE.invalidate(name)
     return get(es, settings, name)

@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from core.config import Settings
+from core.engine import Engine
 from encoders.base import Encoder
 
 
@@ -23,15 +24,27 @@ def source_properties() -> dict[str, Any]:
 
 
 def index_body(
-    collection: str, encoders: list[Encoder], settings: Settings, meta: dict[str, Any] | None = None
+    collection: str,
+    encoders: list[Encoder],
+    settings: Settings,
+    engine: Engine,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Settings + mappings for one physical index; `_meta` records what the vectors mean."""
+    """Settings + mappings for one physical index on `engine`; `_meta` records what the vectors mean."""
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(
-        number_of_shards=settings.number_of_shards, number_of_replicas=settings.number_of_replicas
+        number_of_shards=settings.number_of_shards,
+        number_of_replicas=settings.number_of_replicas,
+        **engine.index_settings(),
     )
     mappings = body["mappings"]
-    mappings["properties"]["vectors"]["properties"] = {enc.name: enc.mapping() for enc in encoders}
+    for name, field in mappings["properties"].items():
+        if field.get("type") == "flattened":  # the template's key/value fields
+            mappings["properties"][name] = engine.object_type()
+    mappings["properties"]["ingest"]["properties"]["encoders"] = engine.object_type()
+    mappings["properties"]["vectors"]["properties"] = {
+        enc.name: engine.vector_mapping(enc.dims, enc.similarity, enc.element_type) for enc in encoders
+    }
     mappings["_meta"] = {
         "collection": collection,
         "encoders": {enc.name: enc.describe() for enc in encoders},

@@ -2,7 +2,7 @@
 
 One builder for the API, the benchmarks and anything else that must search exactly as the product does:
 `lexical` (BM25, when the text leaves something to match) and one `vector:<encoder>` kNN per query vector.
-Pure: no Elasticsearch, no models; the caller brings the query vectors.
+Pure: no cluster, no models; the caller brings the query vectors and the engine's dialect.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.engine import Engine
 from search.fusion import Ranking
 from search.query import (
     filter_clauses,
@@ -39,6 +40,7 @@ def subqueries(
     vectors: Mapping[str, QueryVector],
     encoders: Mapping[str, Mapping[str, Any]],
     window: int,
+    engine: Engine,
 ) -> dict[str, Body]:
     """`{"lexical": body, "vector:<encoder>": body, ...}`, lexical first, vectors in the given order.
 
@@ -56,9 +58,17 @@ def subqueries(
         for name, vector in vectors.items():
             if req.encoders is not None and name not in req.encoders:
                 continue
-            quantised = encoders.get(name, {}).get("element_type", "float") == "float"
+            element_type = encoders.get(name, {}).get("element_type", "float")
             bodies[f"vector:{name}"] = knn_body(
-                f"vectors.{name}", vector, filters, window, profile.num_candidates, highlight, quantised
+                engine,
+                f"vectors.{name}",
+                vector,
+                filters,
+                window,
+                profile.num_candidates,
+                highlight,
+                rescore=element_type == "float",
+                element_type=element_type,
             )
     return bodies
 

@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from core.config import Settings
 from core.errors import BackendError, MmsearchError, NotFound
-from core.es import error_reason
+from core.es import engine_of, error_reason
 from encoders import EncoderError, get_encoder
 from mappings.collections import Collection
 from search import fusion, plan
@@ -40,6 +40,7 @@ class SearchService:
 
     def __init__(self, es: Elasticsearch, settings: Settings) -> None:
         self.es = es
+        self.engine = engine_of(es)
         self.settings = settings
         self.encode_query: Callable[[str, str, str, str], tuple[float, ...]] = lru_cache(
             maxsize=settings.query_cache_size
@@ -60,7 +61,7 @@ class SearchService:
         profile = self.profile(collection, req)
         window = self.window(profile, req)
         vectors = self.query_vectors(collection, req, example)
-        bodies = plan.subqueries(req, profile, vectors, collection.encoders, window)
+        bodies = plan.subqueries(req, profile, vectors, collection.encoders, window, self.engine)
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies)

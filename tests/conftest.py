@@ -2,6 +2,9 @@
 
 Ports and the data dir are test-specific so a developer's `mmsearch up` stack is left alone. When
 ELASTICSEARCH_URL / REDIS_URL are set, those external services are used instead.
+
+The suite runs on one engine per session: Elasticsearch by default, OpenSearch with
+`MMSEARCH_ENGINE=opensearch` (`make test` runs both), each on its own port and data dir.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from collections.abc import Iterator
 
 import pytest
 
+OPENSEARCH = os.environ.get("MMSEARCH_ENGINE") == "opensearch"
 TEST_ENV = {
-    # Under /tmp: as root, Elasticsearch runs as `nobody`, which must be able to enter every parent dir.
-    "MMSEARCH_DATA_DIR": os.environ.get("MMSEARCH_TEST_DATA_DIR", "/tmp/mmsearch-test"),
-    "MMSEARCH_ES_PORT": "9250",
+    # Under /tmp: as root, the engine runs as `nobody`, which must be able to enter every parent dir.
+    "MMSEARCH_DATA_DIR": os.environ.get("MMSEARCH_TEST_DATA_DIR")
+    or ("/tmp/mmsearch-test-os" if OPENSEARCH else "/tmp/mmsearch-test"),
+    "MMSEARCH_ES_PORT": "9260" if OPENSEARCH else "9250",
+    "MMSEARCH_ES_HEAP": "512m" if OPENSEARCH else "1g",
     "MMSEARCH_REDIS_PORT": "6391",
     "MMSEARCH_API_PORT": "8050",
     "MMSEARCH_VISIBILITY_TIMEOUT": "15",  # a killed worker's batch comes back after 15 s

@@ -19,6 +19,7 @@ from elasticsearch import Elasticsearch
 from client.api import ApiClient, ApiClientError
 from client.crawl import crawl, summary, watch
 from core.config import Settings
+from core.es import engine_of
 from ingest.blobstore import BlobStore
 from ingest.crawl import LocalFile, path_id, plan, root_key, scan
 from mappings import index_body
@@ -213,7 +214,7 @@ def test_a_collection_older_than_the_crawl_fields_gets_them(
     api: ApiClient, es: Elasticsearch, settings: Settings
 ) -> None:
     name = f"t-{uuid.uuid4().hex[:10]}"
-    body = index_body(name, [], settings)
+    body = index_body(name, [], settings, engine_of(es))
     for field in ("root", "path", "mtime"):
         del body["mappings"]["properties"]["source"]["properties"][field]
     alias = f"{settings.index_prefix}{name}"

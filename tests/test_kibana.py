@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from client import kibana
 from core.config import Settings
+from core.engine import ELASTICSEARCH
 from mappings import collections, index_body
 from mappings.kibana import (
     OPENSEARCH_DASHBOARDS,
@@ -32,7 +33,7 @@ ENCODERS = ["text", "phash", "mfcc"]
 
 
 def _template_mapping() -> dict[str, Any]:
-    return index_body("t", [], Settings())["mappings"]
+    return index_body("t", [], Settings(), ELASTICSEARCH)["mappings"]
 
 
 def test_objects_fit_the_rendered_mapping_and_reference_each_other() -> None:

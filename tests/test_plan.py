@@ -8,6 +8,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from core.config import Settings
+from core.engine import ELASTICSEARCH
 from core.errors import BackendError, MmsearchError, NotFound
 from mappings.collections import Collection
 from search import plan
@@ -22,7 +23,9 @@ VECTORS: dict[str, plan.QueryVector] = {"text": [0.6, 0.8], "phash": "ff00"}
 
 
 def build(window: int = 100, profile: Profile | None = None, **request: Any) -> dict[str, dict[str, Any]]:
-    return plan.subqueries(SearchRequest(**request), profile or Profile(), VECTORS, ENCODERS, window)
+    return plan.subqueries(
+        SearchRequest(**request), profile or Profile(), VECTORS, ENCODERS, window, ELASTICSEARCH
+    )
 
 
 def test_each_mode_yields_its_subqueries_lexical_first() -> None:
@@ -102,7 +105,9 @@ def test_highlight_only_when_asked_and_there_is_text() -> None:
 
 
 def test_vectors_of_encoders_the_collection_no_longer_has_are_rescored_as_float() -> None:
-    bodies = plan.subqueries(SearchRequest(mode="vector"), Profile(), {"old": [1.0]}, ENCODERS, 10)
+    bodies = plan.subqueries(
+        SearchRequest(mode="vector"), Profile(), {"old": [1.0]}, ENCODERS, 10, ELASTICSEARCH
+    )
     assert bodies["vector:old"]["knn"]["rescore_vector"] == {"oversample": 3.0}
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
 from core.config import get_settings
-from core.es import error_reason
+from core.es import bulk, error_reason, streaming_bulk
 from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
@@ -165,9 +165,7 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
         )
         for d in docs
     ]
-    for ok, item in helpers.streaming_bulk(
-        es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
-    ):
+    for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3):
         doc_id = item["update"]["_id"]
         if ok:
             if doc_id in result.errors:
@@ -241,4 +239,4 @@ def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> N
         }
         for doc_id in ids
     ]
-    helpers.bulk(es, actions, raise_on_error=False)
+    bulk(es, actions, raise_on_error=False)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from elasticsearch import helpers
 from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.es import scan
 from encoders import available, available_extractors
 from ingest.blobrefs import release, shas_of
 from mappings import collections
@@ -97,6 +97,6 @@ def requeue(name: str):
             ]
         }
     }
-    hits = helpers.scan(svc.es, index=collection.index, query={"query": query}, _source=["modality"])
+    hits = scan(svc.es, index=collection.index, query={"query": query}, _source=["modality"])
     docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in hits]
     return jsonify(requeued=len(docs), tasks=enqueue(collection.index, docs))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from elasticsearch import helpers
 from flask import Blueprint, Response, jsonify, request, send_file
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import NotFound
+from core.es import streaming_bulk
 from ingest.blobrefs import release
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
@@ -86,7 +86,7 @@ def delete_many(name: str):
     shas = [d["_source"].get("source", {}).get("sha256") for d in found if d.get("found")]
     actions = ({"_op_type": "delete", "_index": collection.index, "_id": i} for i in ids)
     deleted, missing = [], []
-    for ok, item in helpers.streaming_bulk(svc.es, actions, raise_on_error=False, refresh=refresh_arg()):
+    for ok, item in streaming_bulk(svc.es, actions, raise_on_error=False, refresh=refresh_arg()):
         (deleted if ok else missing).append(item["delete"]["_id"])
     blobs = release(svc.es, svc.settings, shas)
     return jsonify(deleted=deleted, not_found=missing, blobs_deleted=len(blobs))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from elasticsearch import helpers
 from flask import Blueprint, Response, request
 
+from core.es import scan
 from mappings import collections
 from search.api import services
 from search.errors import InvalidRequest
@@ -30,7 +30,7 @@ def manifest(name: str) -> Response:
     collection = collections.CACHE.get(svc.es, svc.settings, name)
     collections.ensure_source_fields(svc.es, collection.index)  # collections older than the crawl
     svc.es.indices.refresh(index=collection.alias)  # read-your-writes for the crawl that asks
-    hits = helpers.scan(
+    hits = scan(
         svc.es,
         index=collection.alias,
         query={"query": {"term": {"source.root": root}}},

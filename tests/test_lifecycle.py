@@ -84,7 +84,7 @@ def test_requeued_drops_vectors_keeps_the_ingest_time_and_leaves_the_source_alon
     assert copied == {
         "@timestamp": "2020-01-01T00:00:00.000+00:00",
         "content": "c",
-        "ingest": {"status": "pending", "attempts": 0, "queued_at": STAMP, "encoders": {}},
+        "ingest": pending(STAMP),
         "updated_at": STAMP,
     }
     assert source == before

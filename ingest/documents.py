@@ -54,8 +54,12 @@ class Parsed:
 
 
 def parse_json(text: str | bytes) -> Any:
-    """`json.loads` that refuses NaN and Infinity: Python accepts them, JSON and Elasticsearch do not."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    """`json.loads` that refuses NaN and Infinity (Python accepts them, JSON and Elasticsearch do not) and
+    nesting deep enough to exhaust the parser's recursion."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -101,6 +105,10 @@ def _check(item: Any, max_chars: int) -> DocumentIn | str:
     """The valid document, or why `item` is not one."""
     if not isinstance(item, dict):
         return f"expected a JSON object, got {type(item).__name__}"
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode"
     try:
         doc = DocumentIn.model_validate(item)
     except ValidationError as exc:

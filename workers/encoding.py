@@ -43,6 +43,10 @@ from media.filetypes import IngestError
 log = logging.getLogger(__name__)
 
 
+class Unavailable(RuntimeError):
+    """A shard could not serve a read or write (e.g. recovering after a restart): retry, skip nothing."""
+
+
 @dataclass
 class BatchResult:
     encoded: int = 0
@@ -110,6 +114,7 @@ def encode_documents(
     settings = get_settings()
     todo = [doc_id for doc_id in ids if doc_id not in progress.done]
     resp = es.mget(index=index, ids=todo, source_excludes=["search_stemmed", "vectors"]) if todo else {}
+    _raise_unavailable(resp)
     docs = [d for d in resp.get("docs", []) if d.get("found")]
     docs = [d for d in docs if (d["_source"].get("ingest") or {}).get("status") == PENDING]
     result = BatchResult(skipped=len(ids) - len(docs))
@@ -232,12 +237,22 @@ def _encode_chunk(
             result.encoded += 1
 
 
+def _raise_unavailable(resp: dict[str, Any]) -> None:
+    """An mget answers per document; one whose shard is unavailable carries an error, not `found`."""
+    for doc in resp.get("docs", []):
+        if "error" in doc:
+            raise Unavailable(f"reading {doc.get('_id')} failed: {error_reason(doc['error'])}")
+
+
 def _write_refused(out: dict[str, Any], result: BatchResult) -> None:
     """A guarded write refused: changed since read (409: its own task encodes it) or deleted (404) is a
-    skip; anything else is an error of the batch."""
-    if out.get("status") in (404, 409):
+    skip; an overloaded or unavailable shard is retried; anything else is an error of the batch."""
+    status = out.get("status") or 0
+    if status in (404, 409):
         result.skipped += 1
         return
+    if status == 429 or status >= 500:
+        raise Unavailable(f"writing to {out['_id']} failed: {error_reason(out.get('error'))}")
     raise RuntimeError(f"writing to {out['_id']} failed: {error_reason(out.get('error'))}")
 
 
@@ -294,7 +309,9 @@ def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> i
     one already encoded). Returns how many were marked."""
     if not ids:
         return 0
-    docs = es.mget(index=index, ids=ids, source_includes=["ingest.status"])["docs"]
+    resp = es.mget(index=index, ids=ids, source_includes=["ingest.status"])
+    _raise_unavailable(resp)
+    docs = resp["docs"]
     actions = [
         {**_guard(index, d), "doc": failed_update(reason)}
         for d in docs

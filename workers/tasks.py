@@ -25,14 +25,14 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from core.config import get_settings
 from core.es import get_client
 from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES, app
-from workers.encoding import Progress, encode_documents, mark_failed
+from workers.encoding import Progress, Unavailable, encode_documents, mark_failed
 
 log = logging.getLogger(__name__)
 
 
 def unreachable(exc: BaseException) -> bool:
     """Elasticsearch down, restarting or overloaded: worth waiting for, not the documents' fault."""
-    if isinstance(exc, ESConnectionError | ConnectionTimeout):
+    if isinstance(exc, ESConnectionError | ConnectionTimeout | Unavailable):
         return True
     return isinstance(exc, ApiError) and exc.meta.status in (429, 502, 503, 504)
 

@@ -291,7 +291,7 @@ def main(
     n: int, kills: int, data_dir: Path, es_port: int, redis_port: int, api_port: int, down: bool
 ) -> None:
     """Run the drill, print the table, write bench/results/drill.json; exit 1 when it fails."""
-    console = Console()
+    console = Console(width=200)
     try:
         report = run(n, kills, data_dir, es_port, redis_port, api_port)
     finally:

@@ -20,6 +20,7 @@ from PIL import Image
 from client.api import ApiClient
 
 Send = Callable[[str], requests.Response]  # collection URL -> response
+Payload = bytes | Callable[[], bytes]
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +72,16 @@ def docs(body: bytes | str, ctype: str = "application/json") -> Send:
     )
 
 
-def files(name: str, data: bytes, mime: str = "application/octet-stream", **form: str) -> Send:
-    return lambda url: requests.post(
-        f"{url}/files", files=[("file", (name, data, mime))], data=form, timeout=120
-    )
+def files(
+    name: str, data: bytes | Callable[[], bytes], mime: str = "application/octet-stream", **form: str
+) -> Send:
+    """An upload of one file; `data` may be a callable, so a big payload is built only when its case runs."""
+
+    def send(url: str) -> requests.Response:
+        body = data() if callable(data) else data
+        return requests.post(f"{url}/files", files=[("file", (name, body, mime))], data=form, timeout=120)
+
+    return send
 
 
 def search(body: Any) -> Send:
@@ -122,7 +129,7 @@ CASES: dict[str, Send] = {
     ),
     "everything empty": docs('{"title": "", "text": "   "}'),
     "bad Idempotency-Key": lambda url: requests.post(
-        f"{url}/documents", json={"text": "a"}, headers={"Idempotency-Key": "\x7f" * 300}, timeout=30
+        f"{url}/documents", json={"text": "a"}, headers={"Idempotency-Key": "k" * 300}, timeout=30
     ),
     # files
     "truncated png": files("t.png", png()[:200], "image/png"),

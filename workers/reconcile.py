@@ -11,6 +11,8 @@ A pass re-enqueues the documents of every collection index that are `pending` an
 which each encode run's claim refreshes) for `reconcile_after` seconds, but only while the encode
 queues are empty: while a backlog drains, pending documents are simply waiting, and sending them twice
 would only grow the queue. Sending one twice is harmless anyway: workers skip what is no longer pending.
+It scans every index under `index_prefix`: deployments sharing a cluster with different brokers need
+distinct prefixes, or each reconciler sends the other's documents to its own workers.
 """
 
 from __future__ import annotations

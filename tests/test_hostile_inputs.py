@@ -172,7 +172,7 @@ def test_hostile_input_is_refused_or_settles(api: ApiClient, api_url: str, coll:
 
 
 def test_accepted_hostile_documents_settle_and_the_worker_still_encodes(api: ApiClient, coll: str) -> None:
-    api.add_documents(coll, [{"id": "after-hostile", "text": "the worker is still alive"}])
+    api.add_documents(coll, [{"id": "after-hostile", "text": "the worker is still alive"}], refresh=True)
     counts = api.wait_encoded(coll, timeout=300)
     assert counts.get("pending", 0) == 0
     assert api.document(coll, "after-hostile")["source"]["ingest"]["status"] == "encoded"

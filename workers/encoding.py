@@ -238,9 +238,11 @@ def _encode_chunk(
 
 
 def _raise_unavailable(resp: dict[str, Any]) -> None:
-    """An mget answers per document; one whose shard is unavailable carries an error, not `found`."""
+    """An mget answers per document; one whose shard is unavailable carries an error, not `found`. A deleted
+    index (the collection is gone) is not an outage: its documents are skipped like deleted ones."""
     for doc in resp.get("docs", []):
-        if "error" in doc:
+        error = doc.get("error")
+        if error and not (isinstance(error, dict) and error.get("type") == "index_not_found_exception"):
             raise Unavailable(f"reading {doc.get('_id')} failed: {error_reason(doc['error'])}")
 
 

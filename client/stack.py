@@ -102,9 +102,10 @@ def worker_command(
 ) -> list[str]:
     """The Celery worker's command line, for `start_worker` and `mmsearch worker` alike.
 
-    One process (solo pool) by default: one task at a time, so a model is loaded once per process."""
+    One child process by default: one task at a time, so a model is loaded once. The prefork pool (not
+    solo) so that a child killed for memory is replaced and the task time limits are enforced."""
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel", "INFO"]
-    argv += ["--pool", "solo" if concurrency == 1 else "prefork", "--concurrency", str(concurrency)]
+    argv += ["--pool", "prefork", "--concurrency", str(concurrency)]
     if hostname:
         argv += ["--hostname", hostname]
     if queues:

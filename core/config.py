@@ -99,8 +99,16 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encode_batch_size: int = 64
     task_batch_size: int = 128  # documents per Celery task
-    task_max_retries: int = 5
-    visibility_timeout: int = 3600  # seconds; must exceed the slowest batch
+    task_max_retries: int = 5  # re-encode job steps
+    # Documents encoded (and written) together inside a batch: bounds the decoded media held at once.
+    encode_chunk_sizes: dict[str, int] = {"text": 64, "document": 16, "image": 8, "audio": 2}
+    task_max_attempts: int = 3  # encode runs that died without a result before a document ends `failed`
+    task_soft_time_limit: int = 3000  # seconds; a batch still running then stops and requeues the rest
+    es_retry_seconds: float = 600.0  # how long a batch retries an unreachable Elasticsearch, unacked
+    reconcile_after: int = 300  # seconds a document may sit `pending` untouched before it is re-enqueued
+    reconcile_interval: int = 60  # seconds between reconciler passes (one worker at a time, Redis lock)
+    visibility_timeout: int = 3600  # seconds; a killed worker's batch comes back after this (must exceed
+    # task_soft_time_limit + 60, the hard limit)
     query_cache_size: int = 2048
 
     # Limits

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import MmsearchError
 from ingest.lifecycle import now_iso, pending
@@ -24,7 +26,7 @@ class DocumentIn(BaseModel):
 
     id: str | None = Field(None, min_length=1, max_length=512, pattern=r"^[^\x00-\x1f/]+$")
     title: str | None = Field(None, max_length=10_000)
-    text: str = Field(..., min_length=1)
+    text: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
     lang: str | None = Field(None, max_length=16)
 
@@ -34,6 +36,21 @@ class DocumentIn(BaseModel):
         if len(json.dumps(value, default=str)) > 64_000:
             raise ValueError("metadata is larger than 64 kB")
         return value
+
+    @model_validator(mode="after")
+    def _has_words(self) -> DocumentIn:
+        """A title alone is a document (BEIR corpora hold records with no body); nothing at all is not."""
+        if not self.text and not self.title:
+            raise ValueError("a document needs a title or a text; both are empty")
+        return self
+
+
+@dataclass
+class Parsed:
+    """The valid documents of a request with their positions, and each invalid one's position and reason."""
+
+    docs: list[tuple[int, DocumentIn]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 MAX_JSON_DEPTH = 64  # Elasticsearch refuses objects deeper than 20 levels in a document anyway
@@ -72,33 +89,61 @@ def _refuse_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
 
 
-def parse_documents(body: bytes, content_type: str | None, max_docs: int, max_chars: int) -> list[DocumentIn]:
-    """One JSON object, a JSON array, or NDJSON (one object per line)."""
+def parse_documents(body: bytes, content_type: str | None, max_docs: int, max_chars: int) -> Parsed:
+    """One JSON object, a JSON array, or NDJSON (one object per line).
+
+    A body that cannot be read as documents at all (not UTF-8, malformed array, over `max_docs`) is a
+    `PayloadError`; so is a body none of whose documents is valid. Otherwise each invalid document is
+    reported by position and the valid ones go on (partial success)."""
     text = _decode(body)
     if "ndjson" in (content_type or "") or ("\n" in text.strip() and not text.lstrip().startswith("[")):
-        raw = _parse_ndjson(text)
+        items: Iterable[tuple[Any, str | None]] = _ndjson_items(text, max_docs)
     else:
         try:
             raw = parse_json(text)
         except json.JSONDecodeError as exc:
             raise PayloadError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         raw = raw if isinstance(raw, list) else [raw]
-    if not raw:
+        if len(raw) > max_docs:
+            raise PayloadError(f"{len(raw)} documents in one request; the limit is {max_docs}")
+        items = ((item, None) for item in raw)
+    parsed = Parsed()
+    for position, (item, unreadable) in enumerate(items):
+        checked = unreadable or _check(item, max_chars)
+        if isinstance(checked, str):
+            parsed.errors.append({"position": position, "id": _id_of(item), "error": checked})
+        else:
+            parsed.docs.append((position, checked))
+    total = len(parsed.docs) + len(parsed.errors)
+    if not total:
         raise PayloadError("no documents in the request body")
-    if len(raw) > max_docs:
-        raise PayloadError(f"{len(raw)} documents in one request; the limit is {max_docs}")
-    docs = []
-    for position, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise PayloadError(f"document {position}: expected a JSON object, got {type(item).__name__}")
-        try:
-            doc = DocumentIn.model_validate(item)
-        except ValidationError as exc:
-            raise PayloadError(f"document {position}: {_first_error(exc)}") from None
-        if len(doc.text) > max_chars:
-            raise PayloadError(f"document {position}: text has {len(doc.text)} characters; limit {max_chars}")
-        docs.append(doc)
-    return docs
+    if not parsed.docs:
+        first = parsed.errors[0]
+        more = f" (and {total - 1} more invalid)" if total > 1 else ""
+        raise PayloadError(f"document {first['position']}: {first['error']}{more}")
+    return parsed
+
+
+def _check(item: Any, max_chars: int) -> DocumentIn | str:
+    """The valid document, or why `item` is not one."""
+    if not isinstance(item, dict):
+        return f"expected a JSON object, got {type(item).__name__}"
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode"
+    try:
+        doc = DocumentIn.model_validate(item)
+    except ValidationError as exc:
+        return _first_error(exc)
+    if len(doc.text) > max_chars:
+        return f"text has {len(doc.text)} characters; limit {max_chars}"
+    return doc
+
+
+def _id_of(item: Any) -> str | None:
+    value = item.get("id") if isinstance(item, dict) else None
+    return value[:512] if isinstance(value, str) else None
 
 
 def _decode(body: bytes) -> str:
@@ -110,21 +155,32 @@ def _decode(body: bytes) -> str:
         raise PayloadError("request body is not UTF-8") from None
 
 
-def _parse_ndjson(text: str) -> list[Any]:
-    items = []
+def _ndjson_items(text: str, max_docs: int) -> Iterator[tuple[Any, str | None]]:
+    """(object, None) or (None, reason) per non-blank line; the count limit applies while reading, so a
+    huge body is refused before the rest of it is parsed."""
+    count = 0
     for lineno, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                items.append(parse_json(line))
-            except json.JSONDecodeError as exc:
-                raise PayloadError(f"malformed JSON on NDJSON line {lineno}: {exc.msg}") from None
-    return items
+        if not line.strip():
+            continue
+        count += 1
+        if count > max_docs:
+            raise PayloadError(f"more than {max_docs} documents in one request (line {lineno}); split it")
+        try:
+            yield parse_json(line), None
+        except json.JSONDecodeError as exc:
+            yield None, f"malformed JSON on NDJSON line {lineno}: {exc.msg}"
 
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "body"
     return f"{where}: {err['msg']}"
+
+
+def request_id(idempotency_key: str, position: int) -> str:
+    """The id of a document sent without one under an `Idempotency-Key`: the same on every retry of the
+    request, so a retried request overwrites instead of duplicating."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"mmsearch:{idempotency_key}:{position}").hex
 
 
 def index_document(
@@ -162,7 +218,8 @@ def index_document(
     return doc
 
 
-def from_json(collection: str, doc: DocumentIn) -> dict[str, Any]:
+def from_json(collection: str, doc: DocumentIn, doc_id: str | None = None) -> dict[str, Any]:
+    """The index document of a JSON document; `doc_id` applies when the document names none."""
     return index_document(
-        collection, doc.id, title=doc.title, content=doc.text, metadata=doc.metadata, lang=doc.lang
+        collection, doc.id or doc_id, title=doc.title, content=doc.text, metadata=doc.metadata, lang=doc.lang
     )

@@ -4,7 +4,10 @@
 
 `pending`: indexed (BM25 works at once), vectors to come. `encoded`: vectors written, with the versions of
 the encoders that made them. `failed`: the reason, capped. `attempts` counts encode runs since the last
-(re)queue. The API, the encode worker, a task's last resort and the re-encode copy all build their bodies
+(re)queue; a run claims its document (attempts + 1, `updated_at`) before it decodes or encodes anything,
+so a run that dies (killed, out of memory, over its time limit) still counts, and the claim that would
+exceed the limit marks the document failed instead of trying again. The API, the encode worker, a
+task's last resort and the re-encode copy all build their bodies
 here, so the states cannot drift apart; and the encoder text is computed here once, purely, so training
 and benchmarks encode exactly the string the worker encodes at index time.
 """
@@ -37,8 +40,8 @@ def cap_error(reason: str) -> str:
 
 
 def pending(stamp: str | None = None) -> dict[str, Any]:
-    """Queued for encoding: no attempt yet, no encoder versions."""
-    return {"status": PENDING, "attempts": 0, "queued_at": stamp or now_iso(), "encoders": {}}
+    """Queued for encoding: no attempt yet, no encoder versions, no error (a failed one sent again)."""
+    return {"status": PENDING, "error": None, "attempts": 0, "queued_at": stamp or now_iso(), "encoders": {}}
 
 
 def encoded(attempts: int, encoders: Mapping[str, str], stamp: str | None = None) -> dict[str, Any]:
@@ -65,6 +68,20 @@ def next_attempt(source: Mapping[str, Any]) -> int:
     return int((source.get("ingest") or {}).get("attempts") or 0) + 1
 
 
+def claim_update(source: Mapping[str, Any], max_attempts: int, stamp: str | None = None) -> dict[str, Any]:
+    """The partial update that starts an encode run: the attempt counted, or, past `max_attempts` runs that
+    never wrote a result, the document failed with that reason."""
+    stamp = stamp or now_iso()
+    attempt = next_attempt(source)
+    if attempt > max_attempts:
+        reason = (
+            f"gave up after {attempt - 1} encode attempts that ended without a result "
+            "(worker killed, out of memory or over the time limit)"
+        )
+        return failed_update(reason, attempt - 1, stamp)
+    return {"ingest": {"attempts": attempt}, "updated_at": stamp}
+
+
 # --- bodies ---------------------------------------------------------------------------------------
 
 
@@ -74,13 +91,16 @@ def encoded_update(
     versions: Mapping[str, str],
     extractions: Mapping[str, Extraction] | None = None,
     stamp: str | None = None,
+    attempts: int | None = None,
 ) -> dict[str, Any]:
-    """The partial update of an encoded document: extracted text fields, vectors, status block."""
+    """The partial update of an encoded document: extracted text fields, vectors, status block.
+    `attempts`: the run's number when it was claimed (else the one after the stored count)."""
     stamp = stamp or now_iso()
+    attempts = attempts if attempts is not None else next_attempt(source)
     return {
         **extracted_fields(source, extractions),
         "vectors": vectors,
-        "ingest": encoded(next_attempt(source), {name: versions[name] for name in vectors}, stamp),
+        "ingest": encoded(attempts, {name: versions[name] for name in vectors}, stamp),
         "updated_at": stamp,
     }
 
@@ -88,6 +108,12 @@ def encoded_update(
 def failed_update(reason: str, attempts: int | None = None, stamp: str | None = None) -> dict[str, Any]:
     """The partial update of a document that failed to encode."""
     return {"ingest": failed(reason, attempts), "updated_at": stamp or now_iso()}
+
+
+def requeue_update(stamp: str | None = None) -> dict[str, Any]:
+    """The partial update that sends a failed document back to the workers."""
+    stamp = stamp or now_iso()
+    return {"ingest": pending(stamp), "updated_at": stamp}
 
 
 def requeued(source: Mapping[str, Any], stamp: str | None = None) -> dict[str, Any]:

@@ -28,6 +28,9 @@ TEST_ENV = {
     "MMSEARCH_API_PORT": "8050",
     "MMSEARCH_VISIBILITY_TIMEOUT": "15",  # a killed worker's batch comes back after 15 s
     "MMSEARCH_TASK_BATCH_SIZE": "16",
+    # The test cluster is shared by runs with the same index prefix: a reconciler would pick up their
+    # pending documents. The drill (tests/test_drill.py) runs it on a stack of its own.
+    "MMSEARCH_RECONCILE_INTERVAL": "0",
     "MMSEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024),
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",

@@ -204,7 +204,13 @@ def test_killed_worker_loses_nothing(api: ApiClient, collection: str, worker) ->
             400,
             "malformed JSON",
         ),
-        ("POST", "/v1/collections/{c}/documents", {"json": {"title": "no text"}}, 400, "text"),
+        (
+            "POST",
+            "/v1/collections/{c}/documents",
+            {"json": {"title": "", "text": ""}},
+            400,
+            "title or a text",
+        ),
         ("POST", "/v1/collections/{c}/documents", {"json": {"text": 5}}, 400, "text"),
         ("POST", "/v1/collections/{c}/documents", {"json": [1, 2]}, 400, "JSON object"),
         (
@@ -307,7 +313,7 @@ def test_requeue_recovers_lost_messages(
     try:
         api.add_documents(collection, DOCS, refresh=True)
         broker = redis.Redis.from_url(settings.broker_url)
-        assert broker.llen("mmsearch.text") == 1  # one batch, on the text queue
+        assert broker.llen("mmsearch.text") >= 1  # its batch, on the text queue (maybe behind others')
         broker.delete("mmsearch.text")  # the queued batches are lost
     finally:
         worker.start()

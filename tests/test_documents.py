@@ -6,13 +6,13 @@ import pytest
 
 from core.config import Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
-from ingest.documents import PayloadError, from_json, parse_documents
+from ingest.documents import PayloadError, from_json, parse_documents, request_id
 from mappings import index_body
 from mappings.analysis import stem_text
 
 
 def parse(body: bytes, content_type: str | None = "application/json"):  # noqa: ANN201
-    return parse_documents(body, content_type, max_docs=10, max_chars=1000)
+    return [doc for _, doc in parse_documents(body, content_type, max_docs=10, max_chars=1000).docs]
 
 
 def test_one_object_array_and_ndjson() -> None:
@@ -21,13 +21,34 @@ def test_one_object_array_and_ndjson() -> None:
     assert len(parse(b'{"text": "a"}\n\n{"text": "b"}\n', "application/x-ndjson")) == 2
 
 
+def test_invalid_documents_are_reported_by_position_beside_valid_ones() -> None:
+    body = b'{"text": "a"}\n{"text": ""}\n{oops\n{"title": "only a title"}\n[1]\n'
+    parsed = parse_documents(body, "application/x-ndjson", max_docs=10, max_chars=1000)
+    assert [(pos, doc.title) for pos, doc in parsed.docs] == [(0, None), (3, "only a title")]
+    assert [(e["position"], e["error"].split(":")[0]) for e in parsed.errors] == [
+        (1, "body"),
+        (2, "malformed JSON on NDJSON line 3"),
+        (4, "expected a JSON object, got list"),
+    ]
+
+
+def test_ndjson_count_limit_applies_while_reading() -> None:
+    body = b'{"text": "a"}\n' * 11 + b"{never parsed"
+    with pytest.raises(PayloadError, match=r"more than 10 documents in one request \(line 11\)"):
+        parse_documents(body, "application/x-ndjson", max_docs=10, max_chars=1000)
+
+
+def test_idempotency_key_ids_are_stable_per_position() -> None:
+    assert request_id("k1", 0) == request_id("k1", 0) != request_id("k1", 1) != request_id("k2", 1)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b"", "empty"),
         (b"{oops", "malformed JSON"),
-        (b'{"title": "t"}', "document 0: text"),
-        (b'{"text": ""}', "document 0: text"),
+        (b'{"title": "", "text": ""}', "document 0: .*needs a title or a text"),
+        (b'[{"text": ""}, {"text": " "}]', "document 0: .*needs a title or a text.*1 more invalid"),
         (b'{"text": "x", "extra": 1}', "extra"),
         (b'{"text": "x", "id": "a/b"}', "document 0: id"),
         (b'{"text": "' + b"x" * 1001 + b'"}', "limit 1000"),

@@ -10,6 +10,7 @@ from encoders.extractor import Extraction
 from ingest.documents import from_json, parse_documents
 from ingest.lifecycle import (
     MAX_ERROR_CHARS,
+    claim_update,
     encoded_update,
     encoder_text,
     extracted_fields,
@@ -31,10 +32,18 @@ def test_now_iso_is_utc_with_milliseconds() -> None:
 
 
 def test_a_new_document_is_pending_with_one_stamp() -> None:
-    doc = from_json("c", parse_documents(b'{"id": "x", "text": "t"}', None, max_docs=1, max_chars=10)[0])
+    doc = from_json(
+        "c", parse_documents(b'{"id": "x", "text": "t"}', None, max_docs=1, max_chars=10).docs[0][1]
+    )
     stamp = doc["@timestamp"]
     assert doc["ingest"] == pending(stamp)
-    assert doc["ingest"] == {"status": "pending", "attempts": 0, "queued_at": stamp, "encoders": {}}
+    assert doc["ingest"] == {
+        "status": "pending",
+        "error": None,
+        "attempts": 0,
+        "queued_at": stamp,
+        "encoders": {},
+    }
     assert doc["updated_at"] == stamp
 
 
@@ -75,7 +84,7 @@ def test_requeued_drops_vectors_keeps_the_ingest_time_and_leaves_the_source_alon
     assert copied == {
         "@timestamp": "2020-01-01T00:00:00.000+00:00",
         "content": "c",
-        "ingest": {"status": "pending", "attempts": 0, "queued_at": STAMP, "encoders": {}},
+        "ingest": pending(STAMP),
         "updated_at": STAMP,
     }
     assert source == before
@@ -113,3 +122,16 @@ def test_an_image_without_text_is_encoded_from_its_ocr_alone() -> None:
     found = {"ocr": Extraction("EXIT", segments=[{"text": "EXIT", "bbox": [0, 0, 9, 9]}])}
     assert encoder_text({"title": "", "content": ""}, found) == "EXIT"
     assert "segments" not in extracted_fields({"content": ""}, found)  # boxes are not timed segments
+
+
+def test_a_claim_counts_the_attempt_until_the_limit_then_fails() -> None:
+    assert claim_update({"ingest": {"attempts": 1}}, 3, STAMP) == {
+        "ingest": {"attempts": 2},
+        "updated_at": STAMP,
+    }
+    over = claim_update({"ingest": {"attempts": 3}}, 3, STAMP)["ingest"]
+    assert (
+        over["status"] == "failed"
+        and over["attempts"] == 3
+        and "gave up after 3 encode attempts" in over["error"]
+    )

@@ -1,4 +1,8 @@
-"""The Celery application: Redis broker, late acks, so a killed worker's batch is delivered again."""
+"""The Celery application: Redis broker, late acks, so a killed worker's batch is delivered again.
+
+Workers run the prefork pool (one child by default): the parent survives a child killed for memory and
+enforces the tasks' time limits, which the solo pool cannot. The reconciler (`workers.reconcile`) runs
+as a thread in each worker's parent process."""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ DEFAULT_QUEUE = "mmsearch"  # re-encode jobs and anything unrouted
 # A worker started without --queues consumes all of them.
 MODALITY_QUEUES = {m: f"{DEFAULT_QUEUE}.{m}" for m in ("text", "image", "audio", "document")}
 
-app = Celery("mmsearch", broker=settings.broker_url, include=["workers.tasks", "workers.reencode"])
+app = Celery(
+    "mmsearch", broker=settings.broker_url, include=["workers.tasks", "workers.reencode", "workers.reconcile"]
+)
 app.conf.update(
     task_serializer="json",
     accept_content=["json"],
@@ -28,7 +34,14 @@ app.conf.update(
     task_default_queue=DEFAULT_QUEUE,
     task_queues=[Queue(name) for name in (DEFAULT_QUEUE, *MODALITY_QUEUES.values())],
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+    broker_transport_options={"visibility_timeout": settings.visibility_timeout, "socket_connect_timeout": 3},
+    # With Redis down, a request that indexed documents answers at once; the reconciler enqueues them later.
+    task_publish_retry_policy={
+        "max_retries": 2,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 1,
+    },
     worker_hijack_root_logger=False,
 )
 # one INFO line per Elasticsearch request drowns the task log

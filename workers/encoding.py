@@ -2,7 +2,15 @@
 
 Plain functions (no Celery here) so the logic is testable and reusable by re-encode jobs. Writes are
 partial updates guarded by `if_seq_no`/`if_primary_term`: a document changed since it was read is left
-to the task its change queued, so retries and duplicates are harmless.
+to the task its change queued, and one deleted meanwhile is skipped, so retries and duplicates are
+harmless. Only `pending` documents are encoded: a batch delivered again after its work was done does
+nothing.
+
+A batch is worked through in chunks of its modality's size (`encode_chunk_sizes`): each chunk is claimed
+(the attempt counted on the documents), decoded item by item, encoded and written before the next one is
+decoded, so memory is bounded whatever the batch holds. A document whose last run died without a result
+is worked alone, so a poison input that kills the worker ends `failed` by itself after
+`task_max_attempts` runs instead of taking its neighbours along or looping forever.
 """
 
 from __future__ import annotations
@@ -20,7 +28,14 @@ from core.es import bulk, error_reason, streaming_bulk
 from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
-from ingest.lifecycle import cap_error, encoded_update, encoder_text, failed_update, next_attempt
+from ingest.lifecycle import (
+    PENDING,
+    cap_error,
+    claim_update,
+    encoded_update,
+    encoder_text,
+    failed_update,
+)
 from ingest.pages import pages_to_ocr
 from mappings.collections import index_meta
 from media.decode import load_audio, load_image
@@ -31,12 +46,26 @@ from workers.metrics import record_encode
 log = logging.getLogger(__name__)
 
 
+class Unavailable(RuntimeError):
+    """A shard could not serve a read or write (e.g. recovering after a restart): retry, skip nothing."""
+
+
 @dataclass
 class BatchResult:
     encoded: int = 0
     failed: int = 0
     skipped: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    """What one delivery of a batch has done so far; kept across its in-process retries, so a retry
+    after an Elasticsearch outage neither counts an attempt twice nor redoes written documents."""
+
+    claimed: dict[str, int] = field(default_factory=dict)  # id -> the attempt number it was claimed with
+    done: set[str] = field(default_factory=set)
+    current: list[str] = field(default_factory=list)  # the chunk being worked on
 
 
 _META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -57,93 +86,144 @@ def encoders_for(es: Elasticsearch, index: str) -> list[Encoder]:
     ]
 
 
-def load_media(docs: list[dict[str, Any]], errors: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Decode each image/audio blob once for every model that needs it; a bad file fails its document."""
+def load_media(doc: dict[str, Any], store: BlobStore) -> dict[str, Any]:
+    """Decode one image/audio blob, once for every model that needs it; raises for a bad file."""
     settings = get_settings()
-    store = BlobStore.from_settings(settings)
-    media: dict[str, dict[str, Any]] = {}
-    for doc in docs:
-        src = doc["_source"]
-        sha, modality = src.get("source", {}).get("sha256"), src.get("modality")
-        if not sha or modality not in ("image", "audio"):
-            continue
-        try:
-            data = store.path(sha).read_bytes()
-            if modality == "image":
-                media[doc["_id"]] = {"image": load_image(data, max_pixels=settings.max_image_pixels)}
-            else:
-                media[doc["_id"]] = {"audio": load_audio(data, max_seconds=settings.max_audio_seconds)}
-        except (IngestError, OSError) as exc:
-            errors[doc["_id"]] = cap_error(f"decode: {exc}")
-    return media
+    src = doc["_source"]
+    sha, modality = src.get("source", {}).get("sha256"), src.get("modality")
+    if not sha or modality not in ("image", "audio"):
+        return {}
+    data = store.path(sha).read_bytes()
+    if modality == "image":
+        return {"image": load_image(data, max_pixels=settings.max_image_pixels)}
+    return {"audio": load_audio(data, max_seconds=settings.max_audio_seconds)}
 
 
-def run_extractors(
-    names: list[str], media: dict[str, dict[str, Any]], errors: dict[str, str]
-) -> dict[str, dict[str, Extraction]]:
-    """OCR / speech-to-text: text for the lexical fields and the text encoders, per document."""
-    found: dict[str, dict[str, Extraction]] = {}
+def run_extractors(names: list[str], media: dict[str, Any]) -> dict[str, Extraction]:
+    """OCR / speech-to-text of one document: text for the lexical fields and the text encoders."""
+    found: dict[str, Extraction] = {}
     for name in names:
         extractor = get_extractor(name)
-        todo = [
-            (doc_id, kinds[extractor.input_kind])
-            for doc_id, kinds in media.items()
-            if doc_id not in errors and extractor.input_kind in kinds
-        ]
-        for doc_id, item in todo:
-            try:
-                found.setdefault(doc_id, {})[name] = extractor.extract([item])[0]
-            except Exception as exc:  # noqa: BLE001 - a poison input fails its document, not the batch
-                errors[doc_id] = cap_error(f"{name}: {type(exc).__name__}: {exc}")
+        if extractor.input_kind in media:
+            found[name] = extractor.extract([media[extractor.input_kind]])[0]
     return found
 
 
-def ocr_scanned_pages(
-    docs: list[dict[str, Any]], names: list[str], errors: dict[str, str]
-) -> dict[str, dict[str, Extraction]]:
-    """PDF pages without a text layer, rendered one at a time and read by the `ocr` extractor (when the
-    collection has it): an extraction whose segments carry page numbers, appended to the content."""
-    if "ocr" not in names:
-        return {}
+def ocr_scanned_pages(source: dict[str, Any], store: BlobStore) -> dict[str, Extraction]:
+    """A PDF's pages without a text layer, rendered one at a time and read by the `ocr` extractor: an
+    extraction whose segments carry page numbers, appended to the content. Only for collections with it."""
     settings = get_settings()
-    store = BlobStore.from_settings(settings)
-    found: dict[str, dict[str, Extraction]] = {}
+    numbers = pages_to_ocr(source.get("pages") or [])[: settings.max_ocr_pages]
+    if not numbers or source.get("source", {}).get("mime") != "application/pdf":
+        return {}
+    extractor = get_extractor("ocr")
+    data = store.path(source["source"]["sha256"]).read_bytes()
+    segments = [
+        {"page": number, "text": extractor.extract([image])[0].text}
+        for number, image in render_pages(data, numbers, settings.ocr_dpi, settings.max_image_pixels)
+    ]
+    text = "\n\n".join(seg["text"] for seg in segments if seg["text"])
+    return {"ocr": Extraction(text, segments, {"pages": len(segments)})}
+
+
+def encode_documents(
+    es: Elasticsearch, index: str, ids: list[str], progress: Progress | None = None
+) -> BatchResult:
+    """Encode the `pending` documents among `ids`, chunk by chunk; see the module's docstring."""
+    progress = progress or Progress()
+    settings = get_settings()
+    todo = [doc_id for doc_id in ids if doc_id not in progress.done]
+    resp = es.mget(index=index, ids=todo, source_excludes=["search_stemmed", "vectors"]) if todo else {}
+    _raise_unavailable(resp)
+    docs = [d for d in resp.get("docs", []) if d.get("found")]
+    docs = [d for d in docs if (d["_source"].get("ingest") or {}).get("status") == PENDING]
+    result = BatchResult(skipped=len(ids) - len(docs))
+    for chunk in _chunks(docs, settings.encode_chunk_sizes):
+        progress.current = [d["_id"] for d in chunk]
+        chunk = _claim(es, index, chunk, progress, result, settings.task_max_attempts)
+        if chunk:
+            _encode_chunk(es, index, chunk, progress, result)
+        progress.done.update(progress.current)
+        progress.current = []
+    return result
+
+
+def _chunks(docs: list[dict[str, Any]], sizes: dict[str, int]) -> list[list[dict[str, Any]]]:
+    """Chunks of one modality each, of that modality's size; a document whose last run died goes alone."""
+    chunks: list[list[dict[str, Any]]] = []
+    by_modality: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
-        src, doc_id = doc["_source"], doc["_id"]
-        numbers = pages_to_ocr(src.get("pages") or [])[: settings.max_ocr_pages]
-        if not numbers or doc_id in errors or src.get("source", {}).get("mime") != "application/pdf":
-            continue
-        extractor = get_extractor("ocr")
-        try:
-            data = store.path(src["source"]["sha256"]).read_bytes()
-            segments = [
-                {"page": number, "text": extractor.extract([image])[0].text}
-                for number, image in render_pages(data, numbers, settings.ocr_dpi, settings.max_image_pixels)
-            ]
-        except Exception as exc:  # noqa: BLE001 - a poison page fails its document, not the batch
-            errors[doc_id] = cap_error(f"ocr: {type(exc).__name__}: {exc}")
-            continue
-        text = "\n\n".join(seg["text"] for seg in segments if seg["text"])
-        found[doc_id] = {"ocr": Extraction(text, segments, {"pages": len(segments)})}
-    return found
+        if (doc["_source"].get("ingest") or {}).get("attempts"):
+            chunks.append([doc])
+        else:
+            by_modality.setdefault(doc["_source"].get("modality") or "text", []).append(doc)
+    for modality, group in by_modality.items():
+        size = max(1, sizes.get(modality, sizes.get("text", 64)))
+        chunks.extend(group[start : start + size] for start in range(0, len(group), size))
+    return chunks
 
 
-def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResult:
+def _claim(
+    es: Elasticsearch,
+    index: str,
+    chunk: list[dict[str, Any]],
+    progress: Progress,
+    result: BatchResult,
+    max_attempts: int,
+) -> list[dict[str, Any]]:
+    """Count the attempt on each document before any work (guarded writes); returns the documents this
+    run now owns, with their new sequence numbers. A document over the limit is failed here instead."""
+    partials = {
+        doc["_id"]: claim_update(doc["_source"], max_attempts)
+        for doc in chunk
+        if doc["_id"] not in progress.claimed  # else claimed before an outage of this same delivery
+    }
+    by_id = {d["_id"]: d for d in chunk}
+    actions = [{**_guard(index, by_id[doc_id]), "doc": partial} for doc_id, partial in partials.items()]
+    for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True):
+        out = item["update"]
+        doc = by_id[out["_id"]]
+        if not ok:
+            _write_refused(out, result)
+            del by_id[out["_id"]]
+            continue
+        doc["_seq_no"], doc["_primary_term"] = out["_seq_no"], out["_primary_term"]
+        partial = partials[out["_id"]]
+        if partial["ingest"].get("status") == "failed":
+            log.warning("document %s in %s: %s", out["_id"], index, partial["ingest"]["error"])
+            result.failed += 1
+            del by_id[out["_id"]]
+        else:
+            progress.claimed[out["_id"]] = partial["ingest"]["attempts"]
+    return list(by_id.values())
+
+
+def _encode_chunk(
+    es: Elasticsearch, index: str, docs: list[dict[str, Any]], progress: Progress, result: BatchResult
+) -> None:
+    """Decode and extract item by item, encode the chunk per encoder, write the chunk's results."""
     meta = _meta(es, index)
     encoders = encoders_for(es, index)
-    resp = es.mget(index=index, ids=ids, source_excludes=["search_stemmed", "vectors"])
-    docs = [d for d in resp["docs"] if d.get("found")]
-    result = BatchResult(skipped=len(ids) - len(docs))
-    media = load_media(docs, result.errors)
-    extractions = run_extractors(meta.get("extractors", []), media, result.errors)
-    for doc_id, found in ocr_scanned_pages(docs, meta.get("extractors", []), result.errors).items():
-        extractions.setdefault(doc_id, {}).update(found)
-    vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
-    inputs = {
-        d["_id"]: {"text": encoder_text(d["_source"], extractions.get(d["_id"])), **media.get(d["_id"], {})}
-        for d in docs
-    }
+    store = BlobStore.from_settings(get_settings())
+    inputs: dict[str, dict[str, Any]] = {}
+    extractions: dict[str, dict[str, Extraction]] = {}
+    for doc in docs:
+        doc_id = doc["_id"]
+        try:
+            media = load_media(doc, store)
+        except (IngestError, OSError) as exc:
+            result.errors[doc_id] = cap_error(f"decode: {exc}")
+            continue
+        try:
+            extractions[doc_id] = run_extractors(meta.get("extractors", []), media)
+            if "ocr" in meta.get("extractors", []):
+                extractions[doc_id].update(ocr_scanned_pages(doc["_source"], store))
+        except Exception as exc:  # noqa: BLE001 - a poison input fails its document, not the batch
+            result.errors[doc_id] = cap_error(f"extract: {type(exc).__name__}: {exc}")
+            continue
+        inputs[doc_id] = {"text": encoder_text(doc["_source"], extractions[doc_id]), **media}
 
+    vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
     for encoder in encoders:
         todo = [
             (doc_id, kinds[encoder.input_kind])
@@ -152,6 +232,7 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
         ]
         for doc_id, vector in _encode_isolating_failures(encoder, todo, result.errors):
             vectors[doc_id][encoder.name] = encoder.field_value(vector)
+    del inputs  # the decoded media of this chunk
 
     versions = {enc.name: enc.version for enc in encoders}
     actions = [
@@ -162,23 +243,49 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
             versions,
             result.errors.get(d["_id"]),
             extractions.get(d["_id"]),
+            progress.claimed.get(d["_id"]),
         )
         for d in docs
     ]
     for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3):
-        doc_id = item["update"]["_id"]
-        if ok:
-            if doc_id in result.errors:
-                result.failed += 1
-            else:
-                result.encoded += 1
-        elif item["update"].get("status") == 409:
-            result.skipped += 1  # changed since read: the task its change queued will encode it
+        out = item["update"]
+        if not ok:
+            _write_refused(out, result)
+        elif out["_id"] in result.errors:
+            result.failed += 1
         else:
-            raise RuntimeError(
-                f"writing vectors for {doc_id} failed: {error_reason(item['update'].get('error'))}"
-            )
-    return result
+            result.encoded += 1
+
+
+def _raise_unavailable(resp: dict[str, Any]) -> None:
+    """An mget answers per document; one whose shard is unavailable carries an error, not `found`. A deleted
+    index (the collection is gone) is not an outage: its documents are skipped like deleted ones."""
+    for doc in resp.get("docs", []):
+        error = doc.get("error")
+        if error and not (isinstance(error, dict) and error.get("type") == "index_not_found_exception"):
+            raise Unavailable(f"reading {doc.get('_id')} failed: {error_reason(doc['error'])}")
+
+
+def _write_refused(out: dict[str, Any], result: BatchResult) -> None:
+    """A guarded write refused: changed since read (409: its own task encodes it) or deleted (404) is a
+    skip; an overloaded or unavailable shard is retried; anything else is an error of the batch."""
+    status = out.get("status") or 0
+    if status in (404, 409):
+        result.skipped += 1
+        return
+    if status == 429 or status >= 500:
+        raise Unavailable(f"writing to {out['_id']} failed: {error_reason(out.get('error'))}")
+    raise RuntimeError(f"writing to {out['_id']} failed: {error_reason(out.get('error'))}")
+
+
+def _guard(index: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_op_type": "update",
+        "_index": index,
+        "_id": doc["_id"],
+        "if_seq_no": doc["_seq_no"],
+        "if_primary_term": doc["_primary_term"],
+    }
 
 
 def _encode_isolating_failures(
@@ -211,32 +318,29 @@ def _update_action(
     versions: dict[str, str],
     error: str | None,
     extractions: dict[str, Extraction] | None,
+    attempts: int | None,
 ) -> dict[str, Any]:
-    """A write guarded by the read's sequence number: a document changed since is left to its own task."""
+    """A write guarded by the claim's sequence number: a document changed since is left to its own task."""
     source = doc["_source"]
     if error:
-        partial = failed_update(error, next_attempt(source))
+        partial = failed_update(error, attempts)
     else:
-        partial = encoded_update(source, vectors, versions, extractions)
-    return {
-        "_op_type": "update",
-        "_index": index,
-        "_id": doc["_id"],
-        "doc": partial,
-        "if_seq_no": doc["_seq_no"],
-        "if_primary_term": doc["_primary_term"],
-    }
+        partial = encoded_update(source, vectors, versions, extractions, attempts=attempts)
+    return {**_guard(index, doc), "doc": partial}
 
 
-def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> None:
-    """Last resort when a whole batch exhausted its retries: say why on every document."""
+def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> int:
+    """Last resort when a batch cannot go on: say why on each of its documents still `pending` (never on
+    one already encoded). Returns how many were marked."""
+    if not ids:
+        return 0
+    resp = es.mget(index=index, ids=ids, source_includes=["ingest.status"])
+    _raise_unavailable(resp)
+    docs = resp["docs"]
     actions = [
-        {
-            "_op_type": "update",
-            "_index": index,
-            "_id": doc_id,
-            "doc": failed_update(reason),
-        }
-        for doc_id in ids
+        {**_guard(index, d), "doc": failed_update(reason)}
+        for d in docs
+        if d.get("found") and (d["_source"].get("ingest") or {}).get("status") == PENDING
     ]
-    bulk(es, actions, raise_on_error=False)
+    ok, _ = bulk(es, actions, raise_on_error=False)
+    return ok

@@ -1,4 +1,12 @@
-"""Celery tasks. Transient Elasticsearch errors retry with backoff; exhausted retries end `failed`."""
+"""Celery tasks and enqueueing.
+
+An encode batch retries an unreachable Elasticsearch in-process, with backoff, for `es_retry_seconds`
+(unacked all along, so a restart of Elasticsearch costs a wait, not the documents). It stops at
+`task_soft_time_limit`: the documents of the chunk under way end `failed` (over the time limit), the rest
+go back to the queue. A batch that still cannot reach Elasticsearch leaves its documents `pending`, for the
+reconciler (`workers.reconcile`) to send again; any other error fails the batch's pending documents with
+the reason.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +15,51 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from elastic_transport import ConnectionError as ESConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError
+from kombu.exceptions import OperationalError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from core.config import get_settings
 from core.es import get_client
 from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES, app
-from workers.encoding import encode_documents, mark_failed
+from workers.encoding import Progress, Unavailable, encode_documents, mark_failed
 
 log = logging.getLogger(__name__)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Elasticsearch down, restarting or overloaded: worth waiting for, not the documents' fault."""
+    if isinstance(exc, ESConnectionError | ConnectionTimeout | Unavailable):
+        return True
+    return isinstance(exc, ApiError) and exc.meta.status in (429, 502, 503, 504)
 
 
 class EncodeTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # noqa: ANN001 - Celery's signature
         index, ids = args[0], args[1]
-        log.error("encode batch of %d in %s failed for good: %s", len(ids), index, exc)
-        mark_failed(get_client(), index, ids, f"{type(exc).__name__}: {exc}")
+        if unreachable(exc):
+            log.error("batch of %d in %s: Elasticsearch unreachable (%s); left pending", len(ids), index, exc)
+            return
+        log.error("encode batch of %d in %s failed: %s", len(ids), index, exc)
+        try:
+            mark_failed(get_client(), index, ids, f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - the reconciler sends what stays pending again
+            log.exception("could not mark the batch failed; its documents stay pending")
+
+
+def _retrying() -> Retrying:
+    return Retrying(
+        retry=retry_if_exception(unreachable),
+        wait=wait_exponential(multiplier=1, min=1, max=30),
+        stop=stop_after_delay(get_settings().es_retry_seconds),
+        before_sleep=lambda state: log.warning(
+            "Elasticsearch unreachable (%s); retrying", state.outcome.exception() if state.outcome else None
+        ),
+        reraise=True,
+    )
 
 
 @app.task(
@@ -31,27 +67,40 @@ class EncodeTask(Task):
     base=EncodeTask,
     name="mmsearch.encode_batch",
     acks_late=True,
-    autoretry_for=(ESConnectionError, ConnectionTimeout, ApiError),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=get_settings().task_max_retries,
+    soft_time_limit=get_settings().task_soft_time_limit,
+    time_limit=get_settings().task_soft_time_limit + 60,
 )
 def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
-    result = encode_documents(get_client(), index, ids)
+    progress = Progress()
+    try:
+        result = _retrying()(encode_documents, get_client(), index, ids, progress)
+    except SoftTimeLimitExceeded:
+        reason = f"over the task time limit ({get_settings().task_soft_time_limit} s) while encoding"
+        failed = mark_failed(get_client(), index, progress.current, reason)
+        rest = [doc_id for doc_id in ids if doc_id not in progress.done and doc_id not in progress.current]
+        if rest:
+            encode_batch.apply_async((index, rest), queue=self.request.delivery_info.get("routing_key"))
+        log.error("encode batch in %s over its time limit: %d failed, %d requeued", index, failed, len(rest))
+        return {"encoded": 0, "failed": failed, "skipped": 0}
     log.info("encoded %d, failed %d, skipped %d in %s", result.encoded, result.failed, result.skipped, index)
     return {"encoded": result.encoded, "failed": result.failed, "skipped": result.skipped}
 
 
 def enqueue(index: str, docs: Iterable[tuple[str, str]], batch_size: int | None = None) -> int:
-    """Group (id, modality) pairs into batch tasks on their modality's queue; returns the tasks sent."""
+    """Group (id, modality) pairs into batch tasks on their modality's queue; returns the tasks sent.
+
+    With the broker down the documents stay `pending` (they are indexed already) and the reconciler
+    sends them once it is back: the caller is not failed for it."""
     size = batch_size or get_settings().task_batch_size
     by_queue: dict[str, list[str]] = defaultdict(list)
     for doc_id, modality in docs:
         by_queue[MODALITY_QUEUES.get(modality, DEFAULT_QUEUE)].append(doc_id)
     sent = 0
-    for queue, ids in by_queue.items():
-        for start in range(0, len(ids), size):
-            encode_batch.apply_async((index, ids[start : start + size]), queue=queue)
-            sent += 1
+    try:
+        for queue, ids in by_queue.items():
+            for start in range(0, len(ids), size):
+                encode_batch.apply_async((index, ids[start : start + size]), queue=queue)
+                sent += 1
+    except OperationalError as exc:
+        log.error("broker unreachable (%s): documents stay pending until the reconciler sends them", exc)
     return sent

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.es import scan
+from core.es import bulk, scan
 from encoders import available, available_extractors
 from ingest.blobrefs import release, shas_of
+from ingest.lifecycle import requeue_update
 from mappings import collections
 from search.api import json_object, services
 from search.errors import InvalidRequest
@@ -99,4 +100,10 @@ def requeue(name: str):
     }
     hits = scan(svc.es, index=collection.index, query={"query": query}, _source=["modality"])
     docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in hits]
+    if status == "failed":  # workers encode pending documents only
+        actions = (
+            {"_op_type": "update", "_index": collection.index, "_id": i, "doc": requeue_update()}
+            for i, _ in docs
+        )
+        bulk(svc.es, actions, raise_on_error=False, refresh="wait_for")
     return jsonify(requeued=len(docs), tasks=enqueue(collection.index, docs))

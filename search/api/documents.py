@@ -10,7 +10,7 @@ from core.es import streaming_bulk
 from ingest.blobrefs import release
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
-from ingest.documents import from_json, parse_documents
+from ingest.documents import from_json, parse_documents, request_id
 from mappings import collections
 from search.api import json_object, services
 from search.errors import InvalidRequest
@@ -30,20 +30,37 @@ def refresh_arg() -> bool:
 
 @bp.post("")
 def add(name: str):
+    """Valid documents land (202); with invalid ones beside them, 207 lists each by position and reason.
+
+    With an `Idempotency-Key` header, documents sent without an id get ids derived from the key and their
+    position, so a retried request replaces what its first try wrote instead of duplicating it."""
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
-    docs = parse_documents(
+    parsed = parse_documents(
         request.get_data(cache=True),
         request.content_type,
         svc.settings.max_documents_per_request,
         svc.settings.max_text_chars,
     )
-    ids, errors = index_many(
-        svc.es, collection.index, (from_json(collection.name, d) for d in docs), refresh=refresh_arg()
-    )
+    key = idempotency_key()
+    bodies = {
+        position: from_json(collection.name, doc, request_id(key, position) if key else None)
+        for position, doc in parsed.docs
+    }
+    ids, failed = index_many(svc.es, collection.index, bodies.values(), refresh=refresh_arg())
+    position_of = {body["doc_id"]: position for position, body in bodies.items()}
+    errors = parsed.errors + [{"position": position_of.get(e["id"]), **e} for e in failed]
+    errors.sort(key=lambda e: e["position"] if e["position"] is not None else -1)
     tasks = enqueue(collection.index, ((doc_id, "text") for doc_id in ids))
     status = 202 if not errors else 207
     return jsonify(indexed=len(ids), ids=ids, errors=errors, tasks=tasks, status="pending"), status
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        raise InvalidRequest("Idempotency-Key must be 1-255 printable characters")
+    return key
 
 
 @bp.get("/<doc_id>")

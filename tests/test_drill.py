@@ -6,8 +6,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from bench import drill
 from client import stack
+
+# Engine-neutral (it kills workers and restarts services): run once, on the Elasticsearch pass.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        os.environ.get("MMSEARCH_ENGINE") == "opensearch", reason="run on the Elasticsearch pass"
+    ),
+]
 
 
 def test_drill_loses_nothing() -> None:

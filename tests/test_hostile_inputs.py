@@ -19,6 +19,8 @@ from PIL import Image
 
 from client.api import ApiClient
 
+pytestmark = pytest.mark.integration
+
 Send = Callable[[str], requests.Response]  # collection URL -> response
 Payload = bytes | Callable[[], bytes]
 

@@ -326,26 +326,34 @@ def _unzip(archive: Path, dest: Path) -> None:
                 path.chmod(mode)
 
 
-def _write_es_config(settings: Settings, home: Path, es_dir: Path) -> None:
-    """Rewritten at every start so changed ports or paths apply. Only settings of present modules."""
-    lines = [
-        "# Written by mmsearch at every start: change MMSEARCH_ES_* settings instead of this file.",
+def _node_config(settings: Settings, node_dir: Path) -> list[str]:
+    """What the embedded Elasticsearch and OpenSearch nodes share: one node on 127.0.0.1, our ports and
+    paths, no disk watermarks, and no auto-created product indices."""
+    return [
+        "# Written by mmsearch at every start: change MMSEARCH_* settings instead of this file.",
         "cluster.name: mmsearch",
         "node.name: mmsearch-embedded",
         "network.host: 127.0.0.1",
         f"http.port: {settings.es_port}",
         f"transport.port: {settings.es_port + 100}",
         "discovery.type: single-node",
-        "# Security is disabled on purpose for this node only: it binds to 127.0.0.1 and serves local",
-        "# development and tests. A cluster reachable from elsewhere is an external one, with security on.",
-        "xpack.security.enabled: false",
-        f"path.data: {json.dumps(str(es_dir / 'data'))}",
-        f"path.logs: {json.dumps(str(es_dir / 'logs'))}",
+        f"path.data: {json.dumps(str(node_dir / 'data'))}",
+        f"path.logs: {json.dumps(str(node_dir / 'logs'))}",
         "# Developer disks are often fuller than the default watermarks allow; never go read-only for that.",
         "cluster.routing.allocation.disk.threshold_enabled: false",
         "# The product creates its indices with their mappings; a late write to a deleted one must fail,",
         "# not bring it back with guessed mappings.",
         f'action.auto_create_index: "-{settings.index_prefix}*,+*"',
+    ]
+
+
+def _write_es_config(settings: Settings, home: Path, es_dir: Path) -> None:
+    """Rewritten at every start so changed ports or paths apply. Only settings of present modules."""
+    lines = [
+        *_node_config(settings, es_dir),
+        "# Security is disabled on purpose for this node only: it binds to 127.0.0.1 and serves local",
+        "# development and tests. A cluster reachable from elsewhere is an external one, with security on.",
+        "xpack.security.enabled: false",
     ]
     (home / "config" / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
 
@@ -408,19 +416,7 @@ def _install_opensearch(settings: Settings, java: Path) -> Path:
 
 def _write_opensearch_config(settings: Settings, home: Path, os_dir: Path) -> None:
     """Rewritten at every start, like Elasticsearch's; the security plugin is off only if it is there."""
-    lines = [
-        "# Written by mmsearch at every start: change MMSEARCH_* settings instead of this file.",
-        "cluster.name: mmsearch",
-        "node.name: mmsearch-embedded",
-        "network.host: 127.0.0.1",
-        f"http.port: {settings.es_port}",
-        f"transport.port: {settings.es_port + 100}",
-        "discovery.type: single-node",
-        f"path.data: {json.dumps(str(os_dir / 'data'))}",
-        f"path.logs: {json.dumps(str(os_dir / 'logs'))}",
-        "cluster.routing.allocation.disk.threshold_enabled: false",
-        f'action.auto_create_index: "-{settings.index_prefix}*,+*"',
-    ]
+    lines = _node_config(settings, os_dir)
     if (home / "plugins" / "opensearch-security").exists():
         lines.append("plugins.security.disabled: true  # local node on 127.0.0.1 only, as for Elasticsearch")
     (home / "config" / "opensearch.yml").write_text("\n".join(lines) + "\n")

@@ -45,12 +45,17 @@ def normalize(scores: list[float], method: Normalization) -> list[float]:
         low, high = min(scores), max(scores)
         return [1.0 if high == low else (s - low) / (high - low) for s in scores]
     if method == "zscore":
-        mean = sum(scores) / len(scores)
-        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
-        # All tied (e.g. the one document a rare term matches): the list only says who is in it. Members
-        # get +1 and `linear` gives the rest -1, the z-scores of a two-level split; 0 for all would erase
-        # a lone lexical match, the very case hybrid search is for.
-        return [1.0 if std == 0 else (s - mean) / std for s in scores]
+        n = len(scores)
+        mean = sum(scores) / n
+        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / n)
+        if std == 0:  # one hit, or all tied: the list says who is in it, nothing about who is better
+            return [0.0] * n
+        # Shrink by (n - 1) / n: the z-scores of n hits span at most sqrt(n) units whatever the scores,
+        # so two weak matches would claim as much spread as a full window of strong ones. A lone match
+        # then moves nothing (it cannot outweigh the best semantic match by construction) and a full
+        # window of 100 keeps 99% of its z-scores.
+        shrink = (n - 1) / n
+        return [shrink * (s - mean) / std for s in scores]
     if method == "l2":
         norm = math.sqrt(sum(s * s for s in scores))
         return [0.0 if norm == 0 else s / norm for s in scores]
@@ -68,12 +73,9 @@ def linear(
     floors: dict[str, float] = {}
     for name, ranking in rankings.items():
         normalised = normalize([score for _, score in ranking], normalization)
-        # z-scores are centred on 0, so a document missing from a list gets the list's lowest value (-1
-        # under a list without spread, see `normalize`); min-max and L2 floors are 0.
-        if normalization == "zscore":
-            floors[name] = min(normalised, default=0.0) if len(set(normalised)) > 1 else -1.0
-        else:
-            floors[name] = 0.0
+        # z-scores are centred on 0, so a document missing from a list gets the list's lowest value (0 for
+        # a list without spread, see `normalize`); min-max and L2 floors are 0.
+        floors[name] = min(normalised, default=0.0) if normalization == "zscore" else 0.0
         weight = weights.get(name, 1.0)
         for rank, ((doc_id, score), norm) in enumerate(zip(ranking, normalised, strict=True), start=1):
             hit = hits.setdefault(doc_id, FusedHit(doc_id, 0.0))

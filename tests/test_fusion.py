@@ -39,7 +39,7 @@ def test_minmax_linear() -> None:
 def test_normalisations() -> None:
     assert fusion.normalize([1.0, 3.0], "minmax") == [0.0, 1.0]
     assert fusion.normalize([5.0, 5.0], "minmax") == [1.0, 1.0]
-    assert fusion.normalize([1.0, 3.0], "zscore") == pytest.approx([-1.0, 1.0])
+    assert fusion.normalize([1.0, 3.0], "zscore") == pytest.approx([-0.5, 0.5])  # z ±1, shrunk by 1/2
     assert fusion.normalize([3.0, 4.0], "l2") == pytest.approx([0.6, 0.8])
     assert fusion.normalize([], "l2") == []
 
@@ -47,17 +47,24 @@ def test_normalisations() -> None:
 def test_zscore_missing_documents_get_the_floor() -> None:
     hits = fusion.linear({"x": [("a", 3.0), ("b", 1.0)], "y": [("b", 2.0), ("c", 0.0)]}, None, "zscore")
     by_id = {h.doc_id: h.score for h in hits}
-    assert by_id["a"] == pytest.approx(1.0 + -1.0)  # a is missing from y: y's lowest normalised score
-    assert by_id["b"] == pytest.approx(-1.0 + 1.0)
+    assert by_id["a"] == pytest.approx(0.5 + -0.5)  # a is missing from y: y's lowest normalised score
+    assert by_id["b"] == pytest.approx(-0.5 + 0.5)
 
 
-def test_zscore_keeps_a_lone_lexical_match() -> None:
-    """A rare term matching one document must lift it, not normalise to the same 0 as the absent ones."""
+def test_zscore_shrinks_short_lists_and_leaves_full_windows_nearly_alone() -> None:
+    full = [float(i) for i in range(100)]
+    plain = [(s - 49.5) / 28.866 for s in full]
+    assert fusion.normalize(full, "zscore") == pytest.approx([0.99 * z for z in plain], abs=1e-3)
+    assert max(fusion.normalize([2.8, 2.6], "zscore")) == pytest.approx(0.5)
+
+
+def test_zscore_lone_lexical_match_cannot_outweigh_the_best_semantic_match() -> None:
+    """A list without spread (one hit, or ties) says who matched, not who is better: it moves nothing."""
     vector = [("near", 0.9), ("close", 0.8), ("exact", 0.5), ("far", 0.3)]
     hits = fusion.linear({"lexical": [("exact", 12.0)], "vector:text": vector}, None, "zscore")
-    assert hits[0].doc_id == "exact"
-    assert hits[0].components["lexical"]["normalized"] == 1.0
-    assert fusion.normalize([5.0, 5.0], "zscore") == [1.0, 1.0]
+    assert [h.doc_id for h in hits] == ["near", "close", "exact", "far"]
+    assert hits[2].components["lexical"]["normalized"] == 0.0
+    assert fusion.normalize([5.0, 5.0], "zscore") == [0.0, 0.0]
 
 
 def test_ties_break_deterministically() -> None:
@@ -84,7 +91,8 @@ def test_fuse_default_is_zscore_linear() -> None:
     hits = fusion.fuse({"lexical": LEX, "vector:text": VEC}, Fusion())
     # lexical 10, 8, 2: mean 20/3, std sqrt(104/9) -> z a=0.9806, b=0.3922, c=-1.3728 (floor)
     # vector .9, .8, .1: mean .6, std sqrt(.38/3) -> z c=0.8429, a=0.5620, d=-1.4049 (floor)
-    by_id = {h.doc_id: h.score for h in hits}
+    # three hits each: both shrunk by 2/3
+    by_id = {h.doc_id: h.score / (2 / 3) for h in hits}
     assert by_id["a"] == pytest.approx(0.9806 + 0.5620, abs=1e-3)
     assert by_id["b"] == pytest.approx(0.3922 - 1.4049, abs=1e-3)  # missing from vector: its floor
     assert by_id["c"] == pytest.approx(-1.3728 + 0.8429, abs=1e-3)

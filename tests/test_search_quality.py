@@ -1,0 +1,39 @@
+"""Ranking behaviour on the demo articles (real model, cluster and HTTP): cases every reader agrees on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from client.api import ApiClient
+from ingest.beir import iter_jsonl
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo(api: ApiClient, worker) -> Iterator[str]:
+    worker.ensure_running()
+    name = f"t-demo-{uuid.uuid4().hex[:8]}"
+    api.create_collection(name, encoders=["text"])
+    articles = Path(str(resources.files("mmsearch") / "demo_data" / "articles.jsonl"))
+    api.add_documents(name, list(iter_jsonl(articles)), refresh=True)
+    api.wait_encoded(name, timeout=300)
+    yield name
+    api.delete_collection(name)
+
+
+def test_two_weak_lexical_matches_do_not_outrank_the_clear_semantic_answer(api: ApiClient, demo: str) -> None:
+    """Only 'warming' (pollinators) and 'suffer' match lexically; the coral-reef article is what a reader
+    wants. Short lexical lists are shrunk, so their two hits cannot claim a full window's spread."""
+    query = "how do oceans suffer from warming"
+    lexical = [h["id"] for h in api.search(demo, query, mode="lexical")["hits"]]
+    assert "bees" in lexical and "reef" not in lexical and len(lexical) <= 3
+    result = api.search(demo, query, explain=True)
+    assert result["hits"][0]["id"] == "reef"
+    bees = next(h for h in result["hits"] if h["id"] == "bees")
+    assert bees["explanation"]["components"]["lexical"]["normalized"] <= 0.5

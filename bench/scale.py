@@ -145,7 +145,8 @@ def recall(
     found = 0
     for qvec, rows in zip(qvecs, exact, strict=True):
         req = SearchRequest(mode="vector", size=K, highlight=False)
-        body = plan.subqueries(req, profile, {FIELD: qvec.tolist()}, {FIELD: {"element_type": "float"}}, K)
+        encoders = {FIELD: {"element_type": "float"}}
+        body = plan.subqueries(req, profile, {FIELD: qvec.tolist()}, encoders, K, engine_of(es))
         body = body[f"vector:{FIELD}"] | {"_source": False}
         hits = es.search(index=alias, **body)["hits"]["hits"]
         want = {f"{docs[r % n]['doc_id']}~{r // n}" for r in rows}

@@ -37,7 +37,10 @@ def direct_plan(
     req = SearchRequest(query=text, mode=mode)
     profile = service.profile(collection, req)
     window = service.window(profile, req)
-    return Direct(profile.fusion, plan.subqueries(req, profile, vectors, collection.encoders, window))
+    return Direct(
+        profile.fusion,
+        plan.subqueries(req, profile, vectors, collection.encoders, window, collection.passages),
+    )
 
 
 def direct_search(es: Any, alias: str, direct: Direct) -> list[fusion.FusedHit]:

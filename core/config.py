@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     task_max_retries: int = 5
     visibility_timeout: int = 3600  # seconds; must exceed the slowest batch
     query_cache_size: int = 2048
+    # Long texts: passages of the text encoder's window, sharing this many tokens where a paragraph is cut;
+    # at most `max_passages` per document (Elasticsearch's nested-object limit is 10000 per document).
+    passage_overlap: int = 32
+    max_passages: int = 2000
 
     # Limits
     max_body_bytes: int = 32 * 1024 * 1024

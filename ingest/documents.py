@@ -110,8 +110,10 @@ def index_document(
     metadata: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
     lang: str | None = None,
+    pages: list[dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`)."""
+    """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`). `pages`:
+    where each page's text lies in `content`, so passages can say their page."""
     stamp = now_iso()
     doc: dict[str, Any] = {
         "doc_id": doc_id or uuid.uuid4().hex,
@@ -129,6 +131,8 @@ def index_document(
         doc["lang"] = lang
     if source:
         doc["source"] = source
+    if pages:
+        doc["pages"] = pages
     return doc
 
 

@@ -42,6 +42,8 @@ class Extracted:
     mime: str
     mislabelled: bool = False  # the declared name or Content-Type disagreed with the bytes
     metadata: dict[str, Scalar] = field(default_factory=dict)  # JSON scalars for the `flattened` field
+    # Where each page's text lies in `content`: [{"page": n (1-based), "start": offset, "end": offset}].
+    pages: list[dict[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,10 +76,15 @@ def extract(
     """
     kind = detect(data, filename, declared_mime)
     limits = _Limits.from_settings(settings or get_settings())
-    title, content, metadata = _EXTRACTORS[kind.mime](data, kind, limits)
+    title, content, metadata, *rest = _EXTRACTORS[kind.mime](data, kind, limits)
     content, truncated = _cap(content, limits.max_text_chars)
     if truncated:
         metadata["content_truncated"] = True
+    pages = [
+        {**p, "end": min(p["end"], len(content))}
+        for p in (rest[0] if rest else [])
+        if p["start"] < len(content)
+    ]
     return Extracted(
         title=_clean(title) or _filename_title(filename),
         content=content,
@@ -85,10 +92,12 @@ def extract(
         mime=kind.mime,
         mislabelled=kind.mislabelled,
         metadata={k: v for k, v in ((k, _scalar(v)) for k, v in metadata.items()) if v is not None},
+        pages=pages,
     )
 
 
-Parts = tuple[str | None, str, dict[str, Any]]  # title, content, metadata
+# title, content, metadata[, pages]
+Parts = tuple[str | None, str, dict[str, Any]] | tuple[str | None, str, dict[str, Any], list[dict[str, int]]]
 
 
 def _image(data: bytes, kind: FileType, limits: _Limits) -> Parts:
@@ -192,18 +201,20 @@ def _pdf(data: bytes, kind: FileType, limits: _Limits) -> Parts:
             "modified_at": _pdf_date(info, "modification_date"),
             "unreadable_pages": failed or None,
         }
-        return info.title, "\n\n".join(pages), metadata
+        content, spans = _join_pages(pages)
+        return info.title, content, metadata, spans
     except MediaError:
         raise
     except Exception as exc:  # pypdf raises many types on malformed input; all mean a broken PDF
         raise MediaError(f"unreadable PDF: {exc}") from exc
 
 
-def _pdf_text(reader: pypdf.PdfReader, max_chars: int) -> tuple[list[str], int]:
-    """Page texts until `max_chars` is reached; a page that can't be parsed is skipped and counted."""
-    pages: list[str] = []
+def _pdf_text(reader: pypdf.PdfReader, max_chars: int) -> tuple[list[tuple[int, str]], int]:
+    """(page number, text) until `max_chars` is reached; a page that can't be parsed is skipped and
+    counted, an empty one dropped."""
+    pages: list[tuple[int, str]] = []
     failed = total = 0
-    for page in reader.pages:
+    for number, page in enumerate(reader.pages, start=1):
         if total >= max_chars:
             break
         try:
@@ -211,9 +222,19 @@ def _pdf_text(reader: pypdf.PdfReader, max_chars: int) -> tuple[list[str], int]:
         except Exception:  # one bad content stream shouldn't lose the rest of the document
             failed += 1
             continue
-        pages.append(text.strip())
+        pages.append((number, text.strip()))
         total += len(text)
-    return [p for p in pages if p], failed
+    return [(n, p) for n, p in pages if p], failed
+
+
+def _join_pages(pages: list[tuple[int, str]]) -> tuple[str, list[dict[str, int]]]:
+    """Page texts joined by blank lines, and where each page lies in the result (passages know their
+    page from it)."""
+    spans, cursor = [], 0
+    for number, text in pages:
+        spans.append({"page": number, "start": cursor, "end": cursor + len(text)})
+        cursor += len(text) + 2
+    return "\n\n".join(text for _, text in pages), spans
 
 
 def _pdf_date(info: Any, attribute: str) -> str | None:

@@ -73,15 +73,23 @@ def encoded_update(
     versions: Mapping[str, str],
     extractions: Mapping[str, Extraction] | None = None,
     stamp: str | None = None,
+    passages: list[dict[str, Any]] | None = None,
+    passages_truncated: bool = False,
 ) -> dict[str, Any]:
-    """The partial update of an encoded document: extracted text fields, vectors, status block."""
+    """The partial update of an encoded document: extracted text fields, vectors, status block, and a
+    long text's passages (with their vectors) when it has some."""
     stamp = stamp or now_iso()
-    return {
+    update = {
         **extracted_fields(source, extractions),
         "vectors": vectors,
         "ingest": encoded(next_attempt(source), {name: versions[name] for name in vectors}, stamp),
         "updated_at": stamp,
     }
+    if passages:
+        update["passages"] = passages
+    if passages_truncated:
+        update["metadata"] = {"passages_truncated": True}
+    return update
 
 
 def failed_update(reason: str, attempts: int | None = None, stamp: str | None = None) -> dict[str, Any]:
@@ -90,11 +98,11 @@ def failed_update(reason: str, attempts: int | None = None, stamp: str | None = 
 
 
 def requeued(source: Mapping[str, Any], stamp: str | None = None) -> dict[str, Any]:
-    """A stored document copied into a new generation: vectors dropped, pending again. `@timestamp`
-    (the ingest time catch-up keys on) is kept."""
+    """A stored document copied into a new generation: vectors (and passages, which hold vectors) dropped,
+    pending again. `@timestamp` (the ingest time catch-up keys on) is kept."""
     stamp = stamp or now_iso()
     return {
-        **{key: value for key, value in source.items() if key != "vectors"},
+        **{key: value for key, value in source.items() if key not in ("vectors", "passages")},
         "ingest": pending(stamp),
         "updated_at": stamp,
     }

@@ -43,6 +43,7 @@ class Collection:
     extractors: list[str] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    passages: list[str] = field(default_factory=list)  # encoders with a vector per passage of long texts
 
 
 def validate_name(name: str) -> str:
@@ -69,7 +70,10 @@ def create(
     encoders: list[str] | None = None,
     models: dict[str, str] | None = None,
     extractors: list[str] | None = None,
+    passages: bool = True,
 ) -> Collection:
+    """A new collection; `passages=False` keeps one vector per document however long (the text encoder
+    then sees only a long document's start)."""
     alias = alias_for(settings, name)
     if es.indices.exists_alias(name=alias) or es.indices.exists(index=alias):
         raise CollectionExists(f"collection {name!r} already exists")
@@ -82,7 +86,7 @@ def create(
                 f"encoder {instance.name!r} cannot load model {instance.model_ref!r}: {exc}"
             ) from None
     index = physical_index(settings, name, 1)
-    body = index_body(name, instances, settings, meta={"extractors": extractors or []})
+    body = index_body(name, instances, settings, meta={"extractors": extractors or []}, passages=passages)
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
     CACHE.invalidate(name)
     return get(es, settings, name)
@@ -98,6 +102,7 @@ def _from_mapping(name: str, alias: str, index: str, mapping: dict[str, Any]) ->
         extractors=meta.get("extractors", []),
         profiles=meta.get("profiles", {}),
         meta=meta,
+        passages=meta.get("passages", []),
     )
 
 

@@ -18,19 +18,32 @@ def _template() -> dict[str, Any]:
 
 
 def index_body(
-    collection: str, encoders: list[Encoder], settings: Settings, meta: dict[str, Any] | None = None
+    collection: str,
+    encoders: list[Encoder],
+    settings: Settings,
+    meta: dict[str, Any] | None = None,
+    passages: bool = True,
 ) -> dict[str, Any]:
-    """Settings + mappings for one physical index; `_meta` records what the vectors mean."""
+    """Settings + mappings for one physical index; `_meta` records what the vectors mean.
+
+    `passages`: long texts get nested passages with a vector per text encoder (`_meta.passages` names
+    those encoders; `[]` = off). A `meta` carried from an older generation keeps its choice."""
+    meta = dict(meta or {})
+    enabled = passages and meta.pop("passages", None) != []
+    split_by = [enc for enc in encoders if enc.splits_passages] if enabled else []
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(
         number_of_shards=settings.number_of_shards, number_of_replicas=settings.number_of_replicas
     )
     mappings = body["mappings"]
     mappings["properties"]["vectors"]["properties"] = {enc.name: enc.mapping() for enc in encoders}
+    passage_vectors = mappings["properties"]["passages"]["properties"]["vectors"]
+    passage_vectors["properties"] = {enc.name: enc.mapping() for enc in split_by}
     mappings["_meta"] = {
         "collection": collection,
         "encoders": {enc.name: enc.describe() for enc in encoders},
         "profiles": {},
-        **(meta or {}),
+        **meta,
+        "passages": [enc.name for enc in split_by],
     }
     return body

@@ -9,7 +9,7 @@ from typing import Any
 
 from mappings.analysis import stem_text
 
-SOURCE_EXCLUDES = ["vectors", "search_stemmed"]
+SOURCE_EXCLUDES = ["vectors", "search_stemmed", "passages", "pages"]  # hits carry their best passages
 # int8 quantisation caps recall@10 at ~0.98; rescoring 3x candidates with the float vectors gives ~1.0.
 RESCORE_OVERSAMPLE = 3.0
 

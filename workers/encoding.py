@@ -20,7 +20,15 @@ from core.es import error_reason
 from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
-from ingest.lifecycle import cap_error, encoded_update, encoder_text, failed_update, next_attempt
+from ingest.lifecycle import (
+    cap_error,
+    encoded_update,
+    encoder_text,
+    extracted_content,
+    failed_update,
+    next_attempt,
+)
+from ingest.passages import passages_for
 from mappings.collections import index_meta
 from media.decode import load_audio, load_image
 from media.filetypes import IngestError
@@ -34,6 +42,15 @@ class BatchResult:
     failed: int = 0
     skipped: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Passages:
+    """A batch's long documents cut into passages: doc id -> passage objects (vectors filled in by
+    `encode_passages`), and the ids cut off at `max_passages`."""
+
+    by_doc: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    truncated: set[str] = field(default_factory=set)
 
 
 _META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -98,7 +115,7 @@ def run_extractors(
 def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResult:
     meta = _meta(es, index)
     encoders = encoders_for(es, index)
-    resp = es.mget(index=index, ids=ids, source_excludes=["search_stemmed", "vectors"])
+    resp = es.mget(index=index, ids=ids, source_excludes=["search_stemmed", "vectors", "passages"])
     docs = [d for d in resp["docs"] if d.get("found")]
     result = BatchResult(skipped=len(ids) - len(docs))
     media = load_media(docs, result.errors)
@@ -117,6 +134,9 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
         ]
         for doc_id, vector in _encode_isolating_failures(encoder, todo, result.errors):
             vectors[doc_id][encoder.name] = encoder.field_value(vector)
+    passages = encode_passages(
+        [enc for enc in encoders if enc.name in meta.get("passages", [])], docs, extractions, result.errors
+    )
 
     versions = {enc.name: enc.version for enc in encoders}
     actions = [
@@ -127,6 +147,7 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
             versions,
             result.errors.get(d["_id"]),
             extractions.get(d["_id"]),
+            passages,
         )
         for d in docs
     ]
@@ -146,6 +167,56 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
                 f"writing vectors for {doc_id} failed: {error_reason(item['update'].get('error'))}"
             )
     return result
+
+
+def encode_passages(
+    encoders: list[Encoder],
+    docs: list[dict[str, Any]],
+    extractions: dict[str, dict[str, Extraction]],
+    errors: dict[str, str],
+) -> Passages:
+    """Cut each long content (after OCR / speech-to-text) with the first passage encoder's tokenizer and
+    encode every passage of the batch in one go per encoder; a failing passage fails its document."""
+    out = Passages()
+    if not encoders:
+        return out
+    settings = get_settings()
+    cutter = encoders[0]
+    for doc in docs:
+        doc_id, src = doc["_id"], doc["_source"]
+        if doc_id in errors:
+            continue
+        found = extractions.get(doc_id)
+        content = extracted_content(src.get("content"), found) if found else src.get("content") or ""
+        segments = src.get("segments") or [s for e in (found or {}).values() for s in e.segments]
+        try:
+            cut, truncated = passages_for(
+                content,
+                cutter.token_spans,  # type: ignore[attr-defined] - encoders with splits_passages have it
+                cutter.window,  # type: ignore[attr-defined]
+                settings.passage_overlap,
+                settings.max_passages,
+                pages=src.get("pages") or (),
+                segments=segments,
+            )
+        except Exception as exc:  # noqa: BLE001 - a tokenizer error fails this document only
+            errors[doc_id] = cap_error(f"passages: {type(exc).__name__}: {exc}")
+            continue
+        if cut:
+            out.by_doc[doc_id] = cut
+        if truncated:
+            out.truncated.add(doc_id)
+    for encoder in encoders:
+        todo = [
+            (doc_id, p["text"]) for doc_id, cut in out.by_doc.items() for p in cut if doc_id not in errors
+        ]
+        encoded: dict[str, list[Any]] = {}
+        for doc_id, vector in _encode_isolating_failures(encoder, todo, errors):
+            encoded.setdefault(doc_id, []).append(encoder.field_value(vector))
+        for doc_id, vectors in encoded.items():
+            for passage, vector in zip(out.by_doc[doc_id], vectors, strict=False):
+                passage.setdefault("vectors", {})[encoder.name] = vector
+    return out
 
 
 def _encode_isolating_failures(
@@ -175,13 +246,21 @@ def _update_action(
     versions: dict[str, str],
     error: str | None,
     extractions: dict[str, Extraction] | None,
+    passages: Passages,
 ) -> dict[str, Any]:
     """A write guarded by the read's sequence number: a document changed since is left to its own task."""
     source = doc["_source"]
     if error:
         partial = failed_update(error, next_attempt(source))
     else:
-        partial = encoded_update(source, vectors, versions, extractions)
+        partial = encoded_update(
+            source,
+            vectors,
+            versions,
+            extractions,
+            passages=passages.by_doc.get(doc["_id"]),
+            passages_truncated=doc["_id"] in passages.truncated,
+        )
     return {
         "_op_type": "update",
         "_index": index,

@@ -67,6 +67,7 @@ def ingest_file(
         content=found.content,
         modality=found.modality,
         metadata={**found.metadata, **metadata},
+        pages=found.pages,
         source={
             "uri": f"blob:{stored.sha256}",
             "filename": upload.filename,

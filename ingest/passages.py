@@ -10,7 +10,7 @@ nothing about page 12. Such a document is cut into passages of at most `max_toke
 - a sentence longer than a passage is cut at token boundaries, with the same overlap.
 
 Each passage keeps its character span over `content` and, where the document has them, the page it
-starts on (`pages`) and its start/end time (timed transcript `segments`). Pure: the caller brings the
+starts and ends on (`pages`) and its start/end time (timed transcript `segments`). Pure: the caller brings the
 token spans, so tests run the real tokenizer and the worker encodes exactly what was cut here.
 """
 
@@ -157,6 +157,9 @@ def locate(
     page = page_of(passage.start, pages) if pages else None
     if page is not None:
         out["page"] = page
+        last = page_of(passage.end - 1, pages)
+        if last is not None and last != page:
+            out["page_end"] = last
     timed = [seg for seg in segments if seg[0] < passage.end and seg[1] > passage.start]
     if timed:
         out["time_start"], out["time_end"] = timed[0][2], timed[-1][3]

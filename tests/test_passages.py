@@ -93,3 +93,13 @@ def test_pages_times_and_the_cap(tokenize) -> None:  # noqa: ANN001
         "time_start": 20.0,
         "time_end": 39.5,
     }
+
+
+def test_pdf_extraction_keeps_where_each_page_lies_in_the_content() -> None:
+    from ingest.extract import extract
+    from tests.test_ingest_files import make_pdf
+
+    texts = ["Photosynthesis converts light", "", "Chlorophyll absorbs red light"]
+    result = extract(make_pdf(texts, "Plants", "Ann"), "plants.pdf", "application/pdf")
+    assert [p["page"] for p in result.pages] == [1, 3]  # the empty page has no text, the numbers stay true
+    assert [result.content[p["start"] : p["end"]] for p in result.pages] == [texts[0], texts[2]]

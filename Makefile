@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev,embedded]"
 	touch $@
 
-# Prints pytest's own exit code: make itself reports any failure as 2.
+# The whole suite runs on Elasticsearch, then the integration tests again on OpenSearch (MMSEARCH_ENGINE
+# picks the engine the fixtures start; unit tests need no engine). Prints pytest's own exit code: make
+# itself reports any failure as 2.
 test: venv
 	$(TEST_ENV) $(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; echo "pytest exited with code $$rc"; exit $$rc; }
+	$(TEST_ENV) MMSEARCH_ENGINE=opensearch $(PY) -m pytest -q -m integration $(PYTEST_ARGS) \
+	  || { rc=$$?; echo "pytest (OpenSearch) exited with code $$rc"; exit $$rc; }
 
 demo: venv
 	$(VENV)/bin/mmsearch up

@@ -130,7 +130,7 @@ def spawned_api(extra_env: dict[str, str], settings: Settings | None = None) -> 
         )
         try:
             stack.wait_for_api(settings, timeout=120, pid=process.pid)
-            yield ApiClient(settings.api_base, settings.api_keys[0] if settings.api_keys else None)
+            yield ApiClient.from_settings(settings)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)

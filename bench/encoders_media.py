@@ -206,7 +206,7 @@ def run(repeat: int = 2, images: int = 32, client: ApiClient | None = None) -> l
         clip_encoder = ClipEncoder(model=str(clip_dir))
         timm_encoder = TimmEncoder(pretrained=False)
         clap_encoder = ClapEncoder(model=str(clap_dir))
-        ocr, asr = OcrExtractor(), AsrExtractor(backend="pocketsphinx")
+        ocr, asr = OcrExtractor(), AsrExtractor()
         n = len(photos)
         specs = (
             ("clip", "tiny random CLIP", "images/s", photos, n, clip_encoder.encode, repeat, True),

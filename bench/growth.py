@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
 from bench.common import Report, latency_row, query_texts, timed_calls
 from client.api import ApiClient
 from core.config import get_settings
-from core.es import make_client
+from core.es import bulk, make_client, scan
 
 MODES = ("lexical", "vector", "hybrid")
 
 
 def source_documents(es: Elasticsearch, alias: str) -> list[dict[str, Any]]:
     """Every encoded document with its vectors (ES 9 leaves them out of `_source` unless asked)."""
-    hits = helpers.scan(
+    hits = scan(
         es,
         index=alias,
         query={"query": {"term": {"ingest.status": "encoded"}}, "_source": {"exclude_vectors": False}},
@@ -49,7 +49,7 @@ def grow(client: ApiClient, es: Elasticsearch, source: dict[str, Any], docs: lis
         client.delete_collection(name)
     models = {enc: desc["model"] for enc, desc in source["encoders"].items() if desc.get("model")}
     info = client.create_collection(name, encoders=list(source["encoders"]), models=models)
-    helpers.bulk(es, copies(docs, info["index"], name, size), chunk_size=500, request_timeout=300)
+    bulk(es, copies(docs, info["index"], name, size), chunk_size=500, request_timeout=300)
     es.indices.refresh(index=info["index"])
     return info
 

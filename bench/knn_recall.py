@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
 from bench.common import Report, query_texts
 from core.config import get_settings
-from core.es import make_client
+from core.es import engine_of, make_client, scan
 from encoders import get_encoder
 from mappings.collections import get
 from search.query import RESCORE_OVERSAMPLE, knn_body
@@ -23,7 +23,7 @@ NUM_CANDIDATES = (10, 50, 100, 200)
 
 def stored_vectors(es: Elasticsearch, alias: str, field: str) -> tuple[list[str], np.ndarray]:
     """Every document's vector as stored (ES 9 leaves vectors out of `_source` unless asked)."""
-    hits = helpers.scan(
+    hits = scan(
         es,
         index=alias,
         query={
@@ -51,7 +51,7 @@ def knn_top(
     es: Elasticsearch, alias: str, field: str, vector: list[float], num_candidates: int, rescore: bool
 ) -> set[str]:
     """The API's kNN body (rescore_vector re-ranks oversample*k quantised hits with the float vectors)."""
-    body = knn_body(field, vector, [], K, num_candidates, None, rescore)
+    body = knn_body(engine_of(es), field, vector, [], K, num_candidates, None, rescore)
     body["_source"] = False
     resp = es.msearch(searches=[{"index": alias}, body])["responses"][0]
     return {h["_id"] for h in resp["hits"]["hits"]}

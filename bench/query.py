@@ -39,7 +39,9 @@ def direct_plan(
     window = service.window(profile, req)
     return Direct(
         profile.fusion,
-        plan.subqueries(req, profile, vectors, collection.encoders, window, collection.passages),
+        plan.subqueries(
+            req, profile, vectors, collection.encoders, window, service.engine, collection.passages
+        ),
     )
 
 

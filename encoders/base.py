@@ -54,7 +54,7 @@ class Encoder(LazyModel):
     """One model behind one vector field `vectors.<name>`; subclasses implement `_load`, `dims`, `_encode`."""
 
     query_kinds: ClassVar[frozenset[str]]  # what a search can give it: {"text"}, {"text", "image"}, ...
-    similarity: ClassVar[str] = "cosine"  # Elasticsearch dense_vector similarity
+    similarity: ClassVar[str] = "cosine"  # the engine's vector similarity (core.engine maps it)
     element_type: ClassVar[str] = "float"  # "float" | "bit"
     # Reads text through a tokenizer with a window (`window`, `token_spans`): long texts get passages.
     splits_passages: ClassVar[bool] = False
@@ -78,29 +78,11 @@ class Encoder(LazyModel):
         return self._encode(items, kind)
 
     def field_value(self, vector: np.ndarray) -> Any:
-        """One row of `encode` as Elasticsearch expects it: floats, or a hex string for packed bit vectors."""
+        """One row of `encode` as the engine takes it: floats, or packed bits as signed bytes (the one form
+        both Elasticsearch's `bit` dense_vector and OpenSearch's binary knn_vector accept)."""
         if self.element_type == "bit":
-            return np.asarray(vector).astype(np.int8).view(np.uint8).tobytes().hex()
+            return [int(b) for b in np.asarray(vector).astype(np.int8)]
         return [round(float(x), 6) for x in vector]
-
-    def mapping(self) -> dict[str, Any]:
-        """The dense_vector mapping for this encoder's field."""
-        if self.element_type == "bit":
-            return {
-                "type": "dense_vector",
-                "element_type": "bit",
-                "dims": self.dims,
-                "similarity": "l2_norm",
-                "index": True,
-                "index_options": {"type": "hnsw"},
-            }
-        return {
-            "type": "dense_vector",
-            "dims": self.dims,
-            "similarity": self.similarity,
-            "index": True,
-            "index_options": {"type": "int8_hnsw"},
-        }
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -16,11 +16,11 @@ HASH_SIZE = 8  # 8x8 = 64 bits
 
 @register
 class PhashEncoder(Encoder):
-    """64-bit pHash in an Elasticsearch `bit` dense_vector (`dims` counts bits; similarity is Hamming).
+    """64-bit pHash in a bit vector field (`dims` counts bits; similarity is Hamming on both engines).
 
     `encode` returns an (n, 8) int8 array: the 64 bits packed most significant first, each byte as a signed
-    integer. Both forms Elasticsearch accepts for a bit vector follow from a row: the byte array
-    `row.tolist()`, or the hex string `row.view(np.uint8).tobytes().hex()` that `field_value` sends.
+    integer; `field_value` sends `row.tolist()`, the byte form Elasticsearch and OpenSearch both accept
+    (Elasticsearch also takes the hex string `row.view(np.uint8).tobytes().hex()`, OpenSearch does not).
     Hamming distance between two rows: `np.unpackbits(a.view(np.uint8) ^ b.view(np.uint8)).sum()`.
     """
 

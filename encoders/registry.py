@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Generic, TypeVar
 
+from core.config import get_settings
 from encoders.base import Encoder, LazyModel
 
 T = TypeVar("T", bound=LazyModel)
@@ -14,7 +16,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._classes: dict[str, type[T]] = {}
-        self._instances: dict[tuple[str, str | None], T] = {}
+        self._instances: OrderedDict[tuple[str, str | None], T] = OrderedDict()
         self._lock = threading.Lock()
 
     def register(self, cls: type[T]) -> type[T]:
@@ -32,11 +34,16 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.kind} {name!r}; available: {known}") from None
 
     def get(self, name: str, model: str | None = None) -> T:
-        """The process-wide instance, so a model is loaded once per worker or API process."""
+        """The process-wide instance, so a model is loaded once per worker or API process; at most
+        `max_loaded_models` are kept, the least recently used dropped (callers holding it keep theirs)."""
         key = (name, model or None)
         with self._lock:
-            if key not in self._instances:
+            if key in self._instances:
+                self._instances.move_to_end(key)
+            else:
                 self._instances[key] = self.cls(name)(model=model)
+                while len(self._instances) > get_settings().max_loaded_models:
+                    self._instances.popitem(last=False)
             return self._instances[key]
 
 

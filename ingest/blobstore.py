@@ -3,6 +3,10 @@
 A blob's name is the SHA-256 of its bytes, so the same file uploaded twice is stored once and the
 index can point at it by `source.sha256`. Writes go to a temp file and are renamed into place, so a
 reader never sees half a blob and a crash leaves at most a stray temp file.
+
+Blobs are deleted with the last document that references them (`ingest.blobrefs`). So that a release
+racing an upload of the same bytes never loses them, `put` touches an existing blob (its mtime says "in
+use since") and `delete_unless_touched` removes a blob only when no put touched it after the check began.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import io
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -89,6 +94,38 @@ class BlobStore:
             return False
         return True
 
+    def clock(self) -> int:
+        """The store's own "now" (ns), on the clock that stamps blob mtimes, for `delete_unless_touched`."""
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="clock-")
+        try:
+            return os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
+            os.unlink(name)
+
+    def delete_unless_touched(self, sha: str, since_ns: int) -> bool:
+        """Remove the blob unless a `put` touched it at or after `since_ns`; True when it went.
+
+        The blob is first renamed aside (atomic), so a concurrent `put` either touched it before (and it is
+        put back) or finds it gone and stores the bytes again.
+        """
+        target = self.path(sha)
+        aside = self.root / "tmp" / f"release-{sha}-{os.getpid()}-{time.monotonic_ns()}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(target, aside)
+        except FileNotFoundError:
+            return False
+        if aside.stat().st_mtime_ns >= since_ns:
+            os.replace(aside, target)  # identical bytes if a put stored them again meanwhile
+            return False
+        aside.unlink()
+        for thumb in target.parent.glob(f"{sha}.thumb*.jpg"):
+            thumb.unlink(missing_ok=True)
+        return True
+
     def thumbnail(self, sha: str, max_side: int = DEFAULT_THUMB_SIDE) -> bytes:
         """A JPEG no larger than `max_side` on either side, made once and then served from disk.
 
@@ -116,7 +153,11 @@ class BlobStore:
         """Rename the finished temp file into place unless identical bytes are already there."""
         target = self.path(sha)
         if target.is_file():
-            return False
+            try:
+                os.utime(target)  # in use again: a release that checked before now keeps it
+                return False
+            except FileNotFoundError:  # released meanwhile: store the bytes again
+                pass
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
         _fsync_dir(target.parent)

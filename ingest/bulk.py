@@ -1,13 +1,13 @@
-"""Bulk writes in the `elasticsearch.helpers` streaming style, reporting each document's outcome."""
+"""Bulk writes in the `elasticsearch.helpers` streaming style (either engine), reporting each outcome."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
-from core.es import error_reason
+from core.es import error_reason, streaming_bulk
 
 
 def index_many(
@@ -17,7 +17,7 @@ def index_many(
     actions = ({"_op_type": "index", "_index": index, "_id": d["doc_id"], "_source": d} for d in docs)
     ok_ids: list[str] = []
     errors: list[dict[str, Any]] = []
-    for ok, item in helpers.streaming_bulk(
+    for ok, item in streaming_bulk(
         es,
         actions,
         chunk_size=500,

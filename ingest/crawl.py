@@ -1,16 +1,24 @@
-"""Walk a folder for files to ingest, without ever leaving it.
+"""Walk a folder for files to ingest, without ever leaving it, and plan an incremental crawl of it.
 
-Used by the CLI (`mmsearch ingest DIR`, through `client.upload`): symlinks are skipped or, when followed,
-must stay inside the folder, so a link can't pull in files from elsewhere.
+Used by the CLI (`mmsearch ingest DIR` and `mmsearch crawl DIR`, through `client.upload` and
+`client.crawl`): symlinks are skipped or, when followed, must stay inside the folder, so a link can't
+pull in files from elsewhere. The crawl's manifest is the index itself: every crawled document carries
+`source.{root,path,size,mtime,sha256}`, so `plan` compares the tree on disk with what the collection
+holds for that root and says what to add, replace and delete.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from media.filetypes import IngestError
 
@@ -99,3 +107,120 @@ def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
 
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
+
+
+# --- incremental crawl ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file of the tree on disk: `path` relative to the crawl root (POSIX), `real` where to read it."""
+
+    path: str
+    real: Path
+    size: int
+    mtime_ns: int
+
+    @property
+    def mtime(self) -> str:
+        return mtime_iso(self.mtime_ns)
+
+
+@dataclass
+class Plan:
+    """What a crawl has to do; `deleted` holds the manifest entries (`id`, `path`, ...) of files gone."""
+
+    added: list[LocalFile] = field(default_factory=list)
+    changed: list[LocalFile] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[dict[str, Any]] = field(default_factory=list)
+
+
+def root_key(root: Path | str) -> str:
+    """The crawl's name for a folder: its absolute real path (the manifest is kept per collection+root)."""
+    return str(Path(root).resolve())
+
+
+def path_id(root: str, path: str) -> str:
+    """The document id of `path` under `root`: the same for every version of the file, unlike its sha256."""
+    return "p" + hashlib.sha256(f"{root}\0{path}".encode()).hexdigest()[:40]
+
+
+def mtime_iso(mtime_ns: int) -> str:
+    """Nanosecond ISO time (an Elasticsearch `date_nanos`), compared as a string between runs."""
+    seconds, nanos = divmod(mtime_ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def matches(path: str, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> bool:
+    """Glob filter on the path relative to the root (`fnmatch`: `*` also crosses folders)."""
+    include, exclude = list(include), list(exclude)
+    if include and not any(fnmatch.fnmatchcase(path, g) for g in include):
+        return False
+    return not any(fnmatch.fnmatchcase(path, g) for g in exclude)
+
+
+def scan(
+    root: Path | str,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    follow_symlinks: bool = False,
+) -> dict[str, LocalFile]:
+    """The files under `root` that pass the globs, keyed by relative path, with size and mtime."""
+    base = Path(root).resolve()
+    include, exclude = list(include), list(exclude)
+    found: dict[str, LocalFile] = {}
+    for real in iter_files(base, follow_symlinks):
+        rel = real.name if real == base else real.relative_to(base).as_posix()
+        if not matches(rel, include, exclude):
+            continue
+        try:
+            st = real.stat()
+        except OSError:  # vanished since the walk
+            continue
+        found[rel] = LocalFile(rel, real, st.st_size, st.st_mtime_ns)
+    return found
+
+
+def plan(
+    local: Mapping[str, LocalFile],
+    indexed: Mapping[str, Mapping[str, Any]],
+    sha_of: Callable[[Path], str] = file_sha256,
+) -> Plan:
+    """Compare the tree with the manifest: size and mtime first, the sha256 only when those differ.
+
+    A file whose bytes are unchanged (touched, copied back) stays `unchanged`; its recorded mtime is then
+    stale, so the next run hashes it again rather than re-indexing it.
+    """
+    result = Plan()
+    for rel, file in sorted(local.items()):
+        entry = indexed.get(rel)
+        if entry is None:
+            result.added.append(file)
+        elif _same(entry, file, sha_of):
+            result.unchanged.append(rel)
+        else:
+            result.changed.append(file)
+    result.deleted = [dict(entry) for rel, entry in sorted(indexed.items()) if rel not in local]
+    return result
+
+
+def _same(entry: Mapping[str, Any], file: LocalFile, sha_of: Callable[[Path], str]) -> bool:
+    if entry.get("size") != file.size:
+        return False
+    return entry.get("mtime") == file.mtime or entry.get("sha256") == _sha_or_none(sha_of, file.real)
+
+
+def _sha_or_none(sha_of: Callable[[Path], str], path: Path) -> str | None:
+    try:
+        return sha_of(path)
+    except OSError:  # unreadable now: let the upload report why
+        return None

@@ -36,9 +36,36 @@ class DocumentIn(BaseModel):
         return value
 
 
+MAX_JSON_DEPTH = 64  # Elasticsearch refuses objects deeper than 20 levels in a document anyway
+
+
 def parse_json(text: str | bytes) -> Any:
-    """`json.loads` that refuses NaN and Infinity: Python accepts them, JSON and Elasticsearch do not."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    """`json.loads` that refuses NaN and Infinity (Python accepts them, JSON and Elasticsearch do not) and
+    nesting deeper than `MAX_JSON_DEPTH` (which would end in a RecursionError somewhere: a 500)."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        value = None
+        too_deep = True
+    else:
+        too_deep = _deeper_than(value, MAX_JSON_DEPTH)
+    if too_deep:
+        raise PayloadError(f"JSON nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Without recursion, so the check itself cannot overflow."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _refuse_constant(name: str) -> Any:
@@ -110,7 +137,7 @@ def index_document(
     metadata: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
     lang: str | None = None,
-    pages: list[dict[str, int]] | None = None,
+    pages: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`). `pages`:
     where each page's text lies in `content`, so passages can say their page."""
@@ -132,7 +159,7 @@ def index_document(
     if source:
         doc["source"] = source
     if pages:
-        doc["pages"] = pages
+        doc["pages"] = pages  # ingest.pages: where each page, slide or sheet lies in `content`
     return doc
 
 

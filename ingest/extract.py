@@ -25,12 +25,17 @@ from docx.table import Table
 from PIL import ExifTags, Image
 
 from core.config import Settings, get_settings
+from ingest.mail import Attachment, parse_mail
+from ingest.office import pptx_parts, xlsx_parts
+from ingest.pages import MIN_TEXT_LAYER_CHARS, clip_pages, join_pages
 from media.decode import IMAGE_FORMATS, MediaError, load_image, probe_audio
 from media.filetypes import FileType, decode_text, detect
 
 Scalar = str | int | float | bool
 MAX_METADATA_CHARS = 1024  # the mapping's `ignore_above`: longer values would not be searchable
 _DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+_PPTX_MIME = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+_XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _AUDIO_TAGS = ("artist", "album", "date", "genre", "comment", "copyright", "software")
 
 
@@ -42,8 +47,19 @@ class Extracted:
     mime: str
     mislabelled: bool = False  # the declared name or Content-Type disagreed with the bytes
     metadata: dict[str, Scalar] = field(default_factory=dict)  # JSON scalars for the `flattened` field
-    # Where each page's text lies in `content`: [{"page": n (1-based), "start": offset, "end": offset}].
-    pages: list[dict[str, int]] = field(default_factory=list)
+    pages: list[dict[str, Any]] = field(default_factory=list)  # see ingest.pages: offsets into `content`
+    attachments: list[Attachment] = field(default_factory=list)  # e-mail attachments: child documents
+
+
+@dataclass
+class Parts:
+    """What one format's extractor finds."""
+
+    title: str | None
+    content: str
+    metadata: dict[str, Any]
+    pages: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -76,28 +92,20 @@ def extract(
     """
     kind = detect(data, filename, declared_mime)
     limits = _Limits.from_settings(settings or get_settings())
-    title, content, metadata, *rest = _EXTRACTORS[kind.mime](data, kind, limits)
-    content, truncated = _cap(content, limits.max_text_chars)
+    parts = _EXTRACTORS[kind.mime](data, kind, limits)
+    content, truncated = _cap(parts.content, limits.max_text_chars)
     if truncated:
-        metadata["content_truncated"] = True
-    pages = [
-        {**p, "end": min(p["end"], len(content))}
-        for p in (rest[0] if rest else [])
-        if p["start"] < len(content)
-    ]
+        parts.metadata["content_truncated"] = True
     return Extracted(
-        title=_clean(title) or _filename_title(filename),
+        title=_clean(parts.title) or _filename_title(filename),
         content=content,
         modality=kind.modality,
         mime=kind.mime,
         mislabelled=kind.mislabelled,
-        metadata={k: v for k, v in ((k, _scalar(v)) for k, v in metadata.items()) if v is not None},
-        pages=pages,
+        metadata={k: v for k, v in ((k, _scalar(v)) for k, v in parts.metadata.items()) if v is not None},
+        pages=clip_pages(parts.pages, len(content)) if truncated else parts.pages,
+        attachments=parts.attachments,
     )
-
-
-# title, content, metadata[, pages]
-Parts = tuple[str | None, str, dict[str, Any]] | tuple[str | None, str, dict[str, Any], list[dict[str, int]]]
 
 
 def _image(data: bytes, kind: FileType, limits: _Limits) -> Parts:
@@ -110,7 +118,7 @@ def _image(data: bytes, kind: FileType, limits: _Limits) -> Parts:
         metadata.update(_exif(original.getexif()))
     if frames > 1:
         metadata["frames"] = frames
-    return None, "", metadata
+    return Parts(None, "", metadata)
 
 
 def _exif(exif: Image.Exif) -> dict[str, Any]:
@@ -181,7 +189,7 @@ def _audio(data: bytes, kind: FileType, limits: _Limits) -> Parts:
         "subtype": info.subtype or None,
     }
     metadata.update({name: tags.get(name) for name in _AUDIO_TAGS})
-    return tags.get("title"), "", metadata
+    return Parts(tags.get("title"), "", metadata)
 
 
 def _pdf(data: bytes, kind: FileType, limits: _Limits) -> Parts:
@@ -190,7 +198,9 @@ def _pdf(data: bytes, kind: FileType, limits: _Limits) -> Parts:
         if reader.is_encrypted and not reader.decrypt(""):
             raise MediaError("encrypted PDF: a password is needed to read it")
         info = reader.metadata or pypdf.DocumentInformation()
-        pages, failed = _pdf_text(reader, limits.max_text_chars)
+        page_texts, failed = _pdf_text(reader, limits.max_text_chars)
+        content, pages = join_pages(page_texts)
+        scanned = sum(not page["text_layer"] for page in pages)
         metadata = {
             "page_count": len(reader.pages),
             "author": info.author,
@@ -200,41 +210,32 @@ def _pdf(data: bytes, kind: FileType, limits: _Limits) -> Parts:
             "created_at": _pdf_date(info, "creation_date"),
             "modified_at": _pdf_date(info, "modification_date"),
             "unreadable_pages": failed or None,
+            "pages_without_text": scanned or None,
         }
-        content, spans = _join_pages(pages)
-        return info.title, content, metadata, spans
+        return Parts(info.title, content, metadata, pages)
     except MediaError:
         raise
     except Exception as exc:  # pypdf raises many types on malformed input; all mean a broken PDF
         raise MediaError(f"unreadable PDF: {exc}") from exc
 
 
-def _pdf_text(reader: pypdf.PdfReader, max_chars: int) -> tuple[list[tuple[int, str]], int]:
-    """(page number, text) until `max_chars` is reached; a page that can't be parsed is skipped and
-    counted, an empty one dropped."""
-    pages: list[tuple[int, str]] = []
+def _pdf_text(reader: pypdf.PdfReader, max_chars: int) -> tuple[list[dict[str, Any]], int]:
+    """Per page its text and whether it has a text layer (scanned pages have none: the worker OCRs them),
+    until `max_chars` is reached; a page that can't be parsed is skipped and counted."""
+    pages: list[dict[str, Any]] = []
     failed = total = 0
     for number, page in enumerate(reader.pages, start=1):
         if total >= max_chars:
             break
         try:
-            text = page.extract_text() or ""
+            text = (page.extract_text() or "").strip()
         except Exception:  # one bad content stream shouldn't lose the rest of the document
             failed += 1
             continue
-        pages.append((number, text.strip()))
+        layer = len("".join(text.split())) >= MIN_TEXT_LAYER_CHARS
+        pages.append({"page": number, "text": text, "text_layer": layer})
         total += len(text)
-    return [(n, p) for n, p in pages if p], failed
-
-
-def _join_pages(pages: list[tuple[int, str]]) -> tuple[str, list[dict[str, int]]]:
-    """Page texts joined by blank lines, and where each page lies in the result (passages know their
-    page from it)."""
-    spans, cursor = [], 0
-    for number, text in pages:
-        spans.append({"page": number, "start": cursor, "end": cursor + len(text)})
-        cursor += len(text) + 2
-    return "\n\n".join(text for _, text in pages), spans
+    return pages, failed
 
 
 def _pdf_date(info: Any, attribute: str) -> str | None:
@@ -260,7 +261,7 @@ def _docx(data: bytes, kind: FileType, limits: _Limits) -> Parts:
             "created_at": props.created.isoformat() if props.created else None,
             "modified_at": props.modified.isoformat() if props.modified else None,
         }
-        return props.title, _docx_text(document), metadata
+        return Parts(props.title, _docx_text(document), metadata)
     except MediaError:
         raise
     except Exception as exc:  # python-docx/lxml/zipfile raise many types on malformed input
@@ -293,6 +294,32 @@ def _docx_text(document: Any) -> str:
         else:
             blocks.append(item.text)
     return "\n".join(b for b in blocks if b.strip())
+
+
+def _office(data: bytes, kind: FileType, limits: _Limits) -> Parts:
+    """PowerPoint and Excel, after the same zip-bomb guard as Word."""
+    name = kind.extension.upper()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            _check_unpacked_size(archive, limits.max_unpacked_bytes)
+        read = pptx_parts if kind.extension == "pptx" else xlsx_parts
+        return Parts(*read(data, limits.max_text_chars))
+    except MediaError:
+        raise
+    except Exception as exc:  # python-pptx/openpyxl/lxml/zipfile raise many types on malformed input
+        raise MediaError(f"unreadable {name}: {exc}") from exc
+
+
+def _eml(data: bytes, kind: FileType, limits: _Limits) -> Parts:
+    """Headers as metadata, the body as text; attachments travel on for the caller to ingest."""
+    try:
+        mail = parse_mail(data)
+    except Exception as exc:  # the email package is lenient, but hostile input still finds corners
+        raise MediaError(f"unreadable e-mail: {exc}") from exc
+    body = mail.body
+    if mail.html_body is not None:
+        body = _html(mail.html_body.encode("utf-8"), kind, limits).content
+    return Parts(mail.subject, body.strip(), mail.metadata, attachments=mail.attachments)
 
 
 class _HTMLText(HTMLParser):
@@ -342,13 +369,13 @@ def _html(data: bytes, kind: FileType, limits: _Limits) -> Parts:
     parser.feed(_text(data))
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    return "".join(parser.title), "\n".join(line for line in lines if line), dict(parser.meta)
+    return Parts("".join(parser.title), "\n".join(line for line in lines if line), dict(parser.meta))
 
 
 def _plain(data: bytes, kind: FileType, limits: _Limits) -> Parts:
     text = _text(data)
     title = _markdown_title(text) if kind.mime == "text/markdown" else None
-    return title, text, {}
+    return Parts(title, text, {})
 
 
 def _markdown_title(text: str) -> str | None:
@@ -382,6 +409,9 @@ _EXTRACTORS = {
     "audio/mp4": _audio,
     "application/pdf": _pdf,
     _DOCX_MIME: _docx,
+    _PPTX_MIME: _office,
+    _XLSX_MIME: _office,
+    "message/rfc822": _eml,
     "text/html": _html,
     "text/plain": _plain,
     "text/markdown": _plain,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from encoders.extractor import Extraction
+from ingest.pages import append_pages
 from mappings.analysis import stem_text
 
 PENDING, ENCODED, FAILED = "pending", "encoded", "failed"
@@ -119,16 +120,40 @@ def extracted_content(content: str | None, extractions: Mapping[str, Extraction]
     return "\n".join([content, *texts]).strip()
 
 
+def is_paged(extraction: Extraction) -> bool:
+    """OCR of a document's scanned pages: segments carry page numbers, not boxes or times."""
+    return bool(extraction.segments) and all("page" in seg for seg in extraction.segments)
+
+
+def content_and_pages(
+    source: Mapping[str, Any], extractions: Mapping[str, Extraction]
+) -> tuple[str, list[dict[str, Any]]]:
+    """Content and page map after extraction: OCR'd pages appended with their page numbers (see
+    `ingest.pages`), other extracted text (images, audio) appended as a whole."""
+    content = extracted_content(
+        source.get("content"), {k: e for k, e in extractions.items() if not is_paged(e)}
+    )
+    pages = list(source.get("pages") or [])
+    for extraction in extractions.values():
+        if is_paged(extraction):
+            texts = [(int(seg["page"]), str(seg["text"])) for seg in extraction.segments]
+            content, pages = append_pages(content, pages, texts)
+    return content, pages
+
+
 def extracted_fields(
     source: Mapping[str, Any], extractions: Mapping[str, Extraction] | None
 ) -> dict[str, Any]:
-    """The fields extracted text changes (content, its stemmed copy, timed segments); none without any."""
+    """The fields extracted text changes (content, its stemmed copy, page map, timed segments); none
+    without any."""
     if not extractions:
         return {}
-    content = extracted_content(source.get("content"), extractions)
+    content, pages = content_and_pages(source, extractions)
     fields: dict[str, Any] = {"content": content, "search_stemmed": {"content": stem_text(content)}}
+    if pages:
+        fields["pages"] = pages
     segments = [
-        {k: seg[k] for k in ("text", "start", "end") if k in seg}
+        {k: seg[k] for k in ("text", "start", "end", "words") if k in seg}
         for e in extractions.values()
         for seg in e.segments
         if "start" in seg
@@ -141,5 +166,5 @@ def extracted_fields(
 def encoder_text(source: Mapping[str, Any], extractions: Mapping[str, Extraction] | None = None) -> str:
     """What text encoders embed: "title. content", content including extracted text. Pure: `source`
     (a stored document, or any mapping with `title`/`content`) is not changed."""
-    content = extracted_content(source.get("content"), extractions) if extractions else source.get("content")
+    content = content_and_pages(source, extractions)[0] if extractions else source.get("content")
     return ". ".join(part for part in (source.get("title"), content) if part)

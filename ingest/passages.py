@@ -10,7 +10,8 @@ nothing about page 12. Such a document is cut into passages of at most `max_toke
 - a sentence longer than a passage is cut at token boundaries, with the same overlap.
 
 Each passage keeps its character span over `content` and, where the document has them, the page it
-starts and ends on (`pages`) and its start/end time (timed transcript `segments`). Pure: the caller brings the
+starts and ends on (the page map of `ingest.pages`) and its start/end time (the timed phrase `segments`
+of a transcript). Pure: the caller brings the
 token spans, so tests run the real tokenizer and the worker encodes exactly what was cut here.
 """
 
@@ -21,6 +22,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ingest.pages import in_content_order, page_of
 
 Span = tuple[int, int]
 Tokenizer = Callable[[str], list[Span]]  # text -> character span of each token
@@ -126,13 +129,6 @@ def _sentences(content: str, para: Span, starts: Sequence[int]) -> list[Span]:
 # --- where a passage sits: pages and times ----------------------------------------------------------
 
 
-def page_of(offset: int, pages: Sequence[Mapping[str, Any]]) -> int | None:
-    """The page (1-based, as extraction numbered it) holding a character offset; None without pages."""
-    starts = [int(p["start"]) for p in pages]
-    at = bisect.bisect_right(starts, offset) - 1
-    return int(pages[at]["page"]) if at >= 0 else None
-
-
 def segment_spans(content: str, segments: Sequence[Mapping[str, Any]]) -> list[tuple[int, int, float, float]]:
     """(start char, end char, start s, end s) of each timed transcript segment found in `content`, in
     order (a segment whose text is not found is skipped)."""
@@ -154,7 +150,7 @@ def locate(
 ) -> dict[str, Any]:
     """The passage's stored object: text, offsets, page, and times of the segments it overlaps."""
     out = passage.as_source(content)
-    page = page_of(passage.start, pages) if pages else None
+    page = page_of(passage.start, pages)
     if page is not None:
         out["page"] = page
         last = page_of(passage.end - 1, pages)
@@ -181,5 +177,6 @@ def passages_for(
         return [], False
     found = split(content, spans, window, overlap)
     timed = segment_spans(content, segments) if segments else []
-    kept = [locate(p, content, pages, timed) for p in found[:max_passages]]
+    ordered = in_content_order(pages)
+    kept = [locate(p, content, ordered, timed) for p in found[:max_passages]]
     return kept, len(found) > max_passages

@@ -16,8 +16,9 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from core.config import Settings
 from core.errors import MmsearchError
-from encoders import get_encoder
-from mappings import index_body
+from core.es import engine_of
+from encoders import allowlist, get_encoder
+from mappings import index_body, source_properties
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -74,6 +75,8 @@ def create(
 ) -> Collection:
     """A new collection; `passages=False` keeps one vector per document however long (the text encoder
     then sees only a long document's start)."""
+    for ref in (models or {}).values():
+        allowlist.check_model_ref(settings, ref)  # before anything is loaded or asked of the cluster
     alias = alias_for(settings, name)
     if es.indices.exists_alias(name=alias) or es.indices.exists(index=alias):
         raise CollectionExists(f"collection {name!r} already exists")
@@ -86,7 +89,9 @@ def create(
                 f"encoder {instance.name!r} cannot load model {instance.model_ref!r}: {exc}"
             ) from None
     index = physical_index(settings, name, 1)
-    body = index_body(name, instances, settings, meta={"extractors": extractors or []}, passages=passages)
+    body = index_body(
+        name, instances, settings, engine_of(es), meta={"extractors": extractors or []}, passages=passages
+    )
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
     CACHE.invalidate(name)
     return get(es, settings, name)
@@ -137,6 +142,11 @@ def update_meta(es: Elasticsearch, index: str, **changes: Any) -> dict[str, Any]
     meta.update(changes)
     es.indices.put_mapping(index=index, meta=meta)
     return meta
+
+
+def ensure_source_fields(es: Elasticsearch, index: str) -> None:
+    """Give an index made before `source.{root,path,mtime}` existed those fields (a no-op otherwise)."""
+    es.indices.put_mapping(index=index, properties={"source": source_properties()})
 
 
 def list_names(es: Elasticsearch, settings: Settings) -> list[str]:

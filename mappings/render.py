@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from core.config import Settings
+from core.engine import Engine
 from encoders.base import Encoder
 
 
@@ -17,14 +18,20 @@ def _template() -> dict[str, Any]:
     return json.loads(resources.files("mappings").joinpath("collection.json").read_text())
 
 
+def source_properties() -> dict[str, Any]:
+    """The mapping of `source.*`: additive, so an index made before a field existed can be given it."""
+    return copy.deepcopy(_template()["mappings"]["properties"]["source"])
+
+
 def index_body(
     collection: str,
     encoders: list[Encoder],
     settings: Settings,
+    engine: Engine,
     meta: dict[str, Any] | None = None,
     passages: bool = True,
 ) -> dict[str, Any]:
-    """Settings + mappings for one physical index; `_meta` records what the vectors mean.
+    """Settings + mappings for one physical index on `engine`; `_meta` records what the vectors mean.
 
     `passages`: long texts get nested passages with a vector per text encoder (`_meta.passages` names
     those encoders; `[]` = off). A `meta` carried from an older generation keeps its choice."""
@@ -33,12 +40,18 @@ def index_body(
     split_by = [enc for enc in encoders if enc.splits_passages] if enabled else []
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(
-        number_of_shards=settings.number_of_shards, number_of_replicas=settings.number_of_replicas
+        number_of_shards=settings.number_of_shards,
+        number_of_replicas=settings.number_of_replicas,
+        **engine.index_settings(),
     )
     mappings = body["mappings"]
-    mappings["properties"]["vectors"]["properties"] = {enc.name: enc.mapping() for enc in encoders}
+    for name, field in mappings["properties"].items():
+        if field.get("type") == "flattened":  # the template's key/value fields
+            mappings["properties"][name] = engine.object_type()
+    mappings["properties"]["ingest"]["properties"]["encoders"] = engine.object_type()
+    mappings["properties"]["vectors"]["properties"] = _vector_fields(engine, encoders)
     passage_vectors = mappings["properties"]["passages"]["properties"]["vectors"]
-    passage_vectors["properties"] = {enc.name: enc.mapping() for enc in split_by}
+    passage_vectors["properties"] = _vector_fields(engine, split_by)
     mappings["_meta"] = {
         "collection": collection,
         "encoders": {enc.name: enc.describe() for enc in encoders},
@@ -47,3 +60,8 @@ def index_body(
         "passages": [enc.name for enc in split_by],
     }
     return body
+
+
+def _vector_fields(engine: Engine, encoders: list[Encoder]) -> dict[str, Any]:
+    """One vector field per encoder, in the engine's dialect (quantised HNSW for floats)."""
+    return {enc.name: engine.vector_mapping(enc.dims, enc.similarity, enc.element_type) for enc in encoders}

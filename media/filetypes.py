@@ -60,6 +60,9 @@ SUPPORTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "audio/mp4": ("audio", "m4a", ("m4b", "mp4", "aac")),
     "application/pdf": ("document", "pdf", ()),
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ("document", "docx", ()),
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ("document", "pptx", ()),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ("document", "xlsx", ()),
+    "message/rfc822": ("document", "eml", ()),
     "text/html": ("document", "html", ("htm", "xhtml")),
     "text/plain": ("text", "txt", ("text", "log", "csv", "tsv", "rst")),
     "text/markdown": ("text", "md", ("markdown",)),
@@ -156,8 +159,10 @@ def _sniff_binary(data: bytes) -> str | None:
         return "audio/mpeg"
     if head.startswith(b"%PDF-"):
         return "application/pdf"
-    if head.startswith(b"PK\x03\x04") and _is_docx(data):
-        return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    if head.startswith(b"PK\x03\x04"):
+        return _office_type(data)
+    if _is_email(data):
+        return "message/rfc822"
     return None
 
 
@@ -179,13 +184,45 @@ def _is_mpeg_layer3_frame(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and (head[1] >> 1) & 0x3 == 0x1
 
 
-def _is_docx(data: bytes) -> bool:
-    """A zip is a Word document when it holds `word/document.xml`; other zips are unsupported."""
+# Office Open XML packages: a zip with `[Content_Types].xml` and the main part of its application.
+_OFFICE_PARTS = {
+    "word/document.xml": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "ppt/presentation.xml": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "xl/workbook.xml": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_EMAIL_HEADERS = {"from", "to", "cc", "subject", "date", "message-id", "mime-version", "received", "reply-to"}
+_HEADER_LINE = re.compile(rb"^([A-Za-z0-9-]{1,76}):[ \t]?")
+
+
+def _office_type(data: bytes) -> str | None:
+    """Word, PowerPoint or Excel by the package's main part (only the zip's central directory is read,
+    nothing is inflated); other zips are unsupported."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return "word/document.xml" in archive.namelist()
+            names = set(archive.namelist())
     except (zipfile.BadZipFile, OSError, ValueError):
-        return False
+        return None
+    if "[Content_Types].xml" not in names:
+        return None
+    return next((mime for part, mime in _OFFICE_PARTS.items() if part in names), None)
+
+
+def _is_email(data: bytes) -> bool:
+    """An RFC 5322 message: its first lines are all header fields (continuations indented), and at least
+    two of them are ones every mail carries (From, Subject, Date, ...). Read as Latin-1, so 8-bit bodies
+    in any charset still count."""
+    seen: set[str] = set()
+    for line in data[:16384].split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t") and seen:
+            continue
+        match = _HEADER_LINE.match(line)
+        if not match:
+            return False
+        seen.add(match.group(1).decode("latin-1").lower())
+    return len(seen & _EMAIL_HEADERS) >= 2 and bool(seen & {"from", "mime-version"})
 
 
 def _sniff_text(data: bytes, filename: str | None, declared_mime: str | None) -> str | None:
@@ -233,7 +270,7 @@ def _looks_textual(text: str) -> bool:
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested JSON is stored as plain text, never a 500
         return False
     return True
 
@@ -244,7 +281,7 @@ def _describe_unknown(data: bytes) -> str:
     if kind is not None and kind.mime != "application/zip":
         return kind.mime
     if data.startswith(b"PK\x03\x04"):
-        return "application/zip (not a .docx)"
+        return "application/zip (not a .docx, .pptx or .xlsx)"
     return "unrecognised binary data (no known signature and not UTF-8 text)"
 
 

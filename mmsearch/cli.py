@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import click
 
-from mmsearch import commands_data, commands_demo, commands_models, commands_quality, commands_stack
+from mmsearch import (
+    commands_data,
+    commands_demo,
+    commands_keys,
+    commands_kibana,
+    commands_models,
+    commands_quality,
+    commands_stack,
+)
 
 COMMANDS: list[click.Command] = [
     # the services
@@ -16,9 +24,11 @@ COMMANDS: list[click.Command] = [
     commands_stack.status,
     commands_stack.worker,
     commands_stack.serve,
+    commands_keys.keys,
     # collections and their documents
     commands_data.collections,
     commands_data.ingest,
+    commands_data.crawl,
     commands_data.search,
     commands_demo.demo,
     # retrieval quality and models
@@ -27,6 +37,8 @@ COMMANDS: list[click.Command] = [
     commands_quality.bench,
     commands_models.train,
     commands_models.reencode,
+    # inspection
+    commands_kibana.kibana_group,
 ]
 
 

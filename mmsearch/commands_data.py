@@ -80,6 +80,67 @@ def ingest(path: Path, collection: str, wait: bool, create: bool, chunk_size: in
 
 
 @click.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--collection", "-c", required=True)
+@click.option(
+    "--include", multiple=True, help="Glob on the path relative to ROOT (repeatable); default: all."
+)
+@click.option("--exclude", multiple=True, help="Glob of paths to leave out (repeatable), e.g. 'drafts/*'.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow links that stay inside ROOT (others: skipped).")
+@click.option("--watch", is_flag=True, help="Crawl again every --interval seconds, until Ctrl-C.")
+@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(min=0.5))
+@click.option("--create/--no-create", default=True, help="Create the collection when missing.")
+@click.option("--verbose", "-v", is_flag=True, help="List unchanged files too.")
+def crawl(
+    root: Path,
+    collection: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    follow_symlinks: bool,
+    watch: bool,
+    interval: float,
+    create: bool,
+    verbose: bool,
+) -> None:
+    """Make a collection mirror a folder: index new and changed files, delete the documents of files gone.
+
+    Only files whose size, mtime and sha256 differ from the collection's record are sent; a file keeps
+    its document id across edits. Hidden files are skipped and the crawl never leaves ROOT.
+    """
+    from tqdm import tqdm
+
+    from client.crawl import FileReport, summary
+    from client.crawl import crawl as crawl_once
+    from client.crawl import watch as watch_loop
+
+    client = api()
+
+    def echo(report: FileReport) -> None:
+        if verbose or report.outcome != "unchanged":
+            tqdm.write(f"{report.outcome:9} {report.path}" + (f": {report.reason}" if report.reason else ""))
+
+    def run() -> None:
+        with errors():
+            reports = crawl_once(client, root, collection, include, exclude, follow_symlinks, echo)
+        if verbose:
+            for report in reports:
+                if report.outcome == "unchanged":
+                    echo(report)
+        click.echo(", ".join(f"{n} {outcome}" for outcome, n in summary(reports).items()))
+
+    with errors():
+        if create and not client.collection_exists(collection):
+            client.create_collection(collection)
+    if not watch:
+        run()
+        return
+    try:
+        watch_loop(run, interval)
+    except KeyboardInterrupt:
+        click.echo("stopped")
+
+
+@click.command()
 @click.argument("query")
 @click.option("--collection", "-c", required=True)
 @click.option(

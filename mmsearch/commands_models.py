@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 from client.api import ApiClient
+from client.progress import progress as progress_bar
 from core.config import get_settings
 from encoders.training import TrainConfig
 from mmsearch.common import api, errors, wait_job
@@ -69,7 +69,7 @@ def train(
 
     client = api()
     config = TrainConfig(epochs, batch_size, hard_negatives, max_pairs, max_seq_length, learning_rate)
-    bar = tqdm(desc="mining BM25 negatives", unit="pair")
+    bar = progress_bar(desc="mining BM25 negatives", unit="pair")
 
     def progress(done: int, total: int) -> None:
         bar.total, bar.n = total, done

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 from rich.table import Table
-from tqdm import tqdm
 
+from client.progress import progress as progress_bar
 from mmsearch.common import api, console, errors, wait_encoded
 
 BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train", "long-docs")
@@ -100,7 +100,7 @@ def evaluate(
         params = {"size": size, **({"profile": profile} if profile else {})}
         results = {}
         for mode in names:
-            with tqdm(total=len(queries), desc=mode, unit="q", leave=False, disable=None) as bar:
+            with progress_bar(total=len(queries), desc=mode, unit="q", leave=False) as bar:
                 request = {**evaluation.MODES[mode], **params}
                 result = evaluation.mode_result(
                     *evaluation.run_queries(client, collection, queries, request, threads, bar.update)
@@ -207,10 +207,10 @@ def tune(
         window=window,
     )
     client = api()
-    bars: list[tqdm] = []
+    bars: list[Any] = []
 
     def progress(stage: str, total: int):  # noqa: ANN202 - a tqdm update callback
-        bars.append(tqdm(total=total, desc=stage, leave=False, disable=None))
+        bars.append(progress_bar(total=total, desc=stage, leave=False))
         return bars[-1].update
 
     with errors():

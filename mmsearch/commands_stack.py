@@ -10,6 +10,7 @@ from rich.table import Table
 from client import stack
 from core.config import get_settings
 from mmsearch.common import console
+from search.security import InsecureConfiguration, check_bind
 
 
 @click.command()
@@ -53,5 +54,10 @@ def worker(queues: str | None, concurrency: int, hostname: str | None) -> None:
 @click.option("--workers", default=2, show_default=True)
 def serve(workers: int) -> None:
     """Run the HTTP API under gunicorn in the foreground (what docker-compose runs)."""
-    argv = stack.api_command(get_settings(), workers)
+    settings = get_settings()
+    try:
+        check_bind(settings)
+    except InsecureConfiguration as exc:
+        raise click.ClickException(str(exc)) from None
+    argv = stack.api_command(settings, workers)
     os.execv(argv[0], argv)

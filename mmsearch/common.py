@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 from rich.console import Console
-from tqdm import tqdm
 
 from client.api import ApiClient, ApiClientError
+from client.progress import progress as progress_bar
 from core.config import get_settings
 from core.errors import MmsearchError
 
@@ -49,9 +49,7 @@ def wait_encoded(client: ApiClient, collection: str) -> dict[str, int]:
     """Block until no document of the collection is pending, with a progress bar; the status counts."""
     with errors():
         counts = client.collection(collection)["documents"]
-        with tqdm(
-            total=counts.get("total", 0), desc="encoding", unit="doc", leave=False, disable=None
-        ) as bar:
+        with progress_bar(total=counts.get("total", 0), desc="encoding", unit="doc", leave=False) as bar:
 
             def progress(c: dict) -> None:
                 bar.total = c.get("total", 0)
@@ -69,7 +67,7 @@ def wait_job(client: ApiClient, collection: str, job_id: str, poll: float = 1.0)
     path = f"/v1/collections/{collection}/jobs/{job_id}"
     with errors():
         job = client.request("GET", path)
-        with tqdm(total=job["total"], desc=f"re-encode {job_id}", unit="doc") as bar:
+        with progress_bar(total=job["total"], desc=f"re-encode {job_id}", unit="doc") as bar:
             while job["status"] not in JOB_FINISHED:
                 time.sleep(poll)
                 job = client.request("GET", path)

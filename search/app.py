@@ -7,19 +7,19 @@ they are built from the settings.
 
 from __future__ import annotations
 
-import hmac
-import logging
-
 from elasticsearch import Elasticsearch
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.config import Settings, get_settings
 from core.es import make_client
-from search.api import Services, collections, documents, files, health, jobs, profiles, ui
+from core.logs import configure_logging
+from search import openapi, security
+from search.api import Services, collections, documents, files, health, jobs, manifest, profiles, ui
 from search.api import search as search_api
-from search.errors import Unauthorized, register_error_handlers
+from search.errors import register_error_handlers
 from search.metrics import REQUESTS
+from search.observability import register_request_ids
 from search.service import SearchService
 
 BLUEPRINTS = (
@@ -28,6 +28,7 @@ BLUEPRINTS = (
     collections.bp,
     documents.bp,
     files.bp,
+    manifest.bp,
     search_api.bp,
     profiles.bp,
     jobs.bp,
@@ -42,8 +43,9 @@ def create_app(
     settings = settings or get_settings()
     es = make_client(settings) if es is None else es
     search_service = SearchService(es, settings) if search_service is None else search_service
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     app = Flask(__name__, static_folder=None)
+    register_request_ids(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["mmsearch"] = Services(settings, es, search_service)
@@ -57,12 +59,8 @@ def create_app(
         if (request.content_length or 0) > settings.max_body_bytes:
             raise RequestEntityTooLarge()
 
-    @app.before_request
-    def _authenticate() -> None:
-        if settings.api_keys and request.path.startswith("/v1/"):
-            token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not any(hmac.compare_digest(token, key) for key in settings.api_keys):
-                raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
+    security.install(app, settings)
+    openapi.install(app)
 
     @app.after_request
     def _count(response):  # noqa: ANN001, ANN202

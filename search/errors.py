@@ -24,10 +24,6 @@ class InvalidRequest(MmsearchError):
     """A request the HTTP layer refuses before any work: unreadable body, bad query argument."""
 
 
-class Unauthorized(MmsearchError):
-    status = 401
-
-
 def problem(status: int, kind: str, message: str):  # noqa: ANN201 - a Flask response tuple
     return jsonify(error={"status": status, "type": kind, "message": message}), status
 

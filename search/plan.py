@@ -5,7 +5,8 @@ One builder for the API, the benchmarks and anything else that must search exact
 for an encoder whose collection cuts long texts into passages, also `passages:<encoder>`, a kNN over the
 nested passages (a document scores by its best passage). Its ranking and the whole-document one merge
 into the encoder's one ranking (best score per document: both are the same encoder's cosine), so fusion
-sees one list per encoder whether documents are short or long. Pure: no Elasticsearch, no models.
+sees one list per encoder whether documents are short or long. Pure: no cluster, no models; the caller
+brings the query vectors and the engine's dialect.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from core.engine import Engine
 from search.fusion import Ranking
 from search.query import (
-    RESCORE_OVERSAMPLE,
     SOURCE_EXCLUDES,
     filter_clauses,
     highlight_spec,
     knn_body,
     lexical_body,
     lexical_query,
+    segments_clause,
 )
 from search.schema import Profile, SearchRequest
 
@@ -45,6 +47,7 @@ def subqueries(
     vectors: Mapping[str, QueryVector],
     encoders: Mapping[str, Mapping[str, Any]],
     window: int,
+    engine: Engine,
     passages: Sequence[str] = (),
 ) -> dict[str, Body]:
     """`{"lexical": body, "vector:<encoder>": body, ...}`, lexical first, vectors in the given order.
@@ -58,28 +61,38 @@ def subqueries(
     if req.mode in ("lexical", "hybrid") and req.query:
         lexical = lexical_query(req.query, profile.boosts)
         if lexical:  # None when only stopwords are left
-            bodies["lexical"] = lexical_body(lexical, filters, window, highlight)
+            segments = segments_clause(req.query) if highlight else None  # highlights name the moments too
+            bodies["lexical"] = lexical_body(lexical, filters, window, highlight, segments)
     if req.mode in ("vector", "hybrid"):
         for name, vector in vectors.items():
             if req.encoders is not None and name not in req.encoders:
                 continue
-            quantised = encoders.get(name, {}).get("element_type", "float") == "float"
+            element_type = encoders.get(name, {}).get("element_type", "float")
             bodies[f"vector:{name}"] = knn_body(
-                f"vectors.{name}", vector, filters, window, profile.num_candidates, highlight, quantised
+                engine,
+                f"vectors.{name}",
+                vector,
+                filters,
+                window,
+                profile.num_candidates,
+                highlight,
+                rescore=element_type == "float",
+                element_type=element_type,
             )
             if name in passages:
                 bodies[f"{PASSAGES}{name}"] = passage_knn_body(
-                    name,
-                    vector,
-                    filters,
-                    window,
-                    profile.num_candidates,
-                    req.query if req.highlight else None,
+                    engine, name, vector, filters, window, profile.num_candidates, highlight_text(req)
                 )
     return bodies
 
 
+def highlight_text(req: SearchRequest) -> str | None:
+    """The text passages are highlighted with: the query, when highlighting was asked for."""
+    return req.query if req.highlight and req.query else None
+
+
 def passage_knn_body(
+    engine: Engine,
     encoder: str,
     vector: QueryVector,
     filters: list[dict[str, Any]],
@@ -87,10 +100,11 @@ def passage_knn_body(
     num_candidates: int,
     highlight_text: str | None,
 ) -> Body:
-    """kNN over the nested `passages.vectors.<encoder>`: a document scores by its best passage, and its
-    `PASSAGE_HITS` best passages come back as `inner_hits` (text, offsets, page or times, highlight).
-    Filters on document fields apply inside the search. The one place this clause is built."""
+    """kNN over the nested `passages.vectors.<encoder>` in the engine's dialect: a document scores by its
+    best passage, and its `PASSAGE_HITS` best passages come back as `inner_hits` (text, offsets, page or
+    times, highlight). Filters on document fields apply inside the search. The one place it is built."""
     inner: dict[str, Any] = {
+        "name": "passages",
         "size": PASSAGE_HITS,
         "_source": {"excludes": ["passages.vectors"]},
     }
@@ -102,17 +116,11 @@ def passage_knn_body(
             "post_tags": ["</mark>"],
             "encoder": "html",
         }
-    knn: dict[str, Any] = {
-        "field": f"passages.vectors.{encoder}",
-        "query_vector": vector,
-        "k": window,
-        "num_candidates": min(max(num_candidates, window), 10_000),
-        "rescore_vector": {"oversample": RESCORE_OVERSAMPLE},
-        "inner_hits": inner,
-    }
-    if filters:
-        knn["filter"] = filters
-    return {"knn": knn, "size": window, "_source": {"excludes": SOURCE_EXCLUDES}}
+    body = engine.nested_knn_search(
+        "passages", f"vectors.{encoder}", vector, window, num_candidates, filters, inner, quantised=True
+    )
+    body.update(size=window, _source={"excludes": SOURCE_EXCLUDES})
+    return body
 
 
 def rankings(responses: Mapping[str, Mapping[str, Any]]) -> dict[str, Ranking]:

@@ -1,4 +1,7 @@
-"""Elasticsearch request bodies for the sub-queries of a search: lexical (BM25) and kNN per vector field.
+"""Search request bodies for the sub-queries of a search: lexical (BM25) and kNN per vector field.
+
+The lexical body is the same on Elasticsearch and OpenSearch; the kNN clause is the engine's dialect
+(`core.engine.Engine.knn_search`).
 
 User text only ever goes into `combined_fields`/`multi_match` (no query-string syntax, no scripts).
 """
@@ -7,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.engine import RESCORE_OVERSAMPLE, Engine
 from mappings.analysis import stem_text
 
 SOURCE_EXCLUDES = ["vectors", "search_stemmed", "passages", "pages"]  # hits carry their best passages
-# int8 quantisation caps recall@10 at ~0.98; rescoring 3x candidates with the float vectors gives ~1.0.
-RESCORE_OVERSAMPLE = 3.0
+__all__ = ["RESCORE_OVERSAMPLE", "knn_body", "lexical_body", "lexical_query"]
 
 
 def filter_clauses(filters: dict[str, Any], modalities: list[str] | None) -> list[dict[str, Any]]:
@@ -55,11 +58,36 @@ def highlight_spec(text: str) -> dict[str, Any]:
     }
 
 
+MAX_MATCHED_SEGMENTS = 3
+
+
+def segments_clause(text: str) -> dict[str, Any]:
+    """The timed segments (transcript phrases) that match the query, as `inner_hits`: where in a recording
+    the words were said. Boost 0: it only finds them, the document's BM25 score is unchanged."""
+    return {
+        "nested": {
+            "path": "segments",
+            "query": {"match": {"segments.text": text}},
+            "score_mode": "max",
+            "boost": 0,
+            "inner_hits": {
+                "name": "segments",
+                "size": MAX_MATCHED_SEGMENTS,
+                "_source": ["segments.text", "segments.start", "segments.end", "segments.words"],
+            },
+        }
+    }
+
+
 def lexical_body(
-    query: dict[str, Any], filters: list[dict[str, Any]], window: int, highlight: dict[str, Any] | None
+    query: dict[str, Any],
+    filters: list[dict[str, Any]],
+    window: int,
+    highlight: dict[str, Any] | None,
+    segments: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "query": {"bool": {"must": [query], "filter": filters}},
+        "query": {"bool": {"must": [query], "filter": filters, "should": [segments] if segments else []}},
         "size": window,
         "track_total_hits": True,
         "_source": {"excludes": SOURCE_EXCLUDES},
@@ -70,25 +98,22 @@ def lexical_body(
 
 
 def knn_body(
+    engine: Engine,
     field: str,
-    vector: list[float] | str,
+    vector: list[float] | list[int] | str,
     filters: list[dict[str, Any]],
     window: int,
     num_candidates: int,
     highlight: dict[str, Any] | None,
     rescore: bool = True,
+    element_type: str = "float",
 ) -> dict[str, Any]:
-    knn: dict[str, Any] = {
-        "field": field,
-        "query_vector": vector,
-        "k": window,
-        "num_candidates": min(max(num_candidates, window), 10_000),
-    }
-    if rescore:
-        knn["rescore_vector"] = {"oversample": RESCORE_OVERSAMPLE}
-    if filters:
-        knn["filter"] = filters  # applied inside the HNSW search, not after it
-    body: dict[str, Any] = {"knn": knn, "size": window, "_source": {"excludes": SOURCE_EXCLUDES}}
+    """One filtered kNN sub-query (filters inside the HNSW search, not after it); `rescore` re-ranks
+    oversampled quantised candidates with the float vectors."""
+    body: dict[str, Any] = engine.knn_search(
+        field, vector, window, num_candidates, filters, rescore, element_type
+    )
+    body.update(size=window, _source={"excludes": SOURCE_EXCLUDES})
     if highlight:
         body["highlight"] = highlight
     return body

@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from core.config import Settings
 from core.errors import BackendError, MmsearchError, NotFound
-from core.es import error_reason
+from core.es import engine_of, error_reason
 from encoders import EncoderError, get_encoder
 from mappings.collections import Collection
 from search import fusion, plan
@@ -40,6 +40,7 @@ class SearchService:
 
     def __init__(self, es: Elasticsearch, settings: Settings) -> None:
         self.es = es
+        self.engine = engine_of(es)
         self.settings = settings
         self.encode_query: Callable[[str, str, str, str], tuple[float, ...]] = lru_cache(
             maxsize=settings.query_cache_size
@@ -60,7 +61,9 @@ class SearchService:
         profile = self.profile(collection, req)
         window = self.window(profile, req)
         vectors = self.query_vectors(collection, req, example)
-        bodies = plan.subqueries(req, profile, vectors, collection.encoders, window, collection.passages)
+        bodies = plan.subqueries(
+            req, profile, vectors, collection.encoders, window, self.engine, collection.passages
+        )
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies)
@@ -198,7 +201,7 @@ class SearchService:
         highlights: dict[str, dict[str, list[str]]] = {}
         for resp in responses.values():
             for h in resp["hits"]["hits"]:
-                sources[h["_id"]] = h
+                sources[h["_id"]] = cls._merged(sources.get(h["_id"], {}), h)
                 highlights.setdefault(h["_id"], {}).update(h.get("highlight", {}))
         passages = plan.passage_hits(responses)
         page = fused[req.from_ : req.from_ + req.size]
@@ -210,6 +213,12 @@ class SearchService:
             if hit["id"] in passages:
                 hit["passages"] = passages[hit["id"]]  # a long document's best passages, with page/time
         return hits
+
+    @staticmethod
+    def _merged(seen: dict[str, Any], hit: dict[str, Any]) -> dict[str, Any]:
+        """One document's hits from several sub-queries as one: inner hits of each kept (the lexical
+        query's matched segments, a passage kNN's passages)."""
+        return {**seen, **hit, "inner_hits": {**seen.get("inner_hits", {}), **hit.get("inner_hits", {})}}
 
     @staticmethod
     def _hit(
@@ -228,6 +237,9 @@ class SearchService:
         }
         if highlight:
             out["highlight"] = highlight
+        matched = es_hit.get("inner_hits", {}).get("segments", {}).get("hits", {}).get("hits", [])
+        if matched:  # transcript phrases that match, best first, with their times in the recording
+            out["segments"] = [segment["_source"] for segment in matched]
         if explain:
             out["explanation"] = {
                 "fused": {"score": hit.score, "method": method},

@@ -2,6 +2,9 @@
 
 Ports and the data dir are test-specific so a developer's `mmsearch up` stack is left alone. When
 ELASTICSEARCH_URL / REDIS_URL are set, those external services are used instead.
+
+The suite runs on one engine per session: Elasticsearch by default, OpenSearch with
+`MMSEARCH_ENGINE=opensearch` (`make test` runs both), each on its own port and data dir.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from collections.abc import Iterator
 
 import pytest
 
+OPENSEARCH = os.environ.get("MMSEARCH_ENGINE") == "opensearch"
 TEST_ENV = {
-    # Under /tmp: as root, Elasticsearch runs as `nobody`, which must be able to enter every parent dir.
-    "MMSEARCH_DATA_DIR": os.environ.get("MMSEARCH_TEST_DATA_DIR", "/tmp/mmsearch-test"),
-    "MMSEARCH_ES_PORT": "9250",
+    # Under /tmp: as root, the engine runs as `nobody`, which must be able to enter every parent dir.
+    "MMSEARCH_DATA_DIR": os.environ.get("MMSEARCH_TEST_DATA_DIR")
+    or ("/tmp/mmsearch-test-os" if OPENSEARCH else "/tmp/mmsearch-test"),
+    "MMSEARCH_ES_PORT": "9260" if OPENSEARCH else "9250",
+    "MMSEARCH_ES_HEAP": "512m" if OPENSEARCH else "1g",
     "MMSEARCH_REDIS_PORT": "6391",
     "MMSEARCH_API_PORT": "8050",
     "MMSEARCH_VISIBILITY_TIMEOUT": "15",  # a killed worker's batch comes back after 15 s
@@ -34,6 +40,16 @@ from client.api import ApiClient  # noqa: E402
 from core.config import Settings, get_settings  # noqa: E402
 
 
+def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 60.0) -> None:
+    """Signal a service's process group; SIGKILL it when a loaded machine makes it outlive the grace."""
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 class WorkerControl:
     """The session's Celery worker process, which tests may kill and restart."""
 
@@ -48,8 +64,7 @@ class WorkerControl:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=60)
+            stop_group(self.process, sig)
         self.process = None
 
     def ensure_running(self) -> None:
@@ -88,8 +103,7 @@ def api_url(settings: Settings, services: None, worker: WorkerControl) -> Iterat
     process = stack.start_api(settings)
     stack.wait_for_api(settings, timeout=120)
     yield settings.api_base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_group(process)
 
 
 @pytest.fixture(scope="session")

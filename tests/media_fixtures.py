@@ -170,3 +170,74 @@ def tiny_clap_dir(folder: Path) -> Path:
     features = ClapFeatureExtractor(truncation="rand_trunc", frequency_min=50)
     ClapProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+# documents --------------------------------------------------------------------------------------------
+
+
+def scanned_pdf(pages: list[list[str]]) -> bytes:
+    """A PDF whose pages are images of text, with no text layer: what a scanner produces."""
+    images = [text_image(lines) for lines in pages]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PDF", resolution=150, save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+def merged_pdf(*parts: bytes) -> bytes:
+    """The pages of several PDFs in one, in order (e.g. text pages and scanned ones: a mixed PDF)."""
+    import pypdf
+
+    writer = pypdf.PdfWriter()
+    for part in parts:
+        writer.append(pypdf.PdfReader(io.BytesIO(part)))
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def make_pptx(slides: list[tuple[str, str, str]], title: str | None = None) -> bytes:
+    """Slides of (title, body, speaker notes), in python-pptx's default template."""
+    from pptx import Presentation
+
+    deck = Presentation()
+    for heading, body, notes in slides:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])  # title and content
+        slide.shapes.title.text = heading
+        slide.placeholders[1].text = body
+        slide.notes_slide.notes_text_frame.text = notes
+    if title:
+        deck.core_properties.title = title
+    buffer = io.BytesIO()
+    deck.save(buffer)
+    return buffer.getvalue()
+
+
+def make_xlsx(sheets: dict[str, list[list[object]]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def make_eml(subject: str, body: str, attachments: list[tuple[str, str, bytes]]) -> bytes:
+    """A multipart mail with (filename, mime, bytes) attachments, as a mail client writes it."""
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "Ann Smith <ann@example.com>"
+    message["To"] = "board@example.com"
+    message["Subject"] = subject
+    message["Date"] = "Tue, 02 Jan 2024 10:30:00 +0100"
+    message["Message-ID"] = "<42@example.com>"
+    message.set_content(body)
+    for filename, mime, data in attachments:
+        maintype, subtype = mime.split("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()

@@ -27,8 +27,8 @@ from mmsearch.common import errors
 ROOT = Path(__file__).resolve().parents[1]
 # The commands README.md lists.
 COMMANDS = {
-    "up", "down", "status", "worker", "serve", "collections", "ingest", "search", "demo",
-    "eval", "tune", "train", "reencode", "bench",
+    "up", "down", "status", "worker", "serve", "collections", "ingest", "crawl", "search", "demo",
+    "eval", "tune", "train", "reencode", "bench", "kibana", "keys",
 }  # fmt: skip
 
 

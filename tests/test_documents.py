@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.config import Settings
+from core.engine import ELASTICSEARCH, OPENSEARCH
 from ingest.documents import PayloadError, from_json, parse_documents
 from mappings import index_body
 from mappings.analysis import stem_text
@@ -54,7 +55,7 @@ def test_stemming_drops_stopwords_and_possessives() -> None:
 def test_mapping_has_one_quantised_vector_field_per_encoder() -> None:
     from encoders import get_encoder
 
-    body = index_body("c", [get_encoder("text")], Settings())
+    body = index_body("c", [get_encoder("text")], Settings(), ELASTICSEARCH)
     field = body["mappings"]["properties"]["vectors"]["properties"]["text"]
     assert field == {
         "type": "dense_vector",
@@ -63,5 +64,44 @@ def test_mapping_has_one_quantised_vector_field_per_encoder() -> None:
         "index": True,
         "index_options": {"type": "int8_hnsw"},
     }
+    assert body["mappings"]["properties"]["metadata"]["type"] == "flattened"
+    assert "knn" not in body["settings"]["index"]
     assert body["mappings"]["_meta"]["encoders"]["text"]["version"] == "text@all-MiniLM-L6-v2"
     assert body["mappings"]["dynamic"] == "strict"
+
+
+def test_opensearch_mapping_has_knn_vectors_and_flat_objects() -> None:
+    from encoders import get_encoder
+
+    body = index_body("c", [get_encoder("text")], Settings(), OPENSEARCH)
+    properties = body["mappings"]["properties"]
+    assert properties["vectors"]["properties"]["text"] == {
+        "type": "knn_vector",
+        "dimension": 384,
+        "method": {
+            "name": "hnsw",
+            "engine": "lucene",
+            "space_type": "cosinesimil",
+            "parameters": {"encoder": {"name": "sq"}},
+        },
+    }
+    assert properties["metadata"] == {"type": "flat_object"}
+    assert properties["ingest"]["properties"]["encoders"] == {"type": "flat_object"}
+    assert body["settings"]["index"]["knn"] is True
+    assert "flattened" not in str(body)
+
+
+def test_passage_vectors_are_the_text_encoders_fields_in_each_engines_dialect() -> None:
+    from encoders import get_encoder
+
+    encoders = [get_encoder("text"), get_encoder("phash")]
+    for engine in (ELASTICSEARCH, OPENSEARCH):
+        body = index_body("c", encoders, Settings(), engine)
+        properties = body["mappings"]["properties"]
+        assert properties["passages"]["type"] == "nested"
+        passage_vectors = properties["passages"]["properties"]["vectors"]["properties"]
+        assert passage_vectors == {"text": properties["vectors"]["properties"]["text"]}  # not the hash
+        assert body["mappings"]["_meta"]["passages"] == ["text"]
+    off = index_body("c", encoders, Settings(), OPENSEARCH, passages=False)
+    assert off["mappings"]["_meta"]["passages"] == []
+    assert off["mappings"]["properties"]["passages"]["properties"]["vectors"]["properties"] == {}

@@ -68,15 +68,7 @@ def test_phash_near_duplicates_are_close(images: dict[str, Image.Image]) -> None
     assert hamming(vectors[0], vectors[1]) <= 10
     assert hamming(vectors[0], vectors[2]) > 20
     assert all(-128 <= b <= 127 for b in vectors[0].tolist())  # the byte form Elasticsearch accepts
-    assert encoder.field_value(vectors[0]) == vectors[0].view(np.uint8).tobytes().hex()  # the hex form
-    assert encoder.mapping() == {
-        "type": "dense_vector",
-        "element_type": "bit",
-        "dims": 64,
-        "similarity": "l2_norm",
-        "index": True,
-        "index_options": {"type": "hnsw"},
-    }
+    assert encoder.field_value(vectors[0]) == vectors[0].tolist()  # signed bytes: both engines take them
     assert encoder.encode([]).shape == (0, 8)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from encoders import get_encoder
-from ingest.passages import locate, page_of, passages_for, segment_spans, split
+from ingest.pages import page_of
+from ingest.passages import locate, passages_for, segment_spans, split
 
 SENTENCES = [
     "Mitochondria produce most of the chemical energy needed by the cell.",
@@ -101,5 +102,18 @@ def test_pdf_extraction_keeps_where_each_page_lies_in_the_content() -> None:
 
     texts = ["Photosynthesis converts light", "", "Chlorophyll absorbs red light"]
     result = extract(make_pdf(texts, "Plants", "Ann"), "plants.pdf", "application/pdf")
-    assert [p["page"] for p in result.pages] == [1, 3]  # the empty page has no text, the numbers stay true
-    assert [result.content[p["start"] : p["end"]] for p in result.pages] == [texts[0], texts[2]]
+    assert [p["page"] for p in result.pages] == [1, 2, 3]  # the empty page is kept (to OCR), numbers true
+    assert [result.content[p["start"] : p["end"]] for p in result.pages] == texts
+    assert [page_of(result.content.index(t), result.pages) for t in (texts[0], texts[2])] == [1, 3]
+
+
+def test_a_page_map_with_ocr_pages_appended_names_each_offsets_page() -> None:
+    from ingest.pages import append_pages, join_pages
+
+    content, pages = join_pages(
+        [{"page": 1, "text": "First page text"}, {"page": 2, "text": ""}, {"page": 3, "text": "Third page"}]
+    )
+    content, pages = append_pages(content, pages, [(2, "Scanned second page")])
+    assert [p["page"] for p in pages] == [1, 2, 3]  # page order; page 2's text lies after page 3's
+    assert page_of(content.index("Scanned"), pages) == 2 and page_of(content.index("Third"), pages) == 3
+    assert page_of(content.index("First") + 3, pages) == 1 and page_of(0, []) is None

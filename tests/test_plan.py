@@ -8,6 +8,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from core.config import Settings
+from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.errors import BackendError, MmsearchError, NotFound
 from mappings.collections import Collection
 from search import plan
@@ -22,7 +23,9 @@ VECTORS: dict[str, plan.QueryVector] = {"text": [0.6, 0.8], "phash": "ff00"}
 
 
 def build(window: int = 100, profile: Profile | None = None, **request: Any) -> dict[str, dict[str, Any]]:
-    return plan.subqueries(SearchRequest(**request), profile or Profile(), VECTORS, ENCODERS, window)
+    return plan.subqueries(
+        SearchRequest(**request), profile or Profile(), VECTORS, ENCODERS, window, ELASTICSEARCH
+    )
 
 
 def test_each_mode_yields_its_subqueries_lexical_first() -> None:
@@ -102,7 +105,9 @@ def test_highlight_only_when_asked_and_there_is_text() -> None:
 
 
 def test_vectors_of_encoders_the_collection_no_longer_has_are_rescored_as_float() -> None:
-    bodies = plan.subqueries(SearchRequest(mode="vector"), Profile(), {"old": [1.0]}, ENCODERS, 10)
+    bodies = plan.subqueries(
+        SearchRequest(mode="vector"), Profile(), {"old": [1.0]}, ENCODERS, 10, ELASTICSEARCH
+    )
     assert bodies["vector:old"]["knn"]["rescore_vector"] == {"oversample": 3.0}
 
 
@@ -156,7 +161,7 @@ def test_query_vectors_check_encoders_only_for_vector_modes() -> None:
 
 def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filters() -> None:
     req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
-    bodies = plan.subqueries(req, Profile(), VECTORS, ENCODERS, 20, passages=["text"])
+    bodies = plan.subqueries(req, Profile(), VECTORS, ENCODERS, 20, ELASTICSEARCH, passages=["text"])
     assert list(bodies) == ["vector:text", "passages:text", "vector:phash"]
     knn = bodies["passages:text"]["knn"]
     assert knn["field"] == "passages.vectors.text" and knn["k"] == 20
@@ -166,6 +171,19 @@ def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filt
     assert knn["inner_hits"]["highlight"]["highlight_query"] == {"match": {"passages.text": "dogs"}}
     assert "passages" in bodies["passages:text"]["_source"]["excludes"]
     assert "passages:text" not in build(query="dogs", mode="vector")  # a collection without passages
+
+
+def test_on_opensearch_the_passage_knn_is_a_nested_query_scored_by_the_best_passage() -> None:
+    req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
+    bodies = plan.subqueries(req, Profile(), VECTORS, ENCODERS, 20, OPENSEARCH, passages=["text"])
+    body = bodies["passages:text"]
+    nested = body["query"]["nested"]
+    assert nested["path"] == "passages" and nested["score_mode"] == "max"
+    clause = nested["query"]["knn"]["passages.vectors.text"]
+    assert clause["k"] == 20 and clause["vector"] == VECTORS["text"]
+    assert clause["filter"] == {"bool": {"filter": [{"term": {"modality": "document"}}]}}
+    assert nested["inner_hits"]["name"] == "passages" and nested["inner_hits"]["size"] == plan.PASSAGE_HITS
+    assert body["size"] == 20 and "knn" not in body
 
 
 def test_passage_ranking_merges_into_its_encoders_ranking_at_each_documents_best_score() -> None:

@@ -66,12 +66,17 @@ def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) 
     settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "shared-models")
     for ref in (
         "all-MiniLM-L6-v2",
-        "org/some-model",
         str(tmp_path / "models" / "m"),
         str(tmp_path / "shared-models" / "m"),
     ):
         check_model_ref(settings, ref)
-    for ref in ("/etc", "../../etc", str(tmp_path / "models" / ".." / "elsewhere"), str(tmp_path)):
+    for ref in (
+        "/etc",
+        "../../etc",
+        str(tmp_path / "models" / ".." / "elsewhere"),
+        str(tmp_path),
+        "org/some-model",
+    ):
         with pytest.raises(ReencodeError):
             check_model_ref(settings, ref)
 

@@ -33,3 +33,5 @@ app.conf.update(
 )
 # one INFO line per Elasticsearch request drowns the task log
 logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
+
+from workers import observability  # noqa: E402, F401 - signal hooks: logs, request ids, metrics

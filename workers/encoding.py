@@ -13,25 +13,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch
 
 from core.config import get_settings
-from core.es import error_reason
+from core.es import bulk, error_reason, streaming_bulk
 from encoders import Encoder, get_encoder
 from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
 from ingest.lifecycle import (
     cap_error,
+    content_and_pages,
     encoded_update,
     encoder_text,
-    extracted_content,
     failed_update,
     next_attempt,
 )
+from ingest.pages import pages_to_ocr
 from ingest.passages import passages_for
 from mappings.collections import index_meta
 from media.decode import load_audio, load_image
 from media.filetypes import IngestError
+from media.pdf import render_pages
+from workers.metrics import record_encode
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,36 @@ def run_extractors(
     return found
 
 
+def ocr_scanned_pages(
+    docs: list[dict[str, Any]], names: list[str], errors: dict[str, str]
+) -> dict[str, dict[str, Extraction]]:
+    """PDF pages without a text layer, rendered one at a time and read by the `ocr` extractor (when the
+    collection has it): an extraction whose segments carry page numbers, appended to the content."""
+    if "ocr" not in names:
+        return {}
+    settings = get_settings()
+    store = BlobStore.from_settings(settings)
+    found: dict[str, dict[str, Extraction]] = {}
+    for doc in docs:
+        src, doc_id = doc["_source"], doc["_id"]
+        numbers = pages_to_ocr(src.get("pages") or [])[: settings.max_ocr_pages]
+        if not numbers or doc_id in errors or src.get("source", {}).get("mime") != "application/pdf":
+            continue
+        extractor = get_extractor("ocr")
+        try:
+            data = store.path(src["source"]["sha256"]).read_bytes()
+            segments = [
+                {"page": number, "text": extractor.extract([image])[0].text}
+                for number, image in render_pages(data, numbers, settings.ocr_dpi, settings.max_image_pixels)
+            ]
+        except Exception as exc:  # noqa: BLE001 - a poison page fails its document, not the batch
+            errors[doc_id] = cap_error(f"ocr: {type(exc).__name__}: {exc}")
+            continue
+        text = "\n\n".join(seg["text"] for seg in segments if seg["text"])
+        found[doc_id] = {"ocr": Extraction(text, segments, {"pages": len(segments)})}
+    return found
+
+
 def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResult:
     meta = _meta(es, index)
     encoders = encoders_for(es, index)
@@ -120,6 +153,8 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
     result = BatchResult(skipped=len(ids) - len(docs))
     media = load_media(docs, result.errors)
     extractions = run_extractors(meta.get("extractors", []), media, result.errors)
+    for doc_id, found in ocr_scanned_pages(docs, meta.get("extractors", []), result.errors).items():
+        extractions.setdefault(doc_id, {}).update(found)
     vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
     inputs = {
         d["_id"]: {"text": encoder_text(d["_source"], extractions.get(d["_id"])), **media.get(d["_id"], {})}
@@ -151,9 +186,7 @@ def encode_documents(es: Elasticsearch, index: str, ids: list[str]) -> BatchResu
         )
         for d in docs
     ]
-    for ok, item in helpers.streaming_bulk(
-        es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3
-    ):
+    for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3):
         doc_id = item["update"]["_id"]
         if ok:
             if doc_id in result.errors:
@@ -186,9 +219,11 @@ def encode_passages(
         doc_id, src = doc["_id"], doc["_source"]
         if doc_id in errors:
             continue
-        found = extractions.get(doc_id)
-        content = extracted_content(src.get("content"), found) if found else src.get("content") or ""
-        segments = src.get("segments") or [s for e in (found or {}).values() for s in e.segments]
+        found = extractions.get(doc_id) or {}
+        content, pages = src.get("content") or "", src.get("pages") or []
+        if found:  # as this update stores them (OCR'd pages, a transcript added), so the offsets hold
+            content, pages = content_and_pages(src, found)
+        segments = src.get("segments") or [s for e in found.values() for s in e.segments]
         try:
             cut, truncated = passages_for(
                 content,
@@ -196,7 +231,7 @@ def encode_passages(
                 cutter.window,  # type: ignore[attr-defined]
                 settings.passage_overlap,
                 settings.max_passages,
-                pages=src.get("pages") or (),
+                pages=pages,
                 segments=segments,
             )
         except Exception as exc:  # noqa: BLE001 - a tokenizer error fails this document only
@@ -225,8 +260,10 @@ def _encode_isolating_failures(
     """Encode the batch at once; if it fails, one by one, so one poison input fails alone."""
     if not todo:
         return []
+    started = time.perf_counter()
     try:
         matrix = encoder.encode([item for _, item in todo])
+        record_encode(encoder.name, len(todo), 0, time.perf_counter() - started)
         return list(zip([doc_id for doc_id, _ in todo], matrix, strict=True))
     except Exception:  # noqa: BLE001 - any model error: retry item by item to find the poison
         log.warning("batch of %d failed in %s; retrying one by one", len(todo), encoder.name, exc_info=True)
@@ -236,6 +273,7 @@ def _encode_isolating_failures(
             out.append((doc_id, encoder.encode([item])[0]))
         except Exception as exc:  # noqa: BLE001
             errors[doc_id] = cap_error(f"{encoder.name}: {type(exc).__name__}: {exc}")
+    record_encode(encoder.name, len(out), len(todo) - len(out), time.perf_counter() - started)
     return out
 
 
@@ -282,4 +320,4 @@ def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> N
         }
         for doc_id in ids
     ]
-    helpers.bulk(es, actions, raise_on_error=False)
+    bulk(es, actions, raise_on_error=False)

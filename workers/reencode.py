@@ -31,19 +31,17 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 from celery import Task
 from elastic_transport import ConnectionError as ESConnectionError
 from elastic_transport import ConnectionTimeout
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
 from core.config import Settings, get_settings
 from core.errors import Conflict, MmsearchError, NotFound
-from core.es import get_client
-from encoders import Encoder, get_encoder
-from encoders.training import model_roots
+from core.es import bulk, engine_of, get_client, scan
+from encoders import Encoder, allowlist, get_encoder
 from ingest.lifecycle import PENDING, cap_error, now_iso, requeued
 from mappings import collections, index_body
 from mappings.collections import CollectionError, index_meta, physical_index, status_counts, update_meta
@@ -89,7 +87,7 @@ def start_reencode(
     _check_request(settings, coll, models)
     target = _free_index(es, settings, collection_name, generation(coll.index) + 1)
     encoders = _load_encoders(coll, models)
-    body = index_body(collection_name, encoders, settings, meta=carried_meta(coll.meta))
+    body = index_body(collection_name, encoders, settings, engine_of(es), meta=carried_meta(coll.meta))
     try:
         es.indices.create(index=target, **body)
     except BadRequestError as exc:
@@ -130,13 +128,11 @@ def carried_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_model_ref(settings: Settings, ref: str) -> None:
-    """A client names a model, or a directory under the models roots: no other server path is read."""
-    path = Path(ref)
-    if not (path.is_absolute() or ".." in path.parts or path.is_dir()):
-        return
-    roots = model_roots(settings)
-    if not any(path.resolve().is_relative_to(root.resolve()) for root in roots):
-        raise ReencodeError(f"model {ref!r} is not under the models directories {[str(r) for r in roots]}")
+    """A registered model name or a directory under the models roots (`encoders.allowlist`)."""
+    try:
+        allowlist.check_model_ref(settings, ref)
+    except allowlist.ModelNotAllowed as exc:
+        raise ReencodeError(str(exc)) from None
 
 
 def _check_request(settings: Settings, coll: collections.Collection, models: dict[str, str]) -> None:
@@ -235,15 +231,13 @@ def stop_job(
 def copy_documents(es: Elasticsearch, source: str, target: str, query: dict[str, Any]) -> int:
     """Write the `query` documents of `source` that `target` lacks or holds older into `target` as
     `pending`, and queue their encoding; returns how many. Safe to repeat."""
-    hits = helpers.scan(
-        es, index=source, query={"query": query}, size=CHUNK, source_excludes=["vectors", "passages"]
-    )
+    hits = scan(es, index=source, query={"query": query}, size=CHUNK, source_excludes=["vectors", "passages"])
     copied = 0
     for chunk in _chunks(hits, CHUNK):
         held = _timestamps(es, target, [hit["_id"] for hit in chunk])
         newer = [hit for hit in chunk if _stamp(hit["_source"]) > held.get(hit["_id"], EPOCH)]
         if newer:
-            helpers.bulk(es, (_pending_action(target, hit) for hit in newer))
+            bulk(es, (_pending_action(target, hit) for hit in newer))
             enqueue(target, [(hit["_id"], hit["_source"].get("modality", "text")) for hit in newer])
             copied += len(newer)
     return copied
@@ -252,14 +246,14 @@ def copy_documents(es: Elasticsearch, source: str, target: str, query: dict[str,
 def delete_removed(es: Elasticsearch, source: str, target: str, before: str) -> int:
     """Delete from `target` the copies (written before `before`) whose original left `source`."""
     query = {"range": {"@timestamp": {"lt": before}}}
-    hits = helpers.scan(es, index=target, query={"query": query}, size=CHUNK, source=False)
+    hits = scan(es, index=target, query={"query": query}, size=CHUNK, source=False)
     removed = 0
     for chunk in _chunks(hits, CHUNK):
         ids = [hit["_id"] for hit in chunk]
         docs = es.mget(index=source, ids=ids, source=False)["docs"]
         gone = [doc["_id"] for doc in docs if not doc.get("found")]
         if gone:
-            helpers.bulk(es, ({"_op_type": "delete", "_index": target, "_id": i} for i in gone))
+            bulk(es, ({"_op_type": "delete", "_index": target, "_id": i} for i in gone))
             removed += len(gone)
     return removed
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from elasticsearch import helpers
 from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.es import scan
 from encoders import available, available_extractors
+from ingest.blobrefs import release, shas_of
 from mappings import collections
 from search.api import json_object, services
 from search.errors import InvalidRequest
@@ -70,8 +71,13 @@ def show(name: str):
 
 @bp.delete("/<name>")
 def delete(name: str):
+    """Delete the collection's indices, then the stored files no other collection references."""
     svc = services()
-    return jsonify(deleted=name, indices=collections.delete(svc.es, svc.settings, name))
+    alias = collections.alias_for(svc.settings, name)
+    shas = set(shas_of(svc.es, alias))  # every generation holds the same files
+    indices = collections.delete(svc.es, svc.settings, name)
+    blobs = release(svc.es, svc.settings, shas)
+    return jsonify(deleted=name, indices=indices, blobs_deleted=len(blobs))
 
 
 @bp.post("/<name>/requeue")
@@ -95,6 +101,6 @@ def requeue(name: str):
             ]
         }
     }
-    hits = helpers.scan(svc.es, index=collection.index, query={"query": query}, _source=["modality"])
+    hits = scan(svc.es, index=collection.index, query={"query": query}, _source=["modality"])
     docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in hits]
     return jsonify(requeued=len(docs), tasks=enqueue(collection.index, docs))

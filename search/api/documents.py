@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, send_file
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import NotFound
+from core.es import streaming_bulk
+from ingest.blobrefs import release
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import from_json, parse_documents
 from mappings import collections
-from search.api import services
+from search.api import json_object, services
 from search.errors import InvalidRequest
 from search.schema import SearchRequest
+from search.security import add_media_urls
 from workers.tasks import enqueue
 
 bp = Blueprint("documents", __name__, url_prefix="/v1/collections/<name>/documents")
@@ -52,11 +56,40 @@ def get(name: str, doc_id: str):
 
 @bp.delete("/<doc_id>")
 def delete(name: str, doc_id: str):
+    """Delete one document, and its stored file when no other document references the same bytes."""
     refresh = refresh_arg()
     svc = services()
     collection = collections.CACHE.get(svc.es, svc.settings, name)
+    source = svc.es.get(index=collection.alias, id=doc_id, source_includes=["source.sha256"])["_source"]
     svc.es.delete(index=collection.index, id=doc_id, refresh=refresh)
-    return jsonify(deleted=doc_id)
+    blobs = release(svc.es, svc.settings, [source.get("source", {}).get("sha256")])
+    return jsonify(deleted=doc_id, blobs_deleted=len(blobs))
+
+
+class DeleteIn(BaseModel):
+    """Documents to delete in one request (a crawl's deleted files)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(max_length=10_000)
+
+
+@bp.post("/_delete")
+def delete_many(name: str):
+    """`{"ids": [...]}`: delete many documents in one bulk request (a crawl's deleted files), then their
+    blobs that nothing references any more. Ids not found are listed, not an error."""
+    ids = [i for i in DeleteIn.model_validate(json_object()).ids if i]
+    svc = services()
+    collection = collections.CACHE.get(svc.es, svc.settings, name)
+    found = (
+        svc.es.mget(index=collection.alias, ids=ids, source_includes=["source.sha256"])["docs"] if ids else []
+    )
+    shas = [d["_source"].get("source", {}).get("sha256") for d in found if d.get("found")]
+    actions = ({"_op_type": "delete", "_index": collection.index, "_id": i} for i in ids)
+    deleted, missing = [], []
+    for ok, item in streaming_bulk(svc.es, actions, raise_on_error=False, refresh=refresh_arg()):
+        (deleted if ok else missing).append(item["delete"]["_id"])
+    blobs = release(svc.es, svc.settings, shas)
+    return jsonify(deleted=deleted, not_found=missing, blobs_deleted=len(blobs))
 
 
 def _blob_source(name: str, doc_id: str) -> dict:
@@ -105,4 +138,4 @@ def similar(name: str, doc_id: str):
             "size": request.args.get("size", 10),
         }
     )
-    return jsonify(svc.search.search(collection, req))
+    return jsonify(add_media_urls(svc.settings, collection.name, svc.search.search(collection, req)))

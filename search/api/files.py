@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from werkzeug.datastructures import FileStorage
 
 from core.errors import MmsearchError
+from ingest.blobrefs import release
 from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import index_document, parse_json
 from ingest.extract import extract
 from mappings import collections
 from media.filetypes import IngestError
-from search.api import services
+from search.api import file_fields, services
 from search.errors import InvalidRequest
 from workers.tasks import enqueue
 
@@ -24,6 +26,16 @@ bp = Blueprint("files", __name__, url_prefix="/v1/collections/<name>/files")
 
 class UploadRejected(MmsearchError):
     """Every file of an upload was refused; the status is the worst of theirs (e.g. 415 or 422)."""
+
+
+@dataclass
+class Ingested:
+    """What one file gives: the outcome for the response, the index documents to write (none, the file's,
+    its attachments'), and the bytes of each, stored only once its document is indexed."""
+
+    outcome: dict[str, Any]
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    data: dict[str, bytes] = field(default_factory=dict)
 
 
 def _metadata_for(count: int) -> list[dict[str, Any]]:
@@ -42,24 +54,34 @@ def _metadata_for(count: int) -> list[dict[str, Any]]:
     raise InvalidRequest(f"metadata must be a JSON object or a list of {count} objects, one per file")
 
 
-def ingest_file(
-    collection: collections.Collection, upload: FileStorage, metadata: dict[str, Any], allow_duplicates: bool
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(outcome for the response, index document or None when nothing is to be written)."""
+def ingest_bytes(
+    collection: collections.Collection,
+    data: bytes,
+    filename: str | None,
+    mime: str | None,
+    metadata: dict[str, Any],
+    dedup: bool = True,
+    doc_id: str | None = None,
+    origin: dict[str, Any] | None = None,
+    attachments: bool = True,
+) -> Ingested:
+    """One file: extracted and indexed as a document (id: the client's, else its sha256 when
+    deduplicating). An e-mail's attachments become child documents `<parent id>.<n>` with
+    `metadata.parent_id`, extracted like uploads of their own (one level: attachments of an attached mail
+    are counted, not indexed). The bytes are hashed here but stored only once the document is indexed
+    (`_store_blobs`), so a blob release racing this upload sees the reference or finds the blob touched."""
     svc = services()
-    data = upload.read()
-    outcome: dict[str, Any] = {"filename": upload.filename, "size": len(data)}
+    outcome: dict[str, Any] = {"filename": filename, "size": len(data)}
     try:
-        found = extract(data, upload.filename, upload.mimetype, svc.settings)
+        found = extract(data, filename, mime, svc.settings)
     except IngestError as exc:
-        return {**outcome, "status": "rejected", "http_status": exc.status, "error": str(exc)}, None
-    stored = BlobStore.from_settings(svc.settings).put(data)
-    doc_id = None if allow_duplicates else stored.sha256
-    outcome.update(
-        sha256=stored.sha256, mime=found.mime, modality=found.modality, mislabelled=found.mislabelled
-    )
-    if doc_id and svc.es.exists(index=collection.alias, id=doc_id):
-        return {**outcome, "id": doc_id, "status": "duplicate"}, None
+        return Ingested({**outcome, "status": "rejected", "http_status": exc.status, "error": str(exc)})
+    sha256 = hashlib.sha256(data).hexdigest()
+    given = doc_id is not None
+    doc_id = doc_id or (sha256 if dedup else None)
+    outcome.update(sha256=sha256, mime=found.mime, modality=found.modality, mislabelled=found.mislabelled)
+    if not given and doc_id and svc.es.exists(index=collection.alias, id=doc_id):
+        return Ingested({**outcome, "id": doc_id, "status": "duplicate"})
     doc = index_document(
         collection.name,
         doc_id,
@@ -67,16 +89,57 @@ def ingest_file(
         content=found.content,
         modality=found.modality,
         metadata={**found.metadata, **metadata},
-        pages=found.pages,
         source={
-            "uri": f"blob:{stored.sha256}",
-            "filename": upload.filename,
+            "uri": f"blob:{sha256}",
+            "filename": filename,
             "mime": found.mime,
-            "size": stored.size,
-            "sha256": stored.sha256,
+            "size": len(data),
+            "sha256": sha256,
+            **(origin or {}),
         },
+        pages=found.pages,
     )
-    return {**outcome, "id": doc["doc_id"], "status": "pending"}, doc
+    result = Ingested(outcome, [doc], {doc["doc_id"]: data})
+    children = []
+    for number, attachment in enumerate(found.attachments if attachments else [], start=1):
+        child = ingest_bytes(
+            collection,
+            attachment.data,
+            attachment.filename,
+            attachment.mime,
+            {"parent_id": doc["doc_id"], "attachment_number": number},
+            dedup=False,
+            doc_id=f"{doc['doc_id']}.{number}",
+            attachments=False,
+        )
+        children.append(child.outcome)
+        result.docs += child.docs
+        result.data.update(child.data)
+    outcome.update(id=doc["doc_id"], status="pending")
+    if children:
+        outcome["attachments"] = children
+    return result
+
+
+def _previous_blobs(collection: collections.Collection, ids: list[str]) -> dict[str, str | None]:
+    """The blob each client-given id referenced before this upload replaces it (ids absent: not listed)."""
+    if not ids:
+        return {}
+    found = services().es.mget(index=collection.alias, ids=ids, source_includes=["source.sha256"])
+    return {d["_id"]: d["_source"].get("source", {}).get("sha256") for d in found["docs"] if d.get("found")}
+
+
+def _store_blobs(
+    ids: list[str], data: dict[str, bytes], previous: dict[str, str | None], outcomes: list[dict]
+) -> None:
+    """Store the bytes of the documents indexed, then release the blobs of the versions they replaced."""
+    svc = services()
+    store = BlobStore.from_settings(svc.settings)
+    new_sha = {doc_id: store.put(data[doc_id]).sha256 for doc_id in ids}
+    for outcome in outcomes:
+        if outcome.get("id") in previous:
+            outcome["replaced"] = True
+    release(svc.es, svc.settings, (sha for i, sha in previous.items() if i in new_sha and sha != new_sha[i]))
 
 
 @bp.post("")
@@ -87,15 +150,29 @@ def upload(name: str):
     if not files:
         raise InvalidRequest("no files: send multipart/form-data with one or more `file` parts")
     allow_duplicates = request.args.get("duplicates", "reject") == "allow"
-    outcomes, docs = [], []
-    for upload_, metadata in zip(files, _metadata_for(len(files)), strict=True):
-        outcome, doc = ingest_file(collection, upload_, metadata, allow_duplicates)
-        outcomes.append(outcome)
-        if doc:
-            docs.append(doc)
+    count = len(files)
+    given_ids = file_fields.ids_for(count)
+    per_file = zip(files, _metadata_for(count), given_ids, file_fields.sources_for(count), strict=True)
+    outcomes, docs, data = [], [], {}
+    for upload_, metadata, given_id, origin in per_file:
+        one = ingest_bytes(
+            collection,
+            upload_.read(),
+            upload_.filename,
+            upload_.mimetype,
+            metadata,
+            dedup=not allow_duplicates,
+            doc_id=given_id,
+            origin=origin,
+        )
+        outcomes.append(one.outcome)
+        docs += one.docs
+        data.update(one.data)
+    previous = _previous_blobs(collection, [i for i in given_ids if i])
     ids, errors = index_many(
         svc.es, collection.index, docs, refresh=request.args.get("refresh") in ("true", "wait_for")
     )
+    _store_blobs(ids, data, previous, outcomes)
     for error in errors:
         outcomes.append(
             {"id": error["id"], "status": "rejected", "http_status": 500, "error": error["error"]}

@@ -1,4 +1,4 @@
-"""Liveness, readiness (Elasticsearch and Redis reachable) and Prometheus metrics."""
+"""Liveness, readiness (Elasticsearch and Redis reachable; `down` names those that are not), metrics."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ def readyz():
     except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
         checks["elasticsearch"] = f"down: {type(exc).__name__}"
     try:
-        redis.Redis.from_url(svc.settings.broker_url, socket_timeout=2).ping()
+        redis.Redis.from_url(svc.settings.broker_url, socket_timeout=2, socket_connect_timeout=2).ping()
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"down: {type(exc).__name__}"
-    ready = checks["elasticsearch"] in ("green", "yellow") and checks["redis"] == "ok"
-    return jsonify(ready=ready, checks=checks), 200 if ready else 503
+    down = [name for name, state in checks.items() if state not in ("green", "yellow", "ok")]
+    return jsonify(ready=not down, down=down, checks=checks), 503 if down else 200
 
 
 @bp.get("/metrics")

@@ -16,6 +16,7 @@ from search.api import json_object, services
 from search.errors import InvalidRequest
 from search.metrics import SEARCH_LATENCY
 from search.schema import SearchRequest
+from search.security import add_media_urls
 
 bp = Blueprint("search", __name__, url_prefix="/v1/collections/<name>")
 
@@ -55,4 +56,4 @@ def search(name: str):
         collection = collections.CACHE.get(svc.es, svc.settings, name, fresh=True)
     result = svc.search.search(collection, req, example=example)
     SEARCH_LATENCY.labels(mode=req.mode).observe(time.perf_counter() - started)
-    return jsonify(result)
+    return jsonify(add_media_urls(svc.settings, collection.name, result))

@@ -6,6 +6,9 @@ const $ = (id) => document.getElementById(id);
 const MODALITIES = ["text", "image", "audio", "document"];
 const PAGE_SIZE = 10;
 const KEY_STORE = "mmsearch.collection";
+// The API key (when the API has keys): kept for this tab only, sent as a header, never put in a URL.
+// Media elements cannot send headers, so images and audio use the signed URLs the API puts in hits.
+const API_KEY_STORE = "mmsearch.apikey";
 
 const state = {
   collection: "",
@@ -29,6 +32,8 @@ class ApiError extends Error {
 
 async function api(method, path, body) {
   const init = { method, headers: { Accept: "application/json" } };
+  const key = sessionStorage.getItem(API_KEY_STORE);
+  if (key) init.headers.Authorization = `Bearer ${key}`;
   if (body instanceof FormData) {
     init.body = body; // the browser sets the multipart boundary
   } else if (body !== undefined) {
@@ -48,6 +53,7 @@ async function api(method, path, body) {
   } catch {
     data = null;
   }
+  if (resp.status === 401) $("auth").hidden = false;
   if (!resp.ok) {
     const e = data && data.error;
     if (e && typeof e === "object") {
@@ -294,7 +300,7 @@ function renderHit(hit, collection) {
   const media = node.querySelector(".media");
   if (modality === "image") {
     const img = el("img", {
-      src: `${docPath(collection, hit.id)}/thumbnail`,
+      src: (hit.urls && hit.urls.thumbnail) || `${docPath(collection, hit.id)}/thumbnail`,
       alt: src.title || file.filename || "",
       loading: "lazy",
       "data-testid": "thumbnail",
@@ -306,7 +312,8 @@ function renderHit(hit, collection) {
   }
   let player = null;
   if (modality === "audio") {
-    player = el("audio", { controls: "", preload: "none", src: `${docPath(collection, hit.id)}/content`, "data-testid": "player" });
+    const audioSrc = (hit.urls && hit.urls.content) || `${docPath(collection, hit.id)}/content`;
+    player = el("audio", { controls: "", preload: "none", src: audioSrc, "data-testid": "player" });
     node.querySelector(".body").insertBefore(player, node.querySelector(".snippet"));
   }
 
@@ -476,6 +483,16 @@ document.addEventListener("DOMContentLoaded", () => {
     $("context").hidden = true;
     if (state.params) run();
     else clearResults();
+  });
+  $("auth").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("api-key").value.trim();
+    if (key) sessionStorage.setItem(API_KEY_STORE, key);
+    else sessionStorage.removeItem(API_KEY_STORE);
+    $("api-key").value = "";
+    $("auth").hidden = true;
+    showError(null);
+    loadCollections();
   });
   $("prev").addEventListener("click", () => page(-1));
   $("next").addEventListener("click", () => page(1));

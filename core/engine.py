@@ -1,0 +1,158 @@
+"""What differs between Elasticsearch and OpenSearch in index mappings and kNN queries, in one place.
+
+Everything else (BM25 with `combined_fields`, `nested`, aliases, `_meta`, filters, highlighting, our own
+fusion) is the same request on both engines. The differences (Elasticsearch | OpenSearch k-NN plugin):
+
+- vector field: `dense_vector` + `int8_hnsw` | `knn_vector`, Lucene `hnsw` + `sq` encoder (int7);
+- bit vector (pHash): `element_type: bit`, `l2_norm` | `data_type: binary`, `hamming`; both take the
+  packed bits as signed bytes;
+- kNN clause: top-level `knn` (`k`, `num_candidates`, `filter`) | `knn` query (`k`, `ef_search`, `filter`);
+- rescoring quantised vectors: `rescore_vector.oversample` | `rescore.oversample_factor`;
+- key/value metadata: `flattened` | `flat_object`; index settings: - | `index.knn: true`.
+
+Scores agree: cosine is `(1 + cos) / 2` and bit vectors score `1 / (1 + hamming)` on both, so one fusion
+(ours) gives the same ranking on either engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+EngineName = Literal["elasticsearch", "opensearch"]
+Body = dict[str, Any]
+Vector = list[float] | list[int] | str  # str: a hex string of packed bits (perceptual hashes)
+
+# int8/int7 quantisation caps recall@10 at ~0.98; rescoring 3x candidates with the float vectors gives ~1.0.
+RESCORE_OVERSAMPLE = 3.0
+MAX_CANDIDATES = 10_000
+
+_OS_SPACES = {
+    "cosine": "cosinesimil",
+    "l2_norm": "l2",
+    "dot_product": "innerproduct",
+    "max_inner_product": "innerproduct",
+}
+
+
+def signed_bytes(vector: Vector) -> list[int]:
+    """Packed bits as OpenSearch's binary `knn_vector` takes them: one signed byte per 8 bits."""
+    if isinstance(vector, str):
+        return [b - 256 if b > 127 else b for b in bytes.fromhex(vector)]
+    return [int(b) for b in vector]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The dialect of one search engine: mapping and kNN request fragments, nothing that needs a client."""
+
+    name: EngineName
+
+    @property
+    def is_opensearch(self) -> bool:
+        return self.name == "opensearch"
+
+    def index_settings(self) -> Body:
+        """Extra `index` settings a collection's physical index needs."""
+        return {"knn": True} if self.is_opensearch else {}
+
+    def object_type(self) -> Body:
+        """A field of arbitrary keys (metadata): each leaf searchable as `field.key`."""
+        if self.is_opensearch:
+            return {"type": "flat_object"}
+        return {"type": "flattened", "depth_limit": 10, "ignore_above": 1024}
+
+    def vector_mapping(self, dims: int, similarity: str, element_type: str) -> Body:
+        """The field mapping of one encoder's vectors: quantised HNSW for floats, exact-hamming bits."""
+        if not self.is_opensearch:
+            if element_type == "bit":
+                return {
+                    "type": "dense_vector",
+                    "element_type": "bit",
+                    "dims": dims,
+                    "similarity": "l2_norm",  # on bit vectors: 1 / (1 + hamming)
+                    "index": True,
+                    "index_options": {"type": "hnsw"},
+                }
+            return {
+                "type": "dense_vector",
+                "dims": dims,
+                "similarity": similarity,
+                "index": True,
+                "index_options": {"type": "int8_hnsw"},
+            }
+        method: Body = {"name": "hnsw", "engine": "lucene"}
+        if element_type == "bit":
+            method["space_type"] = "hamming"
+            return {"type": "knn_vector", "dimension": dims, "data_type": "binary", "method": method}
+        if similarity not in _OS_SPACES:
+            raise ValueError(f"OpenSearch has no space type for similarity {similarity!r}")
+        method["space_type"] = _OS_SPACES[similarity]
+        method["parameters"] = {"encoder": {"name": "sq"}}  # Lucene's scalar quantisation, like int8_hnsw
+        return {"type": "knn_vector", "dimension": dims, "method": method}
+
+    def vector_value(self, vector: Vector, element_type: str) -> Vector:
+        """A stored or query vector as this engine takes it (bit vectors: hex on ES, signed bytes on OS)."""
+        if element_type == "bit" and self.is_opensearch:
+            return signed_bytes(vector)
+        return vector
+
+    def knn_search(
+        self,
+        field: str,
+        vector: Vector,
+        k: int,
+        num_candidates: int,
+        filters: list[Body],
+        quantised: bool,
+        element_type: str = "float",
+    ) -> Body:
+        """The part of a search body that runs one filtered kNN: `{"knn": ...}` on ES, `{"query": ...}` on
+        OpenSearch. Filters run inside the HNSW search on both, not after it."""
+        candidates = min(max(num_candidates, k), MAX_CANDIDATES)
+        value = self.vector_value(vector, element_type)
+        if not self.is_opensearch:
+            knn: Body = {"field": field, "query_vector": value, "k": k, "num_candidates": candidates}
+            if quantised:
+                knn["rescore_vector"] = {"oversample": RESCORE_OVERSAMPLE}
+            if filters:
+                knn["filter"] = filters
+            return {"knn": knn}
+        return {"query": {"knn": {field: self._os_knn(value, k, candidates, filters, quantised)}}}
+
+    def nested_knn_search(
+        self,
+        path: str,
+        field: str,
+        vector: Vector,
+        k: int,
+        num_candidates: int,
+        filters: list[Body],
+        inner_hits: Body,
+        quantised: bool,
+    ) -> Body:
+        """kNN over a `nested` field's vectors (e.g. passages): a parent scores as its best child, filters
+        are on parent fields, `inner_hits` returns the best children."""
+        candidates = min(max(num_candidates, k), MAX_CANDIDATES)
+        if not self.is_opensearch:
+            body = self.knn_search(f"{path}.{field}", vector, k, num_candidates, filters, quantised)
+            body["knn"]["inner_hits"] = inner_hits
+            return body
+        knn = {f"{path}.{field}": self._os_knn(vector, k, candidates, filters, quantised)}
+        nested = {"path": path, "score_mode": "max", "query": {"knn": knn}, "inner_hits": inner_hits}
+        return {"query": {"nested": nested}}
+
+    @staticmethod
+    def _os_knn(value: Vector, k: int, candidates: int, filters: list[Body], quantised: bool) -> Body:
+        # Lucene's HNSW explores `ef_search` candidates: Elasticsearch's `num_candidates`.
+        clause: Body = {"vector": value, "k": k, "method_parameters": {"ef_search": candidates}}
+        if quantised:
+            clause["rescore"] = {"oversample_factor": RESCORE_OVERSAMPLE}
+        if filters:
+            clause["filter"] = {"bool": {"filter": filters}}
+        return clause
+
+
+ELASTICSEARCH = Engine("elasticsearch")
+OPENSEARCH = Engine("opensearch")
+ENGINES: dict[str, Engine] = {"elasticsearch": ELASTICSEARCH, "opensearch": OPENSEARCH}

@@ -1,0 +1,271 @@
+"""Who may call what, from where: scoped API keys, cross-site and Host checks, signed media URLs, per-key
+write rate limits, and the response headers that keep uploaded content inert.
+
+Everything hangs off `install(app, settings)` (before/after request hooks and the limiter), so the
+blueprints stay unaware of it; what a route needs is declared here, by endpoint name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+from core.config import ApiKey, Settings
+from core.errors import MmsearchError
+
+SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
+# Unsafe methods by endpoint; any other unsafe endpoint needs `admin` (a new route is closed by default).
+WRITE_ENDPOINTS = {
+    "documents.add",
+    "documents.delete",
+    "documents.delete_many",
+    "files.upload",
+    "collections.requeue",
+}
+READ_POSTS = {"search.search"}  # a search is a read, whatever its method
+# Request bodies each endpoint takes; JSON-only everywhere else. text/plain and urlencoded forms are what a
+# foreign page can send without a CORS preflight, so no endpoint takes them.
+BODY_TYPES = {
+    "documents.add": {"application/json", "application/x-ndjson"},
+    "files.upload": {"multipart/form-data"},
+    "search.search": {"application/json", "multipart/form-data"},
+}
+MEDIA_ENDPOINTS = {"documents.content", "documents.thumbnail"}  # may be opened by a signed URL
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
+INLINE_TYPES = ("image/", "audio/", "video/")  # served inline; anything else is a download
+SANDBOX_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'"
+KEY_PREFIX = "mms_"
+
+
+class Unauthorized(MmsearchError):
+    status = 401
+
+
+class Forbidden(MmsearchError):
+    status = 403
+
+
+class UnsupportedMediaType(MmsearchError):
+    status = 415
+
+
+class InsecureConfiguration(RuntimeError):
+    """The API would listen where anyone can reach it with no keys; refused at start-up."""
+
+
+# --- keys -----------------------------------------------------------------------------------------------
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(name: str, scope: str) -> tuple[str, ApiKey]:
+    """A fresh random key (shown once) and the entry the server stores for it."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, ApiKey(name=name, scope=scope, sha256=hash_key(key))
+
+
+def find_key(settings: Settings, token: str) -> ApiKey | None:
+    """The entry whose hash matches; every entry is compared, in constant time, whatever matched."""
+    if not token:
+        return None
+    digest = hash_key(token)
+    found = None
+    for entry in settings.api_keys:
+        if hmac.compare_digest(digest, entry.sha256):
+            found = entry
+    return found
+
+
+def required_scope(method: str, endpoint: str | None) -> str:
+    if method in ("GET", "HEAD", "OPTIONS") or endpoint in READ_POSTS:
+        return "read"
+    return "write" if endpoint in WRITE_ENDPOINTS else "admin"
+
+
+# --- where the API may listen, which Host it answers ------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse a non-loopback address without keys, unless `MMSEARCH_ALLOW_OPEN_API` says it is meant."""
+    if not settings.api_keys and not settings.allow_open_api and not is_loopback(settings.api_host):
+        raise InsecureConfiguration(
+            f"refusing to serve on {settings.api_host} with no API keys: set MMSEARCH_API_KEYS "
+            "(`mmsearch keys create`), bind to 127.0.0.1, or set MMSEARCH_ALLOW_OPEN_API=true"
+        )
+
+
+def trusted_hosts(settings: Settings) -> list[str] | None:
+    """Host names the app answers; None = any. Without keys only loopback names: a page on a rebound DNS
+    name would otherwise reach a keyless local API with the browser's help."""
+    if settings.trusted_hosts:
+        return None if "*" in settings.trusted_hosts else settings.trusted_hosts
+    return None if settings.api_keys else LOOPBACK_NAMES
+
+
+# --- signed media URLs ------------------------------------------------------------------------------------
+
+
+def signing_secret(settings: Settings) -> bytes:
+    """The explicit secret, else one derived from the key entries (the same in every API process)."""
+    if settings.url_signing_secret:
+        return settings.url_signing_secret.encode()
+    material = json.dumps([k.model_dump() for k in settings.api_keys], sort_keys=True)
+    return hashlib.sha256(b"mmsearch signed urls\n" + material.encode()).digest()
+
+
+def _signature(settings: Settings, path: str, expires: int) -> str:
+    mac = hmac.new(signing_secret(settings), f"{path}\n{expires}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def signed_url(settings: Settings, path: str, now: float | None = None) -> str:
+    """`path` itself without keys; else `path?expires=..&sig=..`: a GET that needs no header (img, audio)."""
+    if not settings.api_keys:
+        return path
+    expires = int(now or time.time()) + settings.signed_url_ttl
+    return f"{path}?expires={expires}&sig={_signature(settings, path, expires)}"
+
+
+def valid_signature(settings: Settings, path: str, expires: str | None, sig: str | None) -> bool:
+    if not expires or not sig or not expires.isdigit() or int(expires) < time.time():
+        return False
+    return hmac.compare_digest(_signature(settings, path, int(expires)), sig)
+
+
+def add_media_urls(settings: Settings, collection: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Give each hit with a stored file its `urls` (content, and thumbnail for images), signed under keys."""
+    for hit in result.get("hits", []):
+        source = hit.get("source") or {}
+        if not (source.get("source") or {}).get("sha256"):
+            continue
+        base = f"/v1/collections/{collection}/documents/{hit['id']}"
+        urls = {"content": signed_url(settings, f"{base}/content")}
+        if source.get("modality") == "image":
+            urls["thumbnail"] = signed_url(settings, f"{base}/thumbnail")
+        hit["urls"] = urls
+    return result
+
+
+# --- the hooks --------------------------------------------------------------------------------------------
+
+
+def _authenticate(settings: Settings) -> None:
+    g.api_key = None
+    if not settings.api_keys or not request.path.startswith("/v1/"):
+        return
+    if request.method == "GET" and request.endpoint in MEDIA_ENDPOINTS and "sig" in request.args:
+        if valid_signature(settings, request.path, request.args.get("expires"), request.args.get("sig")):
+            g.api_key = ApiKey(name="signed-url", scope="read", sha256="0" * 64)
+            return
+        raise Unauthorized("invalid or expired signed URL; search again for fresh links")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    key = find_key(settings, token.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
+        raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
+    needed = required_scope(request.method, request.endpoint)
+    if SCOPE_RANK[key.scope] < SCOPE_RANK[needed]:
+        raise Forbidden(f"API key {key.name!r} has scope {key.scope!r}; this call needs {needed!r}")
+    g.api_key = key
+
+
+def _refuse_cross_site() -> None:
+    """Browsers mark where a request comes from; a foreign page's POST is refused before anything runs."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        raise Forbidden("cross-site requests are refused")
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        raise Forbidden(f"cross-origin request from {origin} refused")
+
+
+def _check_body_type() -> None:
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.method in ("GET", "HEAD", "OPTIONS") or not (request.content_length or chunked):
+        return
+    allowed = BODY_TYPES.get(request.endpoint or "", {"application/json"})
+    if request.mimetype not in allowed:
+        wanted = " or ".join(sorted(allowed))
+        sent = request.mimetype or "(none)"
+        raise UnsupportedMediaType(f"Content-Type {sent!r} is not accepted here; send {wanted}")
+
+
+def _harden(response: Response) -> Response:
+    """nosniff everywhere; uploaded non-media files as sandboxed downloads; nothing authenticated in a
+    shared cache."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.endpoint == "documents.content":
+        mime = response.mimetype or ""
+        if not mime.startswith(INLINE_TYPES) or mime == "image/svg+xml":
+            disposition = response.headers.get("Content-Disposition", "attachment")
+            response.headers["Content-Disposition"] = (
+                "attachment" + disposition.partition(";")[1] + (disposition.partition(";")[2])
+            )
+        response.headers["Content-Security-Policy"] = SANDBOX_CSP
+    if getattr(g, "api_key", None) is not None or "Authorization" in request.headers:
+        max_age = response.cache_control.max_age
+        response.cache_control.public = False
+        response.cache_control.private = True
+        if max_age is not None:
+            response.cache_control.max_age = max_age
+        response.vary.add("Authorization")
+    return response
+
+
+def _rate_key() -> str:
+    key = getattr(g, "api_key", None)
+    return f"key:{key.name}" if key is not None else f"addr:{get_remote_address()}"
+
+
+def _is_read() -> bool:
+    return required_scope(request.method, request.endpoint) == "read" or not request.path.startswith("/v1/")
+
+
+def install(app: Flask, settings: Settings) -> Limiter | None:
+    """Register the checks (in order: Host, cross-site, body type, key) and the write rate limit."""
+    check_bind(settings)
+    app.config["TRUSTED_HOSTS"] = trusted_hosts(settings)
+
+    @app.before_request
+    def _guard() -> None:
+        request.host  # noqa: B018 - raises SecurityError (400) for a Host outside TRUSTED_HOSTS
+        _refuse_cross_site()
+        _check_body_type()
+        _authenticate(settings)
+
+    app.after_request(_harden)
+    if not settings.write_rate_limit:
+        return None
+    return Limiter(
+        _rate_key,
+        app=app,
+        application_limits=[settings.write_rate_limit],
+        application_limits_exempt_when=_is_read,
+        storage_uri=settings.rate_limit_storage or settings.broker_url,
+        storage_options={"socket_timeout": 2, "socket_connect_timeout": 2},
+        key_prefix="mmsearch-ratelimit",
+        swallow_errors=True,
+        headers_enabled=True,
+    )

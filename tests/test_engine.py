@@ -1,0 +1,96 @@
+"""The engine dialect: the same search as Elasticsearch and as OpenSearch request fragments (no services)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import Settings
+from core.engine import ELASTICSEARCH, OPENSEARCH, signed_bytes
+from core.es import engine_of, make_client
+from core.opensearch import OpenSearchClient, _split
+
+FILTERS = [{"term": {"modality": "text"}}]
+
+
+def test_elasticsearch_knn_is_the_top_level_section_with_filter_and_rescore() -> None:
+    body = ELASTICSEARCH.knn_search("vectors.text", [0.6, 0.8], 10, 50, FILTERS, quantised=True)
+    assert body == {
+        "knn": {
+            "field": "vectors.text",
+            "query_vector": [0.6, 0.8],
+            "k": 10,
+            "num_candidates": 50,
+            "rescore_vector": {"oversample": 3.0},
+            "filter": FILTERS,
+        }
+    }
+
+
+def test_opensearch_knn_is_a_query_with_ef_search_filter_and_rescore() -> None:
+    body = OPENSEARCH.knn_search("vectors.text", [0.6, 0.8], 10, 5, FILTERS, quantised=True)
+    assert body == {
+        "query": {
+            "knn": {
+                "vectors.text": {
+                    "vector": [0.6, 0.8],
+                    "k": 10,
+                    "method_parameters": {"ef_search": 10},  # never fewer candidates than k
+                    "rescore": {"oversample_factor": 3.0},
+                    "filter": {"bool": {"filter": FILTERS}},
+                }
+            }
+        }
+    }
+    exact = OPENSEARCH.knn_search("vectors.phash", "ff80", 5, 20, [], quantised=False, element_type="bit")
+    assert exact["query"]["knn"]["vectors.phash"] == {
+        "vector": [-1, -128],
+        "k": 5,
+        "method_parameters": {"ef_search": 20},
+    }
+
+
+def test_nested_knn_scores_a_parent_by_its_best_passage_on_both_engines() -> None:
+    inner = {"size": 1, "_source": ["passages.page"]}
+    es = ELASTICSEARCH.nested_knn_search("passages", "vector", [1.0], 10, 100, FILTERS, inner, quantised=True)
+    assert es["knn"]["field"] == "passages.vector" and es["knn"]["inner_hits"] == inner
+    assert es["knn"]["filter"] == FILTERS
+    opensearch = OPENSEARCH.nested_knn_search("passages", "vector", [1.0], 10, 100, FILTERS, inner, True)
+    nested = opensearch["query"]["nested"]
+    assert nested["path"] == "passages" and nested["score_mode"] == "max" and nested["inner_hits"] == inner
+    assert nested["query"]["knn"]["passages.vector"]["filter"] == {"bool": {"filter": FILTERS}}
+
+
+def test_vector_mappings_per_engine() -> None:
+    assert ELASTICSEARCH.vector_mapping(64, "l2_norm", "bit")["element_type"] == "bit"
+    assert OPENSEARCH.vector_mapping(64, "l2_norm", "bit") == {
+        "type": "knn_vector",
+        "dimension": 64,
+        "data_type": "binary",
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "hamming"},
+    }
+    assert OPENSEARCH.vector_mapping(8, "dot_product", "float")["method"]["space_type"] == "innerproduct"
+    with pytest.raises(ValueError, match="no space type"):
+        OPENSEARCH.vector_mapping(8, "hyperbolic", "float")
+
+
+def test_bit_vectors_travel_as_signed_bytes() -> None:
+    assert signed_bytes("00ff7f80") == [0, -1, 127, -128]
+    assert OPENSEARCH.vector_value("ff", "bit") == [-1]
+    assert ELASTICSEARCH.vector_value("ff", "bit") == "ff"  # Elasticsearch takes hex as it is
+
+
+def test_client_and_engine_follow_the_setting() -> None:
+    settings = Settings(engine="opensearch", elasticsearch_url="http://127.0.0.1:1")
+    client = make_client(settings)
+    assert isinstance(client, OpenSearchClient) and engine_of(client) is OPENSEARCH
+    assert engine_of(make_client(Settings(engine="elasticsearch"))) is ELASTICSEARCH
+    # An embedded stack is Elasticsearch unless told otherwise; nothing is asked.
+    assert engine_of(make_client(Settings(engine="auto", elasticsearch_url=""))) is ELASTICSEARCH
+
+
+def test_elasticsearch_style_keywords_split_into_params_and_body() -> None:
+    params, body = _split({"source_includes": ["vectors"], "refresh": True, "query": {"match_all": {}}})
+    assert params == {"_source_includes": "vectors", "refresh": "true"}
+    assert body == {"query": {"match_all": {}}}
+    assert _split({"meta": {"a": 1}}) == ({}, {"_meta": {"a": 1}})
+    assert _split({"searches": [{}, {}]}) == ({}, [{}, {}])

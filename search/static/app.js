@@ -342,7 +342,7 @@ function renderHit(hit, collection) {
     const list = el("ul", { class: "passages", "data-testid": "passages" });
     for (const p of passages) {
       const li = el("li", { "data-testid": "passage" });
-      li.append(passageWhere(p, collection, hit.id, player), " ");
+      li.append(passageWhere(p, (hit.urls && hit.urls.content) || `${docPath(collection, hit.id)}/content`, player), " ");
       const marked = Array.isArray(p.highlight) && p.highlight[0];
       if (marked) li.append(markedFragment(marked));
       else li.append(el("span", {}, String(p.text || "").slice(0, 240) + (String(p.text || "").length > 240 ? "…" : "")));
@@ -395,10 +395,11 @@ function renderHit(hit, collection) {
 }
 
 // "p. 12" links to the original at that page (PDF viewers read #page=N); "01:32" seeks the player.
-function passageWhere(p, collection, id, player) {
+// `content`: the original's URL (signed when the API has keys).
+function passageWhere(p, content, player) {
   if (Number.isInteger(p.page)) {
     const label = Number.isInteger(p.page_end) && p.page_end !== p.page ? `pp. ${p.page}–${p.page_end}` : `p. ${p.page}`;
-    return el("a", { class: "where", href: `${docPath(collection, id)}/content#page=${p.page}`, target: "_blank", rel: "noopener" }, label);
+    return el("a", { class: "where", href: `${content}#page=${p.page}`, target: "_blank", rel: "noopener" }, label);
   }
   if (typeof p.time_start === "number") {
     const stamp = el("button", { type: "button", class: "stamp where" }, fmtTime(p.time_start));

@@ -38,7 +38,10 @@ def direct_plan(
     profile = service.profile(collection, req)
     window = service.window(profile, req)
     return Direct(
-        profile.fusion, plan.subqueries(req, profile, vectors, collection.encoders, window, service.engine)
+        profile.fusion,
+        plan.subqueries(
+            req, profile, vectors, collection.encoders, window, service.engine, collection.passages
+        ),
     )
 
 

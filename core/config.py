@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     visibility_timeout: int = 3600  # seconds; a killed worker's batch comes back after this (must exceed
     # task_soft_time_limit + 60, the hard limit)
     query_cache_size: int = 2048
+    # Long texts: passages of the text encoder's window, sharing this many tokens where a paragraph is cut;
+    # at most `max_passages` per document (Elasticsearch's nested-object limit is 10000 per document).
+    passage_overlap: int = 32
+    max_passages: int = 2000
 
     # Limits
     max_body_bytes: int = 32 * 1024 * 1024

@@ -56,6 +56,8 @@ class Encoder(LazyModel):
     query_kinds: ClassVar[frozenset[str]]  # what a search can give it: {"text"}, {"text", "image"}, ...
     similarity: ClassVar[str] = "cosine"  # the engine's vector similarity (core.engine maps it)
     element_type: ClassVar[str] = "float"  # "float" | "bit"
+    # Reads text through a tokenizer with a window (`window`, `token_spans`): long texts get passages.
+    splits_passages: ClassVar[bool] = False
 
     @property
     @abstractmethod

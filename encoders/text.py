@@ -34,6 +34,7 @@ class TextEncoder(Encoder):
     name = "text"
     input_kind = "text"
     query_kinds = frozenset({"text"})
+    splits_passages = True
 
     def default_model(self) -> str:
         return self.settings.text_model
@@ -43,6 +44,19 @@ class TextEncoder(Encoder):
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
+
+    @property
+    def window(self) -> int:
+        """Tokens the model reads per input (its `max_seq_length` less [CLS] and [SEP]); the rest is cut."""
+        return int(self.model.max_seq_length) - 2
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character offsets of each token of `text` under the model's own tokenizer (no special tokens):
+        what passages are measured and cut with."""
+        encoded = self.model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
 
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer

@@ -32,7 +32,9 @@ def referenced(es: Elasticsearch, pattern: str, shas: list[str]) -> set[str]:
             ignore_unavailable=True,
             allow_no_indices=True,
         )
-        found.update(b["key"] for b in resp["aggregations"]["shas"]["buckets"])
+        # no index matches (the last collection was just deleted): the engine sends no aggregations
+        buckets = resp.get("aggregations", {}).get("shas", {}).get("buckets", [])
+        found.update(b["key"] for b in buckets)
     return found
 
 

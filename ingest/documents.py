@@ -195,7 +195,8 @@ def index_document(
     lang: str | None = None,
     pages: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`)."""
+    """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`). `pages`:
+    where each page's text lies in `content`, so passages can say their page."""
     stamp = now_iso()
     doc: dict[str, Any] = {
         "doc_id": doc_id or uuid.uuid4().hex,

@@ -92,17 +92,25 @@ def encoded_update(
     extractions: Mapping[str, Extraction] | None = None,
     stamp: str | None = None,
     attempts: int | None = None,
+    passages: list[dict[str, Any]] | None = None,
+    passages_truncated: bool = False,
 ) -> dict[str, Any]:
-    """The partial update of an encoded document: extracted text fields, vectors, status block.
-    `attempts`: the run's number when it was claimed (else the one after the stored count)."""
+    """The partial update of an encoded document: extracted text fields, vectors, status block, and a
+    long text's passages (with their vectors) when it has some. `attempts`: the run's number when it was
+    claimed (else the one after the stored count)."""
     stamp = stamp or now_iso()
     attempts = attempts if attempts is not None else next_attempt(source)
-    return {
+    update = {
         **extracted_fields(source, extractions),
         "vectors": vectors,
         "ingest": encoded(attempts, {name: versions[name] for name in vectors}, stamp),
         "updated_at": stamp,
     }
+    if passages:
+        update["passages"] = passages
+    if passages_truncated:
+        update["metadata"] = {"passages_truncated": True}
+    return update
 
 
 def failed_update(reason: str, attempts: int | None = None, stamp: str | None = None) -> dict[str, Any]:
@@ -117,11 +125,11 @@ def requeue_update(stamp: str | None = None) -> dict[str, Any]:
 
 
 def requeued(source: Mapping[str, Any], stamp: str | None = None) -> dict[str, Any]:
-    """A stored document copied into a new generation: vectors dropped, pending again. `@timestamp`
-    (the ingest time catch-up keys on) is kept."""
+    """A stored document copied into a new generation: vectors (and passages, which hold vectors) dropped,
+    pending again. `@timestamp` (the ingest time catch-up keys on) is kept."""
     stamp = stamp or now_iso()
     return {
-        **{key: value for key, value in source.items() if key != "vectors"},
+        **{key: value for key, value in source.items() if key not in ("vectors", "passages")},
         "ingest": pending(stamp),
         "updated_at": stamp,
     }

@@ -7,6 +7,7 @@ began and ended, so passages and hits can name their page. Pages without a text 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,20 @@ def clip_pages(pages: list[dict[str, Any]], length: int) -> list[dict[str, Any]]
 def pages_to_ocr(pages: Sequence[Mapping[str, Any]]) -> list[int]:
     """Page numbers whose text must come from OCR: no text layer and not yet read."""
     return [int(p["page"]) for p in pages if p.get("text_layer") is False and not p.get("ocr")]
+
+
+def in_content_order(pages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The pages that hold text, by where they lie in `content` (OCR'd pages are appended after the text
+    layer's, so page order is not content order)."""
+    return sorted((p for p in pages if int(p["end"]) > int(p["start"])), key=lambda p: int(p["start"]))
+
+
+def page_of(offset: int, pages: Sequence[Mapping[str, Any]]) -> int | None:
+    """The page holding a character offset of `content` (one between pages: the page before it); None
+    without pages or before the first."""
+    ordered = in_content_order(pages)  # linear on pages already in content order
+    at = bisect.bisect_right([int(p["start"]) for p in ordered], offset) - 1
+    return int(ordered[at]["page"]) if at >= 0 else None
 
 
 def _extras(page: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class Collection:
     extractors: list[str] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    passages: list[str] = field(default_factory=list)  # encoders with a vector per passage of long texts
 
 
 def validate_name(name: str) -> str:
@@ -70,7 +71,10 @@ def create(
     encoders: list[str] | None = None,
     models: dict[str, str] | None = None,
     extractors: list[str] | None = None,
+    passages: bool = True,
 ) -> Collection:
+    """A new collection; `passages=False` keeps one vector per document however long (the text encoder
+    then sees only a long document's start)."""
     for ref in (models or {}).values():
         allowlist.check_model_ref(settings, ref)  # before anything is loaded or asked of the cluster
     alias = alias_for(settings, name)
@@ -85,7 +89,9 @@ def create(
                 f"encoder {instance.name!r} cannot load model {instance.model_ref!r}: {exc}"
             ) from None
     index = physical_index(settings, name, 1)
-    body = index_body(name, instances, settings, engine_of(es), meta={"extractors": extractors or []})
+    body = index_body(
+        name, instances, settings, engine_of(es), meta={"extractors": extractors or []}, passages=passages
+    )
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
     CACHE.invalidate(name)
     return get(es, settings, name)
@@ -101,6 +107,7 @@ def _from_mapping(name: str, alias: str, index: str, mapping: dict[str, Any]) ->
         extractors=meta.get("extractors", []),
         profiles=meta.get("profiles", {}),
         meta=meta,
+        passages=meta.get("passages", []),
     )
 
 

@@ -29,8 +29,15 @@ def index_body(
     settings: Settings,
     engine: Engine,
     meta: dict[str, Any] | None = None,
+    passages: bool = True,
 ) -> dict[str, Any]:
-    """Settings + mappings for one physical index on `engine`; `_meta` records what the vectors mean."""
+    """Settings + mappings for one physical index on `engine`; `_meta` records what the vectors mean.
+
+    `passages`: long texts get nested passages with a vector per text encoder (`_meta.passages` names
+    those encoders; `[]` = off). A `meta` carried from an older generation keeps its choice."""
+    meta = dict(meta or {})
+    enabled = passages and meta.pop("passages", None) != []
+    split_by = [enc for enc in encoders if enc.splits_passages] if enabled else []
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(
         number_of_shards=settings.number_of_shards,
@@ -42,13 +49,19 @@ def index_body(
         if field.get("type") == "flattened":  # the template's key/value fields
             mappings["properties"][name] = engine.object_type()
     mappings["properties"]["ingest"]["properties"]["encoders"] = engine.object_type()
-    mappings["properties"]["vectors"]["properties"] = {
-        enc.name: engine.vector_mapping(enc.dims, enc.similarity, enc.element_type) for enc in encoders
-    }
+    mappings["properties"]["vectors"]["properties"] = _vector_fields(engine, encoders)
+    passage_vectors = mappings["properties"]["passages"]["properties"]["vectors"]
+    passage_vectors["properties"] = _vector_fields(engine, split_by)
     mappings["_meta"] = {
         "collection": collection,
         "encoders": {enc.name: enc.describe() for enc in encoders},
         "profiles": {},
-        **(meta or {}),
+        **meta,
+        "passages": [enc.name for enc in split_by],
     }
     return body
+
+
+def _vector_fields(engine: Engine, encoders: list[Encoder]) -> dict[str, Any]:
+    """One vector field per encoder, in the engine's dialect (quantised HNSW for floats)."""
+    return {enc.name: engine.vector_mapping(enc.dims, enc.similarity, enc.element_type) for enc in encoders}

@@ -21,10 +21,13 @@ def collections() -> None:
 @click.option("--encoder", "encoders", multiple=True, help="Encoder to use (repeatable); default: settings.")
 @click.option("--model", "models", multiple=True, help="ENCODER=MODEL override (repeatable).")
 @click.option("--extractor", "extractors", multiple=True, help="Extractor to run (ocr, asr).")
+@click.option(
+    "--passages/--no-passages", default=True, show_default=True, help="Passage vectors for long texts."
+)
 def collections_create(
-    name: str, encoders: tuple[str, ...], models: tuple[str, ...], extractors: tuple[str, ...]
+    name: str, encoders: tuple[str, ...], models: tuple[str, ...], extractors: tuple[str, ...], passages: bool
 ) -> None:
-    spec: dict = {}
+    spec: dict = {"passages": passages}
     if encoders:
         spec["encoders"] = list(encoders)
     if models:

@@ -12,7 +12,7 @@ from rich.table import Table
 from client.progress import progress as progress_bar
 from mmsearch.common import api, console, errors, wait_encoded
 
-BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train")
+BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train", "long-docs")
 
 dataset_option = click.option(
     "--dataset",
@@ -262,7 +262,9 @@ def _print_tune(report: dict[str, Any]) -> None:
 @click.argument("which", type=click.Choice([*BENCHMARKS, "all"]))
 @click.option("--collection", "-c", default="scifact", show_default=True, help="An encoded collection.")
 @dataset_option
-@click.option("--docs", default=500, show_default=True, help="ingest: documents to encode/ingest.")
+@click.option(
+    "--docs", default=500, show_default=True, help="ingest: documents to encode; long-docs: long documents."
+)
 @click.option("--queries", "n_queries", default=200, show_default=True, help="query/knn-recall/growth.")
 @click.option("--sizes", default="10000,100000", show_default=True, help="growth: collection sizes.")
 @click.option(
@@ -288,7 +290,7 @@ def bench(
 ) -> None:
     """Benchmarks, side by side in one run; each prints a table and writes bench/results/<name>.json.
     `all` runs ingest, query and knn-recall (growth and train only when asked: they take long)."""
-    from bench import common, growth, ingest, knn_recall, query, train_configs
+    from bench import common, growth, ingest, knn_recall, long_docs, query, train_configs
 
     runs = {
         "ingest": lambda: ingest.run(dataset, docs),
@@ -302,6 +304,7 @@ def bench(
             _find_qrels(dataset, qrels),
             train_configs.parse_configs(configs),
         ),
+        "long-docs": lambda: long_docs.run(dataset, n_docs=docs, n_queries=n_queries),
     }
     reports = []
     with errors():

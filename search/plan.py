@@ -1,18 +1,23 @@
 """The query plan: which named sub-queries a search request sends, and the rankings their responses give.
 
 One builder for the API, the benchmarks and anything else that must search exactly as the product does:
-`lexical` (BM25, when the text leaves something to match) and one `vector:<encoder>` kNN per query vector.
-Pure: no cluster, no models; the caller brings the query vectors and the engine's dialect.
+`lexical` (BM25, when the text leaves something to match) and one `vector:<encoder>` kNN per query vector;
+for an encoder whose collection cuts long texts into passages, also `passages:<encoder>`, a kNN over the
+nested passages (a document scores by its best passage). Its ranking and the whole-document one merge
+into the encoder's one ranking (best score per document: both are the same encoder's cosine), so fusion
+sees one list per encoder whether documents are short or long. Pure: no cluster, no models; the caller
+brings the query vectors and the engine's dialect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.engine import Engine
 from search.fusion import Ranking
 from search.query import (
+    SOURCE_EXCLUDES,
     filter_clauses,
     highlight_spec,
     knn_body,
@@ -24,6 +29,8 @@ from search.schema import Profile, SearchRequest
 
 QueryVector = list[float] | str  # a hex string for bit vectors (perceptual hashes)
 Body = dict[str, Any]
+PASSAGES = "passages:"  # sub-query name prefix of a nested passage kNN
+PASSAGE_HITS = 3  # best passages returned with each hit
 
 
 def request_filters(req: SearchRequest) -> list[dict[str, Any]]:
@@ -41,11 +48,13 @@ def subqueries(
     encoders: Mapping[str, Mapping[str, Any]],
     window: int,
     engine: Engine,
+    passages: Sequence[str] = (),
 ) -> dict[str, Body]:
     """`{"lexical": body, "vector:<encoder>": body, ...}`, lexical first, vectors in the given order.
 
     `vectors` maps encoder name -> query vector; `encoders` is the collection's encoder descriptions (a
-    float field is quantised, so its kNN rescores); `req.encoders`, when set, keeps only those encoders."""
+    float field is quantised, so its kNN rescores); `req.encoders`, when set, keeps only those encoders;
+    `passages` names the encoders with passage vectors."""
     filters = request_filters(req)
     highlight = highlight_spec(req.query) if req.highlight and req.query else None
     bodies: dict[str, Body] = {}
@@ -70,12 +79,85 @@ def subqueries(
                 rescore=element_type == "float",
                 element_type=element_type,
             )
+            if name in passages:
+                bodies[f"{PASSAGES}{name}"] = passage_knn_body(
+                    engine, name, vector, filters, window, profile.num_candidates, highlight_text(req)
+                )
     return bodies
 
 
+def highlight_text(req: SearchRequest) -> str | None:
+    """The text passages are highlighted with: the query, when highlighting was asked for."""
+    return req.query if req.highlight and req.query else None
+
+
+def passage_knn_body(
+    engine: Engine,
+    encoder: str,
+    vector: QueryVector,
+    filters: list[dict[str, Any]],
+    window: int,
+    num_candidates: int,
+    highlight_text: str | None,
+) -> Body:
+    """kNN over the nested `passages.vectors.<encoder>` in the engine's dialect: a document scores by its
+    best passage, and its `PASSAGE_HITS` best passages come back as `inner_hits` (text, offsets, page or
+    times, highlight). Filters on document fields apply inside the search. The one place it is built."""
+    inner: dict[str, Any] = {
+        "name": "passages",
+        "size": PASSAGE_HITS,
+        "_source": {"excludes": ["passages.vectors"]},
+    }
+    if highlight_text:
+        inner["highlight"] = {
+            "fields": {"passages.text": {"fragment_size": 180, "number_of_fragments": 2}},
+            "highlight_query": {"match": {"passages.text": highlight_text}},
+            "pre_tags": ["<mark>"],
+            "post_tags": ["</mark>"],
+            "encoder": "html",
+        }
+    body = engine.nested_knn_search(
+        "passages", f"vectors.{encoder}", vector, window, num_candidates, filters, inner, quantised=True
+    )
+    body.update(size=window, _source={"excludes": SOURCE_EXCLUDES})
+    return body
+
+
 def rankings(responses: Mapping[str, Mapping[str, Any]]) -> dict[str, Ranking]:
-    """Each sub-query's (id, score) list, best first, as fusion takes it."""
+    """Each sub-query's (id, score) list, best first, as fusion takes it; a `passages:<encoder>` list
+    merges into `vector:<encoder>` (a document keeps its best score of the two)."""
+    out: dict[str, Ranking] = {}
+    for name, resp in responses.items():
+        ranking = [(hit["_id"], float(hit["_score"] or 0.0)) for hit in resp["hits"]["hits"]]
+        key = f"vector:{name[len(PASSAGES) :]}" if name.startswith(PASSAGES) else name
+        out[key] = merge_best(out[key], ranking) if key in out else ranking
+    return out
+
+
+def merge_best(first: Ranking, second: Ranking) -> Ranking:
+    """Two rankings of one encoder's scores as one: each document once, at its best score, best first."""
+    best: dict[str, float] = {}
+    for doc_id, score in [*first, *second]:
+        best[doc_id] = max(score, best.get(doc_id, score))
+    return sorted(best.items(), key=lambda item: -item[1])
+
+
+def passage_hits(responses: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """doc id -> its best passages (text, offsets, page or times, score, highlight), best first."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, resp in responses.items():
+        if not name.startswith(PASSAGES):
+            continue
+        for hit in resp["hits"]["hits"]:
+            inner = hit.get("inner_hits", {}).get("passages", {}).get("hits", {}).get("hits", [])
+            found.setdefault(hit["_id"], []).extend(
+                {
+                    **p["_source"],
+                    "score": p["_score"],
+                    "highlight": p.get("highlight", {}).get("passages.text", []),
+                }
+                for p in inner
+            )
     return {
-        name: [(hit["_id"], float(hit["_score"] or 0.0)) for hit in resp["hits"]["hits"]]
-        for name, resp in responses.items()
+        doc_id: sorted(ps, key=lambda p: -p["score"])[:PASSAGE_HITS] for doc_id, ps in found.items() if ps
     }

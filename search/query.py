@@ -13,7 +13,7 @@ from typing import Any
 from core.engine import RESCORE_OVERSAMPLE, Engine
 from mappings.analysis import stem_text
 
-SOURCE_EXCLUDES = ["vectors", "search_stemmed"]
+SOURCE_EXCLUDES = ["vectors", "search_stemmed", "passages", "pages"]  # hits carry their best passages
 __all__ = ["RESCORE_OVERSAMPLE", "knn_body", "lexical_body", "lexical_query"]
 
 

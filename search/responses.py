@@ -42,6 +42,7 @@ class CollectionOut(Open):
     index: str
     encoders: dict[str, dict[str, Any]]
     extractors: list[str]
+    passages: list[str] = []  # encoders with a vector per passage of long texts
     profiles: list[str]
     documents: dict[str, int]
     jobs: dict[str, Any]
@@ -93,6 +94,21 @@ class MediaUrls(BaseModel):
     thumbnail: str | None = None
 
 
+class Passage(Open):
+    """One of a long document's best passages for the query: where it lies in `content`, on which page
+    or at which time, its kNN score and highlighted fragments."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+    highlight: list[str] = []
+    page: int | None = None
+    page_end: int | None = None
+    time_start: float | None = None
+    time_end: float | None = None
+
+
 class Hit(Open):
     id: str
     rank: int
@@ -101,6 +117,8 @@ class Hit(Open):
     highlight: dict[str, list[str]] | None = None
     explanation: dict[str, Any] | None = None
     urls: MediaUrls | None = None
+    segments: list[dict[str, Any]] | None = None  # matched transcript phrases, with times and words
+    passages: list[Passage] | None = None  # a long document's best passages, best first
 
 
 class SearchResponse(Open):

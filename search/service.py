@@ -61,7 +61,9 @@ class SearchService:
         profile = self.profile(collection, req)
         window = self.window(profile, req)
         vectors = self.query_vectors(collection, req, example)
-        bodies = plan.subqueries(req, profile, vectors, collection.encoders, window, self.engine)
+        bodies = plan.subqueries(
+            req, profile, vectors, collection.encoders, window, self.engine, collection.passages
+        )
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies)
@@ -199,13 +201,24 @@ class SearchService:
         highlights: dict[str, dict[str, list[str]]] = {}
         for resp in responses.values():
             for h in resp["hits"]["hits"]:
-                sources[h["_id"]] = {**sources.get(h["_id"], {}), **h}
+                sources[h["_id"]] = cls._merged(sources.get(h["_id"], {}), h)
                 highlights.setdefault(h["_id"], {}).update(h.get("highlight", {}))
+        passages = plan.passage_hits(responses)
         page = fused[req.from_ : req.from_ + req.size]
-        return [
+        hits = [
             cls._hit(h, req.from_ + i + 1, sources[h.doc_id], highlights.get(h.doc_id), req.explain, method)
             for i, h in enumerate(page)
         ]
+        for hit in hits:
+            if hit["id"] in passages:
+                hit["passages"] = passages[hit["id"]]  # a long document's best passages, with page/time
+        return hits
+
+    @staticmethod
+    def _merged(seen: dict[str, Any], hit: dict[str, Any]) -> dict[str, Any]:
+        """One document's hits from several sub-queries as one: inner hits of each kept (the lexical
+        query's matched segments, a passage kNN's passages)."""
+        return {**seen, **hit, "inner_hits": {**seen.get("inner_hits", {}), **hit.get("inner_hits", {})}}
 
     @staticmethod
     def _hit(

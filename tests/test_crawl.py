@@ -187,6 +187,13 @@ def test_blobs_go_with_the_last_document_that_references_them(
     assert gone["blobs_deleted"] == 1 and not store.exists(sha)
 
 
+def test_no_index_left_references_no_blob(es: Elasticsearch, settings: Settings) -> None:
+    from ingest.blobrefs import referenced
+
+    pattern = f"{settings.index_prefix}none-{uuid.uuid4().hex}*"  # as after the last collection's delete
+    assert referenced(es, pattern, ["0" * 64]) == set()
+
+
 def test_bad_upload_fields_and_manifest_requests_are_named_4xx(
     api: ApiClient, api_url: str, collection: str, tmp_path: Path
 ) -> None:

@@ -110,3 +110,19 @@ def test_opensearch_mapping_has_knn_vectors_and_flat_objects() -> None:
     assert properties["ingest"]["properties"]["encoders"] == {"type": "flat_object"}
     assert body["settings"]["index"]["knn"] is True
     assert "flattened" not in str(body)
+
+
+def test_passage_vectors_are_the_text_encoders_fields_in_each_engines_dialect() -> None:
+    from encoders import get_encoder
+
+    encoders = [get_encoder("text"), get_encoder("phash")]
+    for engine in (ELASTICSEARCH, OPENSEARCH):
+        body = index_body("c", encoders, Settings(), engine)
+        properties = body["mappings"]["properties"]
+        assert properties["passages"]["type"] == "nested"
+        passage_vectors = properties["passages"]["properties"]["vectors"]["properties"]
+        assert passage_vectors == {"text": properties["vectors"]["properties"]["text"]}  # not the hash
+        assert body["mappings"]["_meta"]["passages"] == ["text"]
+    off = index_body("c", encoders, Settings(), OPENSEARCH, passages=False)
+    assert off["mappings"]["_meta"]["passages"] == []
+    assert off["mappings"]["properties"]["passages"]["properties"]["vectors"]["properties"] == {}

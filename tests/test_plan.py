@@ -8,7 +8,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from core.config import Settings
-from core.engine import ELASTICSEARCH
+from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.errors import BackendError, MmsearchError, NotFound
 from mappings.collections import Collection
 from search import plan
@@ -157,3 +157,62 @@ def test_query_vectors_check_encoders_only_for_vector_modes() -> None:
     # an encoder restriction that leaves out every text tower encodes nothing
     only_phash = SearchRequest(query="dogs", encoders=["phash"])
     assert service().query_vectors(COLLECTION, only_phash) == {}
+
+
+def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filters() -> None:
+    req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
+    bodies = plan.subqueries(req, Profile(), VECTORS, ENCODERS, 20, ELASTICSEARCH, passages=["text"])
+    assert list(bodies) == ["vector:text", "passages:text", "vector:phash"]
+    knn = bodies["passages:text"]["knn"]
+    assert knn["field"] == "passages.vectors.text" and knn["k"] == 20
+    assert knn["filter"] == [{"term": {"modality": "document"}}]
+    assert knn["inner_hits"]["size"] == plan.PASSAGE_HITS
+    assert knn["inner_hits"]["_source"] == {"excludes": ["passages.vectors"]}
+    assert knn["inner_hits"]["highlight"]["highlight_query"] == {"match": {"passages.text": "dogs"}}
+    assert "passages" in bodies["passages:text"]["_source"]["excludes"]
+    assert "passages:text" not in build(query="dogs", mode="vector")  # a collection without passages
+
+
+def test_on_opensearch_the_passage_knn_is_a_nested_query_scored_by_the_best_passage() -> None:
+    req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
+    bodies = plan.subqueries(req, Profile(), VECTORS, ENCODERS, 20, OPENSEARCH, passages=["text"])
+    body = bodies["passages:text"]
+    nested = body["query"]["nested"]
+    assert nested["path"] == "passages" and nested["score_mode"] == "max"
+    clause = nested["query"]["knn"]["passages.vectors.text"]
+    assert clause["k"] == 20 and clause["vector"] == VECTORS["text"]
+    assert clause["filter"] == {"bool": {"filter": [{"term": {"modality": "document"}}]}}
+    assert nested["inner_hits"]["name"] == "passages" and nested["inner_hits"]["size"] == plan.PASSAGE_HITS
+    assert body["size"] == 20 and "knn" not in body
+
+
+def test_passage_ranking_merges_into_its_encoders_ranking_at_each_documents_best_score() -> None:
+    def hits(*pairs: tuple[str, float]) -> dict[str, Any]:
+        return {"hits": {"hits": [{"_id": i, "_score": s} for i, s in pairs]}}
+
+    responses = {
+        "vector:text": hits(("short", 0.9), ("long", 0.6)),
+        "passages:text": hits(("long", 0.95), ("other", 0.5)),
+    }
+    assert plan.rankings(responses) == {"vector:text": [("long", 0.95), ("short", 0.9), ("other", 0.5)]}
+    responses["passages:text"]["hits"]["hits"][0]["inner_hits"] = {
+        "passages": {
+            "hits": {
+                "hits": [
+                    {
+                        "_source": {"text": "p12", "page": 12},
+                        "_score": 0.95,
+                        "highlight": {"passages.text": ["x"]},
+                    },
+                    {"_source": {"text": "p3", "page": 3}, "_score": 0.7},
+                ]
+            }
+        }
+    }
+    found = plan.passage_hits(responses)
+    assert found == {
+        "long": [
+            {"text": "p12", "page": 12, "score": 0.95, "highlight": ["x"]},
+            {"text": "p3", "page": 3, "score": 0.7, "highlight": []},
+        ]
+    }

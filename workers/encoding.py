@@ -32,11 +32,13 @@ from ingest.lifecycle import (
     PENDING,
     cap_error,
     claim_update,
+    content_and_pages,
     encoded_update,
     encoder_text,
     failed_update,
 )
 from ingest.pages import pages_to_ocr
+from ingest.passages import passages_for
 from mappings.collections import index_meta
 from media.decode import load_audio, load_image
 from media.filetypes import IngestError
@@ -66,6 +68,15 @@ class Progress:
     claimed: dict[str, int] = field(default_factory=dict)  # id -> the attempt number it was claimed with
     done: set[str] = field(default_factory=set)
     current: list[str] = field(default_factory=list)  # the chunk being worked on
+
+
+@dataclass
+class Passages:
+    """A batch's long documents cut into passages: doc id -> passage objects (vectors filled in by
+    `encode_passages`), and the ids cut off at `max_passages`."""
+
+    by_doc: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    truncated: set[str] = field(default_factory=set)
 
 
 _META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -133,7 +144,11 @@ def encode_documents(
     progress = progress or Progress()
     settings = get_settings()
     todo = [doc_id for doc_id in ids if doc_id not in progress.done]
-    resp = es.mget(index=index, ids=todo, source_excludes=["search_stemmed", "vectors"]) if todo else {}
+    resp = (
+        es.mget(index=index, ids=todo, source_excludes=["search_stemmed", "vectors", "passages"])
+        if todo
+        else {}
+    )
     _raise_unavailable(resp)
     docs = [d for d in resp.get("docs", []) if d.get("found")]
     docs = [d for d in docs if (d["_source"].get("ingest") or {}).get("status") == PENDING]
@@ -232,6 +247,9 @@ def _encode_chunk(
         ]
         for doc_id, vector in _encode_isolating_failures(encoder, todo, result.errors):
             vectors[doc_id][encoder.name] = encoder.field_value(vector)
+    passages = encode_passages(
+        [enc for enc in encoders if enc.name in meta.get("passages", [])], docs, extractions, result.errors
+    )
     del inputs  # the decoded media of this chunk
 
     versions = {enc.name: enc.version for enc in encoders}
@@ -244,6 +262,7 @@ def _encode_chunk(
             result.errors.get(d["_id"]),
             extractions.get(d["_id"]),
             progress.claimed.get(d["_id"]),
+            passages,
         )
         for d in docs
     ]
@@ -288,6 +307,58 @@ def _guard(index: str, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def encode_passages(
+    encoders: list[Encoder],
+    docs: list[dict[str, Any]],
+    extractions: dict[str, dict[str, Extraction]],
+    errors: dict[str, str],
+) -> Passages:
+    """Cut each long content (after OCR / speech-to-text) with the first passage encoder's tokenizer and
+    encode every passage of the batch in one go per encoder; a failing passage fails its document."""
+    out = Passages()
+    if not encoders:
+        return out
+    settings = get_settings()
+    cutter = encoders[0]
+    for doc in docs:
+        doc_id, src = doc["_id"], doc["_source"]
+        if doc_id in errors:
+            continue
+        found = extractions.get(doc_id) or {}
+        content, pages = src.get("content") or "", src.get("pages") or []
+        if found:  # as this update stores them (OCR'd pages, a transcript added), so the offsets hold
+            content, pages = content_and_pages(src, found)
+        segments = src.get("segments") or [s for e in found.values() for s in e.segments]
+        try:
+            cut, truncated = passages_for(
+                content,
+                cutter.token_spans,  # type: ignore[attr-defined] - encoders with splits_passages have it
+                cutter.window,  # type: ignore[attr-defined]
+                settings.passage_overlap,
+                settings.max_passages,
+                pages=pages,
+                segments=segments,
+            )
+        except Exception as exc:  # noqa: BLE001 - a tokenizer error fails this document only
+            errors[doc_id] = cap_error(f"passages: {type(exc).__name__}: {exc}")
+            continue
+        if cut:
+            out.by_doc[doc_id] = cut
+        if truncated:
+            out.truncated.add(doc_id)
+    for encoder in encoders:
+        todo = [
+            (doc_id, p["text"]) for doc_id, cut in out.by_doc.items() for p in cut if doc_id not in errors
+        ]
+        encoded: dict[str, list[Any]] = {}
+        for doc_id, vector in _encode_isolating_failures(encoder, todo, errors):
+            encoded.setdefault(doc_id, []).append(encoder.field_value(vector))
+        for doc_id, vectors in encoded.items():
+            for passage, vector in zip(out.by_doc[doc_id], vectors, strict=False):
+                passage.setdefault("vectors", {})[encoder.name] = vector
+    return out
+
+
 def _encode_isolating_failures(
     encoder: Encoder, todo: list[tuple[str, Any]], errors: dict[str, str]
 ) -> list[tuple[str, np.ndarray]]:
@@ -319,13 +390,22 @@ def _update_action(
     error: str | None,
     extractions: dict[str, Extraction] | None,
     attempts: int | None,
+    passages: Passages,
 ) -> dict[str, Any]:
     """A write guarded by the claim's sequence number: a document changed since is left to its own task."""
     source = doc["_source"]
     if error:
         partial = failed_update(error, attempts)
     else:
-        partial = encoded_update(source, vectors, versions, extractions, attempts=attempts)
+        partial = encoded_update(
+            source,
+            vectors,
+            versions,
+            extractions,
+            attempts=attempts,
+            passages=passages.by_doc.get(doc["_id"]),
+            passages_truncated=doc["_id"] in passages.truncated,
+        )
     return {**_guard(index, doc), "doc": partial}
 
 

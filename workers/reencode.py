@@ -231,7 +231,7 @@ def stop_job(
 def copy_documents(es: Elasticsearch, source: str, target: str, query: dict[str, Any]) -> int:
     """Write the `query` documents of `source` that `target` lacks or holds older into `target` as
     `pending`, and queue their encoding; returns how many. Safe to repeat."""
-    hits = scan(es, index=source, query={"query": query}, size=CHUNK, source_excludes=["vectors"])
+    hits = scan(es, index=source, query={"query": query}, size=CHUNK, source_excludes=["vectors", "passages"])
     copied = 0
     for chunk in _chunks(hits, CHUNK):
         held = _timestamps(es, target, [hit["_id"] for hit in chunk])

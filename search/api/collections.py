@@ -24,6 +24,7 @@ class CollectionIn(BaseModel):
     encoders: list[str] | None = Field(None, min_length=1, max_length=16)
     models: dict[str, str] | None = None  # encoder name -> model (hub name or directory under MODELS_DIR)
     extractors: list[str] | None = None
+    passages: bool = True  # long texts get passage vectors (see README, "Long documents")
 
 
 def describe(name: str) -> dict:
@@ -35,6 +36,7 @@ def describe(name: str) -> dict:
         "index": info.index,
         "encoders": info.encoders,
         "extractors": info.extractors,
+        "passages": info.passages,
         "profiles": sorted(info.profiles),
         "documents": collections.status_counts(svc.es, info.alias),
         "jobs": info.meta.get("jobs", {}),
@@ -51,7 +53,9 @@ def create():
     if unknown:
         raise InvalidRequest(f"unknown extractors {sorted(unknown)}; available: {available_extractors()}")
     svc = services()
-    collections.create(svc.es, svc.settings, spec.name, spec.encoders, spec.models, spec.extractors)
+    collections.create(
+        svc.es, svc.settings, spec.name, spec.encoders, spec.models, spec.extractors, spec.passages
+    )
     return jsonify(describe(spec.name)), 201
 
 

@@ -336,6 +336,21 @@ function renderHit(hit, collection) {
     snippet.prepend(el("span", { class: "label" }, `${label}: `));
   }
 
+  // A long document's best passages: where they are ("p. 12", "01:32") linking to that page or time.
+  const passages = Array.isArray(hit.passages) ? hit.passages : [];
+  if (passages.length) {
+    const list = el("ul", { class: "passages", "data-testid": "passages" });
+    for (const p of passages) {
+      const li = el("li", { "data-testid": "passage" });
+      li.append(passageWhere(p, (hit.urls && hit.urls.content) || `${docPath(collection, hit.id)}/content`, player), " ");
+      const marked = Array.isArray(p.highlight) && p.highlight[0];
+      if (marked) li.append(markedFragment(marked));
+      else li.append(el("span", {}, String(p.text || "").slice(0, 240) + (String(p.text || "").length > 240 ? "…" : "")));
+      list.append(li);
+    }
+    node.querySelector(".body").insertBefore(list, node.querySelector(".meta"));
+  }
+
   // Meta: file name, MIME type, encoding status (pending or failed) until encoded.
   const meta = node.querySelector(".meta");
   const parts = [];
@@ -377,6 +392,28 @@ function renderHit(hit, collection) {
 
   node.querySelector(".similar").addEventListener("click", () => showSimilar(hit));
   return node;
+}
+
+// "p. 12" links to the original at that page (PDF viewers read #page=N); "01:32" seeks the player.
+// `content`: the original's URL (signed when the API has keys).
+function passageWhere(p, content, player) {
+  if (Number.isInteger(p.page)) {
+    const label = Number.isInteger(p.page_end) && p.page_end !== p.page ? `pp. ${p.page}–${p.page_end}` : `p. ${p.page}`;
+    return el("a", { class: "where", href: `${content}#page=${p.page}`, target: "_blank", rel: "noopener" }, label);
+  }
+  if (typeof p.time_start === "number") {
+    const stamp = el("button", { type: "button", class: "stamp where" }, fmtTime(p.time_start));
+    if (player) {
+      stamp.addEventListener("click", () => {
+        player.currentTime = p.time_start;
+        player.play().catch(() => {});
+      });
+    } else {
+      stamp.disabled = true;
+    }
+    return stamp;
+  }
+  return el("span", { class: "where" }, `chars ${p.start}–${p.end}`);
 }
 
 function renderBreakdown(table, explanation) {

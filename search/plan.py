@@ -135,11 +135,12 @@ def rankings(responses: Mapping[str, Mapping[str, Any]]) -> dict[str, Ranking]:
 
 
 def merge_best(first: Ranking, second: Ranking) -> Ranking:
-    """Two rankings of one encoder's scores as one: each document once, at its best score, best first."""
+    """Two rankings of one encoder's scores as one: each document once, at its best score, best first,
+    as long as the longer of the two (a window, like any sub-query's list: fusion normalises over it)."""
     best: dict[str, float] = {}
     for doc_id, score in [*first, *second]:
         best[doc_id] = max(score, best.get(doc_id, score))
-    return sorted(best.items(), key=lambda item: -item[1])
+    return sorted(best.items(), key=lambda item: -item[1])[: max(len(first), len(second))]
 
 
 def passage_hits(responses: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:

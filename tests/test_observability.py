@@ -104,7 +104,10 @@ def test_request_id_reaches_the_worker_log_and_metrics_count_the_ingest(
         assert api.wait_encoded(name, timeout=300).get("encoded") == 5
         scrape = ""
         for _ in range(60):  # the task's success signal lands just after the documents are written
-            scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            # prefork: the main process serves queue depth on `port`, its one child the encode metrics on +1
+            scrape = "".join(
+                requests.get(f"http://127.0.0.1:{p}/metrics", timeout=10).text for p in (port, port + 1)
+            )
             if (
                 "mmsearch_worker_documents_total" in scrape
                 and _metric(scrape, "mmsearch_worker_documents_total", outcome="encoded") >= 5

@@ -194,7 +194,9 @@ def test_passage_ranking_merges_into_its_encoders_ranking_at_each_documents_best
         "vector:text": hits(("short", 0.9), ("long", 0.6)),
         "passages:text": hits(("long", 0.95), ("other", 0.5)),
     }
-    assert plan.rankings(responses) == {"vector:text": [("long", 0.95), ("short", 0.9), ("other", 0.5)]}
+    # each document at its best score, cut to the window (2 here): fusion normalises over a window-long list
+    # online exactly as the tuner does offline from a single-sub-query page
+    assert plan.rankings(responses) == {"vector:text": [("long", 0.95), ("short", 0.9)]}
     responses["passages:text"]["hits"]["hits"][0]["inner_hits"] = {
         "passages": {
             "hits": {

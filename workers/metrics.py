@@ -1,9 +1,9 @@
 """Prometheus metrics of the encode workers, and the queue depth read from Redis at scrape time.
 
 Each worker process serves its own registry over HTTP (`start_exporter`) rather than sharing files in
-prometheus-client's multiprocess mode: a solo-pool worker (the default, and what docker-compose runs) is
-one process and one port, and a scrape never reads another host's state. Prefork children each take
-their own port (see `workers.observability`).
+prometheus-client's multiprocess mode, so a scrape never reads another host's state. Workers run the
+prefork pool (one child by default, for the task time limits): the main process serves queue depth on
+`MMSEARCH_WORKER_METRICS_PORT`, child i its encode metrics on port + 1 + i (see `workers.observability`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import copy
 import email.parser
 import email.policy
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -87,6 +88,14 @@ def multi_encoder(es, settings: Settings) -> Iterator[str]:  # noqa: ANN001
 
 
 @pytest.mark.integration
+# The objects are Kibana's, checked against Elasticsearch mappings; on OpenSearch `ingest.encoders` is a
+# `flat_object`, which the check does not accept for terms/columns yet (Dashboards support unverified).
+KIBANA_ON_ELASTICSEARCH = pytest.mark.skipif(
+    os.environ.get("MMSEARCH_ENGINE") == "opensearch", reason="flat_object in Dashboards objects: not verified"
+)
+
+
+@KIBANA_ON_ELASTICSEARCH
 def test_objects_fit_a_live_multi_encoder_collection(es, settings: Settings, multi_encoder: str) -> None:  # noqa: ANN001
     rendered = kibana.render(es, settings, [multi_encoder])
     coll = collections.get(es, settings, multi_encoder)
@@ -150,6 +159,7 @@ def _ndjson_part(request: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 @pytest.mark.integration
+@KIBANA_ON_ELASTICSEARCH
 def test_install_command_imports_into_a_space(fake_kibana: str, multi_encoder: str) -> None:
     _Recorder.answer = (200, {"success": True, "successCount": 13})
     args = ["kibana", "install", "--url", fake_kibana, "--space", "ops", "--collection", multi_encoder]

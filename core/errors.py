@@ -23,12 +23,24 @@ class MmsearchError(Exception):
             self.status = status
 
 
+class Unauthorized(MmsearchError):
+    status = 401
+
+
+class Forbidden(MmsearchError):
+    status = 403
+
+
 class NotFound(MmsearchError):
     status = 404
 
 
 class Conflict(MmsearchError):
     status = 409
+
+
+class UnsupportedMediaType(MmsearchError):
+    status = 415
 
 
 class Unavailable(MmsearchError):

@@ -21,7 +21,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from core.config import ApiKey, Settings
-from core.errors import MmsearchError
+from core.errors import Forbidden, Unauthorized, UnsupportedMediaType
 
 SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
 # Unsafe methods by endpoint; any other unsafe endpoint needs `admin` (a new route is closed by default).
@@ -45,18 +45,6 @@ LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
 INLINE_TYPES = ("image/", "audio/", "video/")  # served inline; anything else is a download
 SANDBOX_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'"
 KEY_PREFIX = "mms_"
-
-
-class Unauthorized(MmsearchError):
-    status = 401
-
-
-class Forbidden(MmsearchError):
-    status = 403
-
-
-class UnsupportedMediaType(MmsearchError):
-    status = 415
 
 
 class InsecureConfiguration(RuntimeError):

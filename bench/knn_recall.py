@@ -51,7 +51,7 @@ def knn_top(
     es: Elasticsearch, alias: str, field: str, vector: list[float], num_candidates: int, rescore: bool
 ) -> set[str]:
     """The API's kNN body (rescore_vector re-ranks oversample*k quantised hits with the float vectors)."""
-    body = knn_body(engine_of(es), field, vector, [], K, num_candidates, None, rescore)
+    body = knn_body(engine_of(es), field, vector, [], K, num_candidates, rescore)
     body["_source"] = False
     resp = es.msearch(searches=[{"index": alias}, body])["responses"][0]
     return {h["_id"] for h in resp["hits"]["hits"]}

@@ -56,6 +56,10 @@ class Engine:
         """Extra `index` settings a collection's physical index needs."""
         return {"knn": True} if self.is_opensearch else {}
 
+    def highlight_limit(self, chars: int) -> Body:
+        """Highlight at most `chars` characters of a field (the option's name differs between engines)."""
+        return {"max_analyzer_offset" if self.is_opensearch else "max_analyzed_offset": chars}
+
     def object_type(self) -> Body:
         """A field of arbitrary keys (metadata): each leaf searchable as `field.key`."""
         if self.is_opensearch:

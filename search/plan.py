@@ -5,8 +5,9 @@ One builder for the API, the benchmarks and anything else that must search exact
 for an encoder whose collection cuts long texts into passages, also `passages:<encoder>`, a kNN over the
 nested passages (a document scores by its best passage). Its ranking and the whole-document one merge
 into the encoder's one ranking (best score per document: both are the same encoder's cosine), so fusion
-sees one list per encoder whether documents are short or long. Pure: no cluster, no models; the caller
-brings the query vectors and the engine's dialect.
+sees one list per encoder whether documents are short or long. Sub-queries return ids and scores only
+(and a passage kNN its best passages); `page_fetch` then asks for what the returned page shows.
+Pure: no cluster, no models; the caller brings the query vectors and the engine's dialect.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from core.engine import Engine
 from search.fusion import Ranking
 from search.query import (
-    SOURCE_EXCLUDES,
+    fetch_body,
     filter_clauses,
     highlight_spec,
     knn_body,
@@ -56,13 +57,11 @@ def subqueries(
     float field is quantised, so its kNN rescores); `req.encoders`, when set, keeps only those encoders;
     `passages` names the encoders with passage vectors."""
     filters = request_filters(req)
-    highlight = highlight_spec(req.query) if req.highlight and req.query else None
     bodies: dict[str, Body] = {}
     if req.mode in ("lexical", "hybrid") and req.query:
         lexical = lexical_query(req.query, profile.boosts)
         if lexical:  # None when only stopwords are left
-            segments = segments_clause(req.query) if highlight else None  # highlights name the moments too
-            bodies["lexical"] = lexical_body(lexical, filters, window, highlight, segments)
+            bodies["lexical"] = lexical_body(lexical, filters, window)
     if req.mode in ("vector", "hybrid"):
         for name, vector in vectors.items():
             if req.encoders is not None and name not in req.encoders:
@@ -75,7 +74,6 @@ def subqueries(
                 filters,
                 window,
                 profile.num_candidates,
-                highlight,
                 rescore=element_type == "float",
                 element_type=element_type,
             )
@@ -84,6 +82,14 @@ def subqueries(
                     engine, name, vector, filters, window, profile.num_candidates, highlight_text(req)
                 )
     return bodies
+
+
+def page_fetch(req: SearchRequest, ids: list[str], engine: Engine) -> Body:
+    """The one request for what the page shows: sources, highlights and the transcript segments that
+    match the query (where in a recording the words were said)."""
+    if not (req.highlight and req.query):
+        return fetch_body(ids, None, None)
+    return fetch_body(ids, highlight_spec(req.query, engine), segments_clause(req.query))
 
 
 def highlight_text(req: SearchRequest) -> str | None:
@@ -102,7 +108,8 @@ def passage_knn_body(
 ) -> Body:
     """kNN over the nested `passages.vectors.<encoder>` in the engine's dialect: a document scores by its
     best passage, and its `PASSAGE_HITS` best passages come back as `inner_hits` (text, offsets, page or
-    times, highlight). Filters on document fields apply inside the search. The one place it is built."""
+    times, highlight: passages are short, so highlighting them over the window stays cheap). Filters on
+    document fields apply inside the search. The one place it is built."""
     inner: dict[str, Any] = {
         "name": "passages",
         "size": PASSAGE_HITS,
@@ -119,7 +126,7 @@ def passage_knn_body(
     body = engine.nested_knn_search(
         "passages", f"vectors.{encoder}", vector, window, num_candidates, filters, inner, quantised=True
     )
-    body.update(size=window, _source={"excludes": SOURCE_EXCLUDES})
+    body.update(size=window, _source=False)
     return body
 
 

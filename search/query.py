@@ -14,7 +14,10 @@ from core.engine import RESCORE_OVERSAMPLE, Engine
 from mappings.analysis import stem_text
 
 SOURCE_EXCLUDES = ["vectors", "search_stemmed", "passages", "pages"]  # hits carry their best passages
-__all__ = ["RESCORE_OVERSAMPLE", "knn_body", "lexical_body", "lexical_query"]
+__all__ = ["RESCORE_OVERSAMPLE", "fetch_body", "knn_body", "lexical_body", "lexical_query"]
+# A highlighted search analyses at most this many characters of a field, so one very long text cannot make
+# the highlighter fail (Elasticsearch refuses fields beyond `index.highlight.max_analyzed_offset`).
+HIGHLIGHT_MAX_ANALYZED_OFFSET = 100_000
 
 
 def filter_clauses(filters: dict[str, Any], modalities: list[str] | None) -> list[dict[str, Any]]:
@@ -44,7 +47,7 @@ def lexical_query(text: str, boosts: dict[str, float]) -> dict[str, Any] | None:
     return {"combined_fields": {"query": stemmed, "fields": fields}}
 
 
-def highlight_spec(text: str) -> dict[str, Any]:
+def highlight_spec(text: str, engine: Engine) -> dict[str, Any]:
     return {
         "fields": {
             "content": {"fragment_size": 180, "number_of_fragments": 3},
@@ -55,6 +58,7 @@ def highlight_spec(text: str) -> dict[str, Any]:
         "post_tags": ["</mark>"],
         "encoder": "html",
         "require_field_match": False,
+        **engine.highlight_limit(HIGHLIGHT_MAX_ANALYZED_OFFSET),
     }
 
 
@@ -79,22 +83,14 @@ def segments_clause(text: str) -> dict[str, Any]:
     }
 
 
-def lexical_body(
-    query: dict[str, Any],
-    filters: list[dict[str, Any]],
-    window: int,
-    highlight: dict[str, Any] | None,
-    segments: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "query": {"bool": {"must": [query], "filter": filters, "should": [segments] if segments else []}},
+def lexical_body(query: dict[str, Any], filters: list[dict[str, Any]], window: int) -> dict[str, Any]:
+    """Ids and scores only: sources and highlights are fetched once, for the page (`fetch_body`)."""
+    return {
+        "query": {"bool": {"must": [query], "filter": filters}},
         "size": window,
         "track_total_hits": True,
-        "_source": {"excludes": SOURCE_EXCLUDES},
+        "_source": False,
     }
-    if highlight:
-        body["highlight"] = highlight
-    return body
 
 
 def knn_body(
@@ -104,7 +100,6 @@ def knn_body(
     filters: list[dict[str, Any]],
     window: int,
     num_candidates: int,
-    highlight: dict[str, Any] | None,
     rescore: bool = True,
     element_type: str = "float",
 ) -> dict[str, Any]:
@@ -113,7 +108,21 @@ def knn_body(
     body: dict[str, Any] = engine.knn_search(
         field, vector, window, num_candidates, filters, rescore, element_type
     )
-    body.update(size=window, _source={"excludes": SOURCE_EXCLUDES})
+    body.update(size=window, _source=False)  # ids and scores only, like the lexical sub-query
+    return body
+
+
+def fetch_body(
+    ids: list[str], highlight: dict[str, Any] | None, segments: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The sources (highlights, matched segments) of the hits a response shows: one request for the page,
+    not one copy per sub-query and window position."""
+    body: dict[str, Any] = {
+        "query": {"bool": {"filter": [{"ids": {"values": ids}}], "should": [segments] if segments else []}},
+        "size": len(ids),
+        "_source": {"excludes": SOURCE_EXCLUDES},
+        "track_total_hits": False,
+    }
     if highlight:
         body["highlight"] = highlight
     return body

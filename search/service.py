@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from core.config import Settings
 from core.errors import BackendError, MmsearchError, NotFound
@@ -79,7 +79,7 @@ class SearchService:
             "total_lexical": responses.get("lexical", {}).get("hits", {}).get("total", {}).get("value"),
             "fusion": profile.fusion.model_dump() if method != "none" else None,
             "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "hits": self._page(req, fused, responses, method),
+            "hits": self._page(collection.alias, req, fused, responses, method),
         }
 
     def profile(self, collection: Collection, req: SearchRequest) -> Profile:
@@ -188,26 +188,32 @@ class SearchService:
             out[name] = item
         return out
 
-    @classmethod
     def _page(
-        cls,
+        self,
+        alias: str,
         req: SearchRequest,
         fused: list[fusion.FusedHit],
         responses: dict[str, dict[str, Any]],
         method: str,
     ) -> list[dict[str, Any]]:
-        """The requested slice of the fused list, each hit with its source, highlights and explanation."""
-        sources: dict[str, dict[str, Any]] = {}
-        highlights: dict[str, dict[str, list[str]]] = {}
-        for resp in responses.values():
-            for h in resp["hits"]["hits"]:
-                sources[h["_id"]] = cls._merged(sources.get(h["_id"], {}), h)
-                highlights.setdefault(h["_id"], {}).update(h.get("highlight", {}))
-        passages = plan.passage_hits(responses)
+        """The requested slice of the fused list, each hit with its source, highlights, best passages and
+        explanation: the sources come in one request for the page only (sub-queries return ids)."""
         page = fused[req.from_ : req.from_ + req.size]
-        hits = [
-            cls._hit(h, req.from_ + i + 1, sources[h.doc_id], highlights.get(h.doc_id), req.explain, method)
+        if not page:
+            return []
+        try:
+            body = plan.page_fetch(req, [h.doc_id for h in page], self.engine)
+            resp = self.es.search(index=alias, body=body)
+        except ApiError as exc:
+            raise (SearchError if exc.meta.status < 500 else SearchBackendError)(
+                f"fetching the page failed: {error_reason(exc)}"
+            ) from None
+        found = {h["_id"]: h for h in resp["hits"]["hits"]}
+        passages = plan.passage_hits(responses)
+        hits = [  # a document deleted since the sub-queries ran is left out, not shown empty
+            self._hit(h, req.from_ + i + 1, found[h.doc_id], req.explain, method)
             for i, h in enumerate(page)
+            if h.doc_id in found
         ]
         for hit in hits:
             if hit["id"] in passages:
@@ -215,17 +221,10 @@ class SearchService:
         return hits
 
     @staticmethod
-    def _merged(seen: dict[str, Any], hit: dict[str, Any]) -> dict[str, Any]:
-        """One document's hits from several sub-queries as one: inner hits of each kept (the lexical
-        query's matched segments, a passage kNN's passages)."""
-        return {**seen, **hit, "inner_hits": {**seen.get("inner_hits", {}), **hit.get("inner_hits", {})}}
-
-    @staticmethod
     def _hit(
         hit: fusion.FusedHit,
         rank: int,
         es_hit: dict[str, Any],
-        highlight: dict[str, list[str]] | None,
         explain: bool,
         method: str,
     ) -> dict[str, Any]:
@@ -235,8 +234,8 @@ class SearchService:
             "score": hit.score,
             "source": es_hit["_source"],
         }
-        if highlight:
-            out["highlight"] = highlight
+        if es_hit.get("highlight"):
+            out["highlight"] = es_hit["highlight"]
         matched = es_hit.get("inner_hits", {}).get("segments", {}).get("hits", {}).get("hits", [])
         if matched:  # transcript phrases that match, best first, with their times in the recording
             out["segments"] = [segment["_source"] for segment in matched]

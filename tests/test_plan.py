@@ -96,12 +96,26 @@ def test_encoders_restricts_the_vector_subqueries() -> None:
     assert list(build(query="dogs", mode="lexical", encoders=["text"])) == ["lexical"]
 
 
-def test_highlight_only_when_asked_and_there_is_text() -> None:
-    bodies = build(query="dogs", highlight=True)
-    assert all(
-        body["highlight"]["highlight_query"]["multi_match"]["query"] == "dogs" for body in bodies.values()
-    )
-    assert "highlight" not in build(highlight=True, mode="vector")["vector:text"]
+def test_subqueries_fetch_ids_and_scores_only() -> None:
+    """Sources and highlights come once, for the page (`page_fetch`), not per sub-query and window slot."""
+    for body in build(query="dogs", highlight=True).values():
+        assert body["_source"] is False and "highlight" not in body
+
+
+def test_page_fetch_highlights_only_when_asked_and_there_is_text() -> None:
+    body = plan.page_fetch(SearchRequest(query="dogs", highlight=True), ["a", "b"], ELASTICSEARCH)
+    assert body["query"]["bool"]["filter"] == [{"ids": {"values": ["a", "b"]}}] and body["size"] == 2
+    assert body["highlight"]["highlight_query"]["multi_match"]["query"] == "dogs"
+    assert body["highlight"]["max_analyzed_offset"] > 0  # a huge text cannot break the highlighter
+    (segments,) = body["query"]["bool"]["should"]  # the transcript phrases that match, found not scored
+    assert segments["nested"]["path"] == "segments" and segments["nested"]["boost"] == 0
+    assert "vectors" in body["_source"]["excludes"]
+    for req in (SearchRequest(highlight=True), SearchRequest(query="dogs")):
+        body = plan.page_fetch(req, ["a"], ELASTICSEARCH)
+        assert "highlight" not in body and body["query"]["bool"]["should"] == []
+    # OpenSearch names the same cap differently
+    body = plan.page_fetch(SearchRequest(query="dogs", highlight=True), ["a"], OPENSEARCH)
+    assert body["highlight"]["max_analyzer_offset"] > 0 and "max_analyzed_offset" not in body["highlight"]
 
 
 def test_vectors_of_encoders_the_collection_no_longer_has_are_rescored_as_float() -> None:
@@ -169,7 +183,7 @@ def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filt
     assert knn["inner_hits"]["size"] == plan.PASSAGE_HITS
     assert knn["inner_hits"]["_source"] == {"excludes": ["passages.vectors"]}
     assert knn["inner_hits"]["highlight"]["highlight_query"] == {"match": {"passages.text": "dogs"}}
-    assert "passages" in bodies["passages:text"]["_source"]["excludes"]
+    assert bodies["passages:text"]["_source"] is False  # ids, scores and the passages only
     assert "passages:text" not in build(query="dogs", mode="vector")  # a collection without passages
 
 

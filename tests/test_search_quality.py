@@ -37,3 +37,17 @@ def test_two_weak_lexical_matches_do_not_outrank_the_clear_semantic_answer(api: 
     assert result["hits"][0]["id"] == "reef"
     bees = next(h for h in result["hits"] if h["id"] == "bees")
     assert bees["explanation"]["components"]["lexical"]["normalized"] <= 0.5
+
+
+def test_highlights_analyse_a_capped_prefix_of_long_texts(api: ApiClient, collection: str) -> None:
+    """Highlighting caps the analysed length (`max_analyzed_offset`), so a text longer than the index's
+    limit cannot make a highlighted search fail: a term past the cap still matches, unhighlighted."""
+    filler = "filler words without meaning " * 8_000  # ~232,000 characters
+    docs = [{"id": "long", "title": "Long", "text": f"needle first. {filler} haystack last."}]
+    assert not api.add_documents(collection, docs, refresh=True)["errors"]
+    early = api.search(collection, "needle", mode="lexical", highlight=True)["hits"]
+    assert "<mark>needle</mark>" in " ".join(early[0]["highlight"]["content"])
+    assert "vectors" not in early[0]["source"]
+    late = api.search(collection, "haystack", mode="lexical", highlight=True)["hits"]
+    assert [h["id"] for h in late] == ["long"]
+    assert "<mark>haystack</mark>" not in " ".join(late[0].get("highlight", {}).get("content", []))

@@ -9,7 +9,6 @@ makes the one to keep.
 
 from __future__ import annotations
 
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from encoders.device import pick_device
 from encoders.text import resolve_model_path
 from encoders.training import Example, TrainConfig, train
 from evaluation.runs import Judgments, ranked_run, scores
+from evaluation.training import split_queries
 from evaluation.tuning import fused_top
 from ingest.beir import find, iter_corpus, load_qrels, load_queries
 from ingest.lifecycle import encoder_text
@@ -35,31 +35,30 @@ METRIC = "ndcg@10"
 
 
 def parse_configs(text: str) -> list[TrainConfig]:
-    """`EPOCHS:LEARNING_RATE[:HARD_NEGATIVES]`, comma-separated."""
+    """`EPOCHS:LEARNING_RATE[:HARD_NEGATIVES[:lexical|hybrid]]`, comma-separated."""
     configs = []
     for spec in filter(None, (part.strip() for part in text.split(","))):
-        epochs, rate, *negatives = spec.split(":")
+        epochs, rate, *rest = spec.split(":")
+        source = rest[1] if len(rest) > 1 else TrainConfig.negatives_from
+        if source not in ("lexical", "hybrid"):
+            raise ValueError(f"negatives come from lexical or hybrid, not {source!r}")
         configs.append(
             TrainConfig(
                 epochs=int(epochs),
                 learning_rate=float(rate),
-                hard_negatives=int(negatives[0]) if negatives else TrainConfig.hard_negatives,
+                hard_negatives=int(rest[0]) if rest else TrainConfig.hard_negatives,
+                negatives_from=source,
             )
         )
     return configs
 
 
-def split(qrels: Judgments, queries: dict[str, str], holdout: float, seed: int = 13) -> tuple[list, list]:
-    qids = sorted(q for q in qrels if q in queries)
-    random.Random(seed).shuffle(qids)
-    cut = round(len(qids) * (1 - holdout))
-    return qids[:cut], qids[cut:]
-
-
-def lexical_rankings(client: ApiClient, collection: str, queries: dict[str, str]) -> dict[str, Ranking]:
+def mode_rankings(
+    client: ApiClient, collection: str, queries: dict[str, str], mode: str
+) -> dict[str, Ranking]:
     rankings = {}
     for qid, text in queries.items():
-        hits = client.search(collection, text, mode="lexical", size=WINDOW)["hits"]
+        hits = client.search(collection, text, mode=mode, size=WINDOW)["hits"]
         rankings[qid] = [(hit["id"], hit["score"]) for hit in hits]
     return rankings
 
@@ -69,14 +68,14 @@ def examples_for(
     queries: dict[str, str],
     qrels: Judgments,
     passages: dict[str, str],
-    lexical: dict[str, Ranking],
+    ranked: dict[str, Ranking],
     negatives: int,
 ) -> list[Example]:
-    """(query, judged passage, top BM25 hits not judged relevant), as `mmsearch train` builds them."""
+    """(query, judged passage, top hits of `ranked` not judged relevant), as `mmsearch train` builds them."""
     examples = []
     for qid in qids:
         judged = {doc for doc, rel in qrels[qid].items() if rel > 0}
-        hard = [passages[doc] for doc, _ in lexical[qid] if doc not in judged and doc in passages]
+        hard = [passages[doc] for doc, _ in ranked[qid] if doc not in judged and doc in passages]
         examples += [
             Example(queries[qid], passages[doc], hard[:negatives]) for doc in judged if doc in passages
         ]
@@ -123,12 +122,15 @@ def run(
     settings = get_settings()
     queries = load_queries(find(dataset, "queries"))
     qrels = load_qrels(qrels_path)
-    train_ids, held_ids = split(qrels, queries, holdout)
+    train_ids, held_ids = split_queries(qrels, queries, holdout)
     docs = list(iter_corpus(find(dataset, "corpus")))
     doc_ids = [doc["id"] for doc in docs]
     texts = [encoder_text({"title": doc["title"], "content": doc["text"]}) for doc in docs]
     passages = dict(zip(doc_ids, texts, strict=True))
-    lexical = lexical_rankings(client, collection, {q: queries[q] for q in [*train_ids, *held_ids]})
+    lexical = mode_rankings(client, collection, {q: queries[q] for q in [*train_ids, *held_ids]}, "lexical")
+    sources = {"lexical": lexical}
+    if any(config.negatives_from == "hybrid" for config in configs):
+        sources["hybrid"] = mode_rankings(client, collection, {q: queries[q] for q in train_ids}, "hybrid")
     held_queries = {q: queries[q] for q in held_ids}
     held_qrels = {q: qrels[q] for q in held_ids}
     base_ref = client.collection(collection)["encoders"]["text"]["model"]
@@ -137,11 +139,15 @@ def run(
     base_scores = evaluate(base, doc_ids, texts, held_queries, held_qrels, lexical)
     rows = [_row("base model", base_scores, base_scores, train_s=0.0)]
     for config in configs:
-        examples = examples_for(train_ids, queries, qrels, passages, lexical, config.hard_negatives)
+        ranked = sources[config.negatives_from]
+        examples = examples_for(train_ids, queries, qrels, passages, ranked, config.hard_negatives)
         with tempfile.TemporaryDirectory(prefix="mmsearch-bench-train-") as scratch:
             info = train(base, examples, Path(scratch), settings, config)
             tuned = evaluate(scratch, doc_ids, texts, held_queries, held_qrels, lexical)
-        label = f"epochs={config.epochs} lr={config.learning_rate:g} negatives={config.hard_negatives}"
+        label = (
+            f"epochs={config.epochs} lr={config.learning_rate:g} "
+            f"negatives={config.hard_negatives} {config.negatives_from}"
+        )
         rows.append(_row(label, tuned, base_scores, train_s=info["train_seconds"]))
     return Report(
         name="train-configs",

@@ -1,5 +1,7 @@
-"""The fine-tuning recipe: training examples from a collection's judgments, hard negatives from its own
-lexical ranking (through the API), the training loop of `encoders.training`, and the saved model card."""
+"""The fine-tuning recipe: the judgments split by query (a held-back share never trained on), training
+examples from the rest with hard negatives from the collection's own ranking (through the API), the
+training loop of `encoders.training` early-stopped on the held-back queries, and the saved model card,
+which records the split so `tune` and `eval` can stay on queries the model has not seen."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from encoders.text import resolve_model_path
 from encoders.training import (
     CARD,
     LOSS,
+    EvalSet,
     Example,
     TrainConfig,
     model_ref,
@@ -28,6 +31,33 @@ from encoders.training import (
 )
 from ingest.beir import find, iter_corpus, load_qrels, load_queries
 from ingest.lifecycle import encoder_text
+
+
+def split_queries(
+    qrels: dict[str, dict[str, int]], queries: dict[str, str], holdout: float, seed: int = 13
+) -> tuple[list[str], list[str]]:
+    """(fit, held) query ids: the judged queries shuffled with `seed`, the last `holdout` share held."""
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+    qids = sorted(q for q in qrels if q in queries)
+    random.Random(seed).shuffle(qids)
+    cut = round(len(qids) * (1 - holdout))
+    return qids[:cut], qids[cut:]
+
+
+def model_card(client: ApiClient, settings: Settings, collection: str) -> dict[str, Any] | None:
+    """The card `mmsearch train` saved beside the collection's text model (None for a stock model)."""
+    ref = client.collection(collection)["encoders"].get("text", {}).get("model")
+    path = Path(resolve_model_path(ref, settings.models_dir)) / CARD if ref else None
+    return json.loads(path.read_text()) if path and path.is_file() else None
+
+
+def held_queries(card: dict[str, Any] | None, qrels_path: Path) -> list[str] | None:
+    """The queries a model's training held back from these judgments (None: not trained on them)."""
+    split = (card or {}).get("split")
+    if not split or Path(split["qrels"]).resolve() != qrels_path.resolve():
+        return None
+    return list(split["held"])
 
 
 def judged_pairs(
@@ -49,40 +79,63 @@ def corpus_passages(dataset_dir: Path, ids: set[str]) -> dict[str, str]:
     }
 
 
-def mine_negatives(client: ApiClient, collection: str, query: str, judged: set[str], count: int) -> list[str]:
-    """The top BM25 hits of the collection that are not judged relevant."""
-    size = min(100, count + len(judged) + 5)
-    hits = client.search(collection, query, mode="lexical", size=size)["hits"]
-    texts = [encoder_text(h["source"]) for h in hits if h["id"] not in judged]
-    return texts[:count]
+def ranked_ids(client: ApiClient, collection: str, query: str, mode: str, size: int) -> list[str]:
+    """What the product returns for the query: `hybrid` is the fused ranking of the collection's profile."""
+    return [h["id"] for h in client.search(collection, query, mode=mode, size=min(size, 100))["hits"]]
+
+
+def mine_negatives(
+    client: ApiClient, collection: str, query: str, judged: set[str], count: int, source: str = "lexical"
+) -> list[str]:
+    """The collection's top hits for the query (`source`: lexical or hybrid) not judged relevant."""
+    ids = ranked_ids(client, collection, query, source, count + len(judged) + 5)
+    return [doc for doc in ids if doc not in judged][:count]
+
+
+def held_eval_set(
+    client: ApiClient,
+    collection: str,
+    dataset_dir: Path,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    pool: int = 20,
+) -> EvalSet:
+    """Held-back queries and a pool to rank: each one's judged passages and the product's top `pool` hits
+    (so the score says how well the model orders what search actually retrieves; cheap to re-encode)."""
+    relevant = {qid: {d for d, rel in qrels[qid].items() if rel > 0} for qid in queries}
+    ids = set().union(*relevant.values()) if relevant else set()
+    for text in queries.values():
+        ids.update(ranked_ids(client, collection, text, "hybrid", pool))
+    return EvalSet(queries, corpus_passages(dataset_dir, ids), relevant)
 
 
 def build_examples(
     client: ApiClient,
     collection: str,
     dataset_dir: Path,
-    qrels_path: Path,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
     config: TrainConfig,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Example], dict[str, int]]:
     """Training examples plus counts; pairs whose passage is missing or that lack negatives are dropped."""
-    queries = load_queries(find(dataset_dir, "queries"))
-    qrels = load_qrels(qrels_path)
     pairs = judged_pairs(queries, qrels, config.max_pairs, config.seed)
-    passages = corpus_passages(dataset_dir, {did for _, did in pairs})
     negatives: dict[str, list[str]] = {}
-    examples = []
-    for done, (qid, did) in enumerate(pairs, start=1):
+    for qid in {qid for qid, _ in pairs} if config.hard_negatives else ():
+        judged = {d for d, rel in qrels[qid].items() if rel > 0}
+        negatives[qid] = mine_negatives(
+            client, collection, queries[qid], judged, config.hard_negatives, config.negatives_from
+        )
         if progress:
-            progress(done, len(pairs))
-        if did not in passages:
-            continue
-        if config.hard_negatives and qid not in negatives:
-            judged = {d for d, rel in qrels[qid].items() if rel > 0}
-            negatives[qid] = mine_negatives(client, collection, queries[qid], judged, config.hard_negatives)
-        found = negatives.get(qid, [])
-        if len(found) >= config.hard_negatives:
-            examples.append(Example(queries[qid], passages[did], found))
+            progress(len(negatives), len({q for q, _ in pairs}))
+    passages = corpus_passages(
+        dataset_dir, {did for _, did in pairs} | {d for found in negatives.values() for d in found}
+    )
+    examples = []
+    for qid, did in pairs:
+        found = [passages[d] for d in negatives.get(qid, []) if d in passages]
+        if did in passages and len(found) >= config.hard_negatives:
+            examples.append(Example(queries[qid], passages[did], found[: config.hard_negatives]))
     counts = {"pairs": len(examples), "queries": len({e.query for e in examples}), "judged": len(pairs)}
     return examples, counts
 
@@ -111,11 +164,20 @@ def fine_tune(
     target = model_roots(settings)[0] / version
     if target.exists():
         raise ValueError(f"{target} exists; choose another --name")
-    examples, counts = build_examples(client, collection, dataset_dir, qrels_path, config, progress)
+    queries = load_queries(find(dataset_dir, "queries"))
+    qrels = load_qrels(qrels_path)
+    fit, held = split_queries(qrels, queries, config.holdout, config.seed)
+    examples, counts = build_examples(
+        client, collection, dataset_dir, {q: queries[q] for q in fit}, qrels, config, progress
+    )
+    held_set = (
+        held_eval_set(client, collection, dataset_dir, {q: queries[q] for q in held}, qrels) if held else None
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
-        run = train(resolve_model_path(base_ref, settings.models_dir), examples, scratch, settings, config)
+        base_path = resolve_model_path(base_ref, settings.models_dir)
+        run = train(base_path, examples, scratch, settings, config, held_set)
         card = {
             "version": version,
             "base_model": base_ref,
@@ -126,6 +188,14 @@ def fine_tune(
             "loss": LOSS,
             **asdict(config),
             **run,
+            # `tune` and `eval` read this to stay on queries the model never saw.
+            "split": {
+                "qrels": str(qrels_path.resolve()),
+                "seed": config.seed,
+                "holdout": config.holdout,
+                "fit": len(fit),
+                "held": held,
+            },
             "created_at": now.isoformat(timespec="seconds"),
         }
         (scratch / CARD).write_text(json.dumps(card, indent=2) + "\n")

@@ -14,6 +14,7 @@ from mmsearch import (
     commands_kibana,
     commands_models,
     commands_quality,
+    commands_recipe,
     commands_stack,
 )
 
@@ -37,6 +38,7 @@ COMMANDS: list[click.Command] = [
     commands_quality.bench,
     commands_models.train,
     commands_models.reencode,
+    commands_recipe.improve,
     # inspection
     commands_kibana.kibana_group,
 ]

@@ -34,15 +34,29 @@ DEFAULTS = TrainConfig()
     "--collection", "-c", required=True, help="Collection whose text model is tuned (BM25 negatives)."
 )
 @click.option("--name", "version", default=None, help="Model name; default <base>-ft-<collection>-<time>.")
-@click.option("--epochs", default=DEFAULTS.epochs, show_default=True)
+@click.option("--epochs", default=DEFAULTS.epochs, show_default=True, help="At most; stops early.")
 @click.option("--batch-size", default=DEFAULTS.batch_size, show_default=True)
 @click.option("--learning-rate", default=DEFAULTS.learning_rate, show_default=True)
 @click.option(
     "--hard-negatives",
     default=DEFAULTS.hard_negatives,
     show_default=True,
-    help="BM25 negatives per pair (0: in-batch only).",
+    help="Hard negatives per pair (0: in-batch only).",
 )
+@click.option(
+    "--negatives-from",
+    type=click.Choice(["lexical", "hybrid"]),
+    default=DEFAULTS.negatives_from,
+    show_default=True,
+    help="Mine negatives from the BM25 ranking or the fused one users see.",
+)
+@click.option(
+    "--holdout",
+    default=DEFAULTS.holdout,
+    show_default=True,
+    help="Share of judged queries kept out of training, for early stopping, `tune` and `eval` (0: none).",
+)
+@click.option("--seed", default=DEFAULTS.seed, show_default=True, help="Seeds the query split and training.")
 @click.option("--max-pairs", default=None, type=int, help="Train on at most N (query, passage) pairs.")
 @click.option(
     "--max-seq-length",
@@ -60,6 +74,9 @@ def train(
     batch_size: int,
     learning_rate: float,
     hard_negatives: int,
+    negatives_from: str,
+    holdout: float,
+    seed: int,
     max_pairs: int | None,
     max_seq_length: int,
     reencode: bool,
@@ -68,8 +85,18 @@ def train(
     from evaluation.training import fine_tune
 
     client = api()
-    config = TrainConfig(epochs, batch_size, hard_negatives, max_pairs, max_seq_length, learning_rate)
-    bar = progress_bar(desc="mining BM25 negatives", unit="pair")
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        hard_negatives=hard_negatives,
+        max_pairs=max_pairs,
+        max_seq_length=max_seq_length,
+        learning_rate=learning_rate,
+        seed=seed,
+        negatives_from=negatives_from,
+        holdout=holdout,
+    )
+    bar = progress_bar(desc=f"mining {negatives_from} negatives", unit="query")
 
     def progress(done: int, total: int) -> None:
         bar.total, bar.n = total, done

@@ -178,6 +178,11 @@ def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
 @click.option("--normalizations", default="minmax,zscore,l2", show_default=True)
 @click.option("--window", default=100, show_default=True, help="rank_window: each sub-query's list length.")
 @click.option("--threads", default=4, show_default=True)
+@click.option(
+    "--all-queries",
+    is_flag=True,
+    help="Tune on every judged query even when the collection's model was trained on some of them.",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def tune(
     dataset: Path,
@@ -192,10 +197,14 @@ def tune(
     normalizations: str,
     window: int,
     threads: int,
+    all_queries: bool,
     json_out: Path | None,
 ) -> None:
     """Learn fusion, boosts and kNN candidates on training judgments (k-fold CV on nDCG@10), then save
-    the profile fitted on all of them with the collection."""
+    the profile fitted on all of them with the collection.
+
+    After `mmsearch train` on these judgments, only the queries its training held back are used (the
+    model has seen the others, so their vector scores flatter it and the weights lean to the vector side)."""
     from evaluation import tuning
 
     grid = tuning.Grid(
@@ -215,6 +224,8 @@ def tune(
 
     with errors():
         queries, judgments = _load(dataset, qrels)
+        if not all_queries:
+            queries = _unseen(client, collection, qrels, queries)
         result = tuning.tune(client, collection, queries, judgments, folds, grid, threads, progress)
         for bar in bars:
             bar.close()
@@ -224,6 +235,24 @@ def tune(
     _print_tune(result.report)
     if json_out:
         _write_json(json_out, result.report)
+
+
+def _unseen(client: Any, collection: str, qrels: Path, queries: dict[str, str]) -> dict[str, str]:
+    """The judged queries the collection's text model was not trained on (all, for a stock model)."""
+    from core.config import get_settings
+    from evaluation.training import held_queries, model_card
+
+    card = model_card(client, get_settings(), collection)
+    held = held_queries(card, qrels)
+    if held is None:
+        if card and Path(card.get("qrels", "")).resolve() == qrels.resolve():
+            console.print("[yellow]the model was trained on all of these judgments: CV scores flatter it[/]")
+        return queries
+    console.print(
+        f"tuning on the {len(held)} queries training held back from {qrels.name} (model {card['version']}); "
+        "--all-queries to use every one"
+    )
+    return {qid: queries[qid] for qid in held if qid in queries}
 
 
 def _print_tune(report: dict[str, Any]) -> None:

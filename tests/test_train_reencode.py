@@ -25,7 +25,7 @@ from client.api import ApiClient, ApiClientError
 from core.config import Settings
 from encoders.text import resolve_model_path
 from encoders.training import CARD, TrainConfig, version_name
-from evaluation.training import fine_tune, judged_pairs
+from evaluation.training import fine_tune, held_queries, judged_pairs, split_queries
 from ingest.beir import iter_jsonl
 from ingest.documents import index_document
 from tests.scifact import QRELS, write_slice
@@ -50,16 +50,30 @@ def test_judged_pairs_are_positive_known_and_capped() -> None:
 
 
 def test_bench_train_configs_and_split() -> None:
-    from bench.train_configs import parse_configs, split
+    from bench.train_configs import parse_configs
 
-    first, second = parse_configs("1:2e-5, 3:1e-4:2")
+    first, second, third = parse_configs("1:2e-5, 3:1e-4:2, 1:2e-4:3:hybrid")
     assert (first.epochs, first.learning_rate, first.hard_negatives) == (1, 2e-5, TrainConfig.hard_negatives)
     assert (second.epochs, second.learning_rate, second.hard_negatives) == (3, 1e-4, 2)
+    assert (third.hard_negatives, third.negatives_from) == (3, "hybrid")
+    with pytest.raises(ValueError, match="lexical or hybrid"):
+        parse_configs("1:1e-4:2:random")
     qrels = {f"q{i}": {"d": 1} for i in range(10)}
-    train_ids, held_ids = split(qrels, {q: "text" for q in qrels if q != "q9"}, holdout=0.25)
+    train_ids, held_ids = split_queries(qrels, {q: "text" for q in qrels if q != "q9"}, holdout=0.25)
     assert len(train_ids) == 7 and len(held_ids) == 2 and not set(train_ids) & set(held_ids)
     assert "q9" not in train_ids + held_ids  # a judged query without text cannot be run
-    assert split(qrels, dict.fromkeys(qrels, "t"), 0.2) == split(qrels, dict.fromkeys(qrels, "t"), 0.2)
+    same = dict.fromkeys(qrels, "t")
+    assert split_queries(qrels, same, 0.2) == split_queries(qrels, same, 0.2)
+    assert split_queries(qrels, same, 0.2, seed=1) != split_queries(qrels, same, 0.2)
+    assert split_queries(qrels, same, 0.0)[1] == []
+
+
+def test_held_queries_come_from_a_card_trained_on_the_same_judgments(tmp_path: Path) -> None:
+    qrels = tmp_path / "qrels.tsv"
+    card = {"split": {"qrels": str(qrels.resolve()), "seed": 13, "holdout": 0.2, "fit": 8, "held": ["q1"]}}
+    assert held_queries(card, qrels) == ["q1"]
+    assert held_queries(card, tmp_path / "other.tsv") is None  # other judgments: nothing was seen
+    assert held_queries(None, qrels) is None and held_queries({"version": "v"}, qrels) is None
 
 
 def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) -> None:
@@ -109,8 +123,9 @@ def small(api: ApiClient, slice_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def tuned(api: ApiClient, settings: Settings, small: str, slice_dir: Path) -> Iterator[tuple[str, dict]]:
-    """(model ref, card) of a model fine-tuned for two steps of four pairs."""
-    config = TrainConfig(batch_size=4, max_pairs=8, max_seq_length=64)
+    """(model ref, card) of a model fine-tuned for at most two epochs of two steps of four pairs, on the
+    queries a seeded split did not hold back (scored after each epoch)."""
+    config = TrainConfig(epochs=2, batch_size=4, max_pairs=8, max_seq_length=64)
     ref, card = fine_tune(api, settings, small, slice_dir, slice_dir / QRELS, config)
     yield ref, card
     shutil.rmtree(model_path(settings, ref), ignore_errors=True)
@@ -129,7 +144,13 @@ def test_train_saves_a_model_that_differs_from_its_base(settings: Settings, tune
     path = model_path(settings, ref)
     assert json.loads((path / CARD).read_text()) == card
     assert card["base_model"] == "all-MiniLM-L6-v2" and card["loss"] == "MultipleNegativesRankingLoss"
-    assert card["pairs"] == 8 and card["steps"] == 2 and card["hard_negatives"] == 1
+    assert card["pairs"] == 8 and card["steps"] == 4 and card["hard_negatives"] == 1
+    split = card["split"]
+    assert split["held"] and split["fit"] + len(split["held"]) == QUERIES
+    assert held_queries(card, Path(split["qrels"])) == split["held"]
+    held = card["held_out"]
+    assert [e["epoch"] for e in held["epochs"]] == [1, 2] and 0 <= held["before"] <= 1
+    assert held["after"] == pytest.approx(max(e["ndcg@10"] for e in held["epochs"]), abs=1e-3)
     model = SentenceTransformer(str(path), device="cpu")
     base = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2", None), device="cpu")
     assert model.max_seq_length == base.max_seq_length  # trained at 64 tokens, encodes as the base did

@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     # at most `max_passages` per document (Elasticsearch's nested-object limit is 10000 per document).
     passage_overlap: int = 32
     max_passages: int = 2000
+    # Cross-encoder for `rerank` when a profile names none (hub name or a directory under the models roots).
+    rerank_model: str = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
     # Limits
     max_body_bytes: int = 32 * 1024 * 1024

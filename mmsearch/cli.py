@@ -39,6 +39,7 @@ COMMANDS: list[click.Command] = [
     commands_models.train,
     commands_models.reencode,
     commands_recipe.improve,
+    commands_recipe.rerank,
     # inspection
     commands_kibana.kibana_group,
 ]

@@ -12,7 +12,7 @@ from rich.table import Table
 from client.progress import progress as progress_bar
 from mmsearch.common import api, console, errors, wait_encoded
 
-BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train", "long-docs")
+BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train", "long-docs", "rerank")
 
 dataset_option = click.option(
     "--dataset",
@@ -303,7 +303,7 @@ def _print_tune(report: dict[str, Any]) -> None:
     "--configs",
     default="1:1e-4,1:2e-4",
     show_default=True,
-    help="train: fine-tuning configs to compare, EPOCHS:LEARNING_RATE[:HARD_NEGATIVES] comma-separated.",
+    help="train: configs to compare, EPOCHS:LEARNING_RATE[:NEGATIVES[:lexical|hybrid]], comma-separated.",
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench(
@@ -318,8 +318,9 @@ def bench(
     json_out: Path | None,
 ) -> None:
     """Benchmarks, side by side in one run; each prints a table and writes bench/results/<name>.json.
-    `all` runs ingest, query and knn-recall (growth and train only when asked: they take long)."""
-    from bench import common, growth, ingest, knn_recall, long_docs, query, train_configs
+    `all` runs ingest, query and knn-recall (growth, train, long-docs and rerank only when asked: they take
+    long)."""
+    from bench import common, growth, ingest, knn_recall, long_docs, query, rerank, train_configs
 
     runs = {
         "ingest": lambda: ingest.run(dataset, docs),
@@ -334,6 +335,7 @@ def bench(
             train_configs.parse_configs(configs),
         ),
         "long-docs": lambda: long_docs.run(dataset, n_docs=docs, n_queries=n_queries),
+        "rerank": lambda: rerank.run(api(), collection, dataset, min(n_queries, 50)),
     }
     reports = []
     with errors():

@@ -107,3 +107,74 @@ def show(report: dict[str, Any]) -> None:
         f"tune's CV estimate on the same held-back queries: {cv['cv_mean']:.4f} ± {cv['cv_std']:.4f} "
         f"({cv['selected']} profile saved)"
     )
+
+
+@click.command("rerank")
+@commands_quality.dataset_option
+@click.option("--qrels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--collection", "-c", required=True)
+@click.option("--base", default="all-MiniLM-L6-v2", show_default=True, help="Model to start from.")
+@click.option("--name", default=None, help="Model name; default rerank-<collection>-<time>.")
+@click.option("--negatives", default=3, show_default=True, help="Fused hits not judged relevant, per query.")
+@click.option("--epochs", default=1, show_default=True)
+@click.option("--top-k", default=50, show_default=True, help="Fused hits the reranker reorders.")
+@click.option("--holdout", default=TrainConfig.holdout, show_default=True)
+@click.option("--seed", default=TrainConfig.seed, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def rerank(
+    dataset: Path,
+    qrels: Path,
+    collection: str,
+    base: str,
+    name: str | None,
+    negatives: int,
+    epochs: int,
+    top_k: int,
+    holdout: float,
+    seed: int,
+    json_out: Path | None,
+) -> None:
+    """Train a cross-encoder reranker on the judged queries (the held-back share excluded, the same one
+    `train` held back when the collection's model came from it), score hybrid search on the held-back
+    queries with and without it, and turn it on in the `default` profile only if it wins there."""
+    from datetime import UTC, datetime
+
+    from core.config import get_settings
+    from evaluation import rerank as recipe
+    from evaluation.training import held_queries, model_card, split_queries
+    from evaluation.tuning import save_profile
+
+    if not 0 < holdout < 1:
+        raise click.UsageError(
+            "--holdout must be between 0 and 1: the reranker is judged on held-back queries"
+        )
+    settings = get_settings()
+    client = api()
+    with errors():
+        queries, judgments = commands_quality._load(dataset, qrels)
+        held = held_queries(model_card(client, settings, collection), qrels)
+        if held is None:
+            held = split_queries(judgments, queries, holdout, seed)[1]
+        fit = {q: t for q, t in queries.items() if q not in set(held)}
+        console.print(f"training on {len(fit)} queries, judging on the {len(held)} held back")
+        pairs = recipe.examples(client, collection, dataset, fit, judgments, negatives)
+        name = name or f"rerank-{collection}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        info = {"collection": collection, "qrels": str(qrels.resolve()), "held": held, "negatives": negatives}
+        ref, card = recipe.fit(settings, base, pairs, name, info, epochs)
+        result = recipe.compare(client, collection, {q: queries[q] for q in held}, judgments, ref, top_k)
+        adopted = result["with"] > result["without"]
+        if adopted:
+            save_profile(client, collection, "default", result["profile"])
+    verdict = (
+        "on in profile 'default'"
+        if adopted
+        else "left off: it does not beat fusion alone on held-back queries"
+    )
+    console.print(
+        f"reranker {ref} (top {top_k}): held-back nDCG@10 {result['without']:.4f} without, "
+        f"{result['with']:.4f} with; server ms {result['server_ms_without']} vs {result['server_ms_with']}; "
+        f"{verdict}"
+    )
+    if json_out:
+        report = {**{k: v for k, v in result.items() if k != "profile"}, "model": ref, "adopted": adopted}
+        commands_quality._write_json(json_out, {**report, "card": card})

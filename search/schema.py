@@ -28,6 +28,20 @@ class Fusion(BaseModel):
     normalization: Literal["minmax", "zscore", "l2"] = "zscore"
 
 
+class RerankRequest(BaseModel):
+    """`rerank: {"top_k": 50}`: a cross-encoder reorders the top k fused hits (the model is the profile's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(50, ge=1, le=200)
+
+
+class Rerank(RerankRequest):
+    """A profile's reranking stage: the model (a name, or a directory under the models roots) and depth."""
+
+    model: str | None = Field(None, max_length=512)  # None: the server's `rerank_model`
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -46,6 +60,8 @@ class SearchRequest(BaseModel):
     num_candidates: int | None = Field(None, ge=1, le=10_000)
     rank_window: int | None = Field(None, ge=1, le=10_000)
     like: str | None = Field(None, max_length=512)  # find items similar to this document id
+    # A cross-encoder over the top fused hits; `false` turns off a profile's reranking for this search.
+    rerank: RerankRequest | Literal[False] | None = None
 
     @field_validator("filters")
     @classmethod
@@ -83,4 +99,5 @@ class Profile(BaseModel):
     )
     num_candidates: int = Field(100, ge=1, le=10_000)
     rank_window: int = Field(100, ge=1, le=10_000)
+    rerank: Rerank | None = None  # on by default for this profile's searches (`mmsearch rerank` decides)
     scores: dict[str, Any] = Field(default_factory=dict)  # how it was measured (free form)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -14,9 +15,11 @@ from core.config import Settings
 from core.errors import BackendError, MmsearchError, NotFound
 from core.es import engine_of, error_reason
 from encoders import EncoderError, get_encoder
+from encoders.rerank import get_reranker
+from ingest.lifecycle import encoder_text
 from mappings.collections import Collection
 from search import fusion, plan
-from search.schema import Profile, SearchRequest
+from search.schema import Profile, Rerank, SearchRequest
 
 
 class SearchError(MmsearchError):
@@ -33,6 +36,15 @@ class SearchBackendError(SearchError, BackendError):
     """A sub-query failed inside Elasticsearch through no fault of the request."""
 
     status = 502
+
+
+@dataclass
+class Reranked:
+    """The fused list with its top k reordered by the cross-encoder, what each hit got, and the cost."""
+
+    hits: list[fusion.FusedHit]
+    details: dict[str, dict[str, float]]
+    summary: dict[str, Any]
 
 
 class SearchService:
@@ -70,6 +82,7 @@ class SearchService:
         rankings = plan.rankings(responses)
         fused = fusion.fuse(rankings, profile.fusion)
         method = fusion.applied_method(rankings, profile.fusion)
+        reranked = self.rerank(collection.alias, req, profile, fused)
         return {
             "collection": collection.name,
             "mode": req.mode,
@@ -78,9 +91,57 @@ class SearchService:
             "total": len(fused),
             "total_lexical": responses.get("lexical", {}).get("hits", {}).get("total", {}).get("value"),
             "fusion": profile.fusion.model_dump() if method != "none" else None,
+            "rerank": reranked.summary if reranked else None,
             "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "hits": self._page(collection.alias, req, fused, responses, method),
+            "hits": self._page(
+                collection.alias, req, reranked.hits if reranked else fused, responses, method, reranked
+            ),
         }
+
+    def rerank(
+        self, alias: str, req: SearchRequest, profile: Profile, fused: list[fusion.FusedHit]
+    ) -> Reranked | None:
+        """Reorder the top k fused hits by a cross-encoder, when the request or the profile asks for it."""
+        if (
+            req.rerank is False
+            or (req.rerank is None and profile.rerank is None)
+            or not req.query
+            or not fused
+        ):
+            return None
+        spec = profile.rerank or Rerank()
+        top_k = req.rerank.top_k if req.rerank else spec.top_k
+        model = spec.model or self.settings.rerank_model
+        started = time.perf_counter()
+        window = fused[:top_k]
+        texts = self._texts(alias, [h.doc_id for h in window])
+        try:
+            scores = get_reranker(model).score(req.query, [texts.get(h.doc_id, "") for h in window])
+        except EncoderError as exc:
+            raise SearchError(str(exc)) from None
+        order = sorted(range(len(window)), key=lambda i: (-scores[i], i))
+        details = {
+            window[i].doc_id: {
+                "rank": rank,
+                "score": scores[i],
+                "fused_rank": i + 1,
+                "fused_score": window[i].score,
+            }
+            for rank, i in enumerate(order, start=1)
+        }
+        hits = [fusion.FusedHit(window[i].doc_id, scores[i], window[i].components) for i in order]
+        summary = {"model": model, "top_k": top_k, "ms": round((time.perf_counter() - started) * 1000, 2)}
+        return Reranked([*hits, *fused[top_k:]], details, summary)
+
+    def _texts(self, alias: str, ids: list[str]) -> dict[str, str]:
+        """Title and content of the rerank window, one request, as the encoders read them."""
+        resp = self.es.search(
+            index=alias,
+            query={"ids": {"values": ids}},
+            size=len(ids),
+            source_includes=["title", "content"],
+        )
+        return {h["_id"]: encoder_text(h["_source"]) for h in resp["hits"]["hits"]}
 
     def profile(self, collection: Collection, req: SearchRequest) -> Profile:
         """Defaults < the named (or `default`) profile < what the request says."""
@@ -195,6 +256,7 @@ class SearchService:
         fused: list[fusion.FusedHit],
         responses: dict[str, dict[str, Any]],
         method: str,
+        reranked: Reranked | None = None,
     ) -> list[dict[str, Any]]:
         """The requested slice of the fused list, each hit with its source, highlights, best passages and
         explanation: the sources come in one request for the page only (sub-queries return ids)."""
@@ -211,7 +273,7 @@ class SearchService:
         found = {h["_id"]: h for h in resp["hits"]["hits"]}
         passages = plan.passage_hits(responses)
         hits = [  # a document deleted since the sub-queries ran is left out, not shown empty
-            self._hit(h, req.from_ + i + 1, found[h.doc_id], req.explain, method)
+            self._hit(h, req.from_ + i + 1, found[h.doc_id], req.explain, method, reranked)
             for i, h in enumerate(page)
             if h.doc_id in found
         ]
@@ -227,6 +289,7 @@ class SearchService:
         es_hit: dict[str, Any],
         explain: bool,
         method: str,
+        reranked: Reranked | None = None,
     ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": hit.doc_id,
@@ -240,8 +303,10 @@ class SearchService:
         if matched:  # transcript phrases that match, best first, with their times in the recording
             out["segments"] = [segment["_source"] for segment in matched]
         if explain:
+            rerank = reranked.details.get(hit.doc_id) if reranked else None
             out["explanation"] = {
-                "fused": {"score": hit.score, "method": method},
+                "fused": {"score": rerank["fused_score"] if rerank else hit.score, "method": method},
                 "components": hit.components,
+                **({"rerank": rerank} if rerank else {}),
             }
         return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.api import ApiClient
+from client.api import ApiClient, ApiClientError
 from ingest.beir import iter_jsonl
 
 pytestmark = pytest.mark.integration
@@ -51,3 +51,44 @@ def test_highlights_analyse_a_capped_prefix_of_long_texts(api: ApiClient, collec
     late = api.search(collection, "haystack", mode="lexical", highlight=True)["hits"]
     assert [h["id"] for h in late] == ["long"]
     assert "<mark>haystack</mark>" not in " ".join(late[0].get("highlight", {}).get("content", []))
+
+
+@pytest.fixture(scope="module")
+def reranker(api: ApiClient, demo: str) -> Iterator[str]:
+    """A profile `rr` whose reranker is a MiniLM-L6 cross-encoder (body from the shipped bi-encoder)."""
+    from bench.rerank import untrained_model
+
+    model = untrained_model()
+    api.request("PUT", f"/v1/collections/{demo}/profiles/rr", json={"rerank": {"model": model, "top_k": 5}})
+    yield model
+    api.request("DELETE", f"/v1/collections/{demo}/profiles/rr")
+
+
+def test_rerank_reorders_the_top_k_and_explains_it(api: ApiClient, demo: str, reranker: str) -> None:
+    query = "energy storage for the grid"
+    fused = api.search(demo, query, size=10, profile="rr", rerank=False)
+    assert fused["rerank"] is None
+    result = api.search(demo, query, size=10, profile="rr", rerank={"top_k": 4}, explain=True)
+    assert result["rerank"]["model"] == reranker and result["rerank"]["top_k"] == 4
+    assert result["rerank"]["ms"] > 0
+    top, rest = result["hits"][:4], result["hits"][4:]
+    assert {h["id"] for h in top} == {h["id"] for h in fused["hits"][:4]}
+    assert [h["id"] for h in rest] == [h["id"] for h in fused["hits"][4:]]  # beyond k: fused order
+    scores = [h["explanation"]["rerank"]["score"] for h in top]
+    assert scores == sorted(scores, reverse=True)
+    assert [h["explanation"]["rerank"]["rank"] for h in top] == [1, 2, 3, 4]
+    by_id = {h["id"]: i + 1 for i, h in enumerate(fused["hits"])}
+    assert all(h["explanation"]["rerank"]["fused_rank"] == by_id[h["id"]] for h in top)
+    assert "rerank" not in rest[0]["explanation"]
+    # the profile's own depth applies when the request only names the profile
+    assert api.search(demo, query, profile="rr")["rerank"]["top_k"] == 5
+
+
+def test_rerank_refuses_bad_requests(api: ApiClient, demo: str) -> None:
+    for bad in ({"top_k": 0}, {"top_k": 201}, {"model": "x"}, True):
+        with pytest.raises(ApiClientError) as err:
+            api.search(demo, "coral", rerank=bad)
+        assert err.value.status == 400
+    with pytest.raises(ApiClientError) as err:
+        api.request("PUT", f"/v1/collections/{demo}/profiles/bad", json={"rerank": {"model": "/etc"}})
+    assert err.value.status == 400 and "models directories" in str(err.value)

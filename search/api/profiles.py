@@ -10,6 +10,7 @@ import re
 from flask import Blueprint, jsonify
 
 from core.errors import NotFound
+from encoders.allowlist import check_model_ref
 from mappings import collections
 from search.api import json_object, services
 from search.errors import InvalidRequest
@@ -43,7 +44,10 @@ def show(name: str, profile: str):
 def put(name: str, profile: str):
     if not PROFILE_NAME.match(profile):
         raise InvalidRequest(f"invalid profile name {profile!r}: 1-64 letters, digits, '_', '.', '-'")
-    body = Profile.model_validate(json_object()).model_dump(mode="json")
+    parsed = Profile.model_validate(json_object())
+    if parsed.rerank and parsed.rerank.model:  # a registered name or a directory under the models roots
+        check_model_ref(services().settings, parsed.rerank.model)
+    body = parsed.model_dump(mode="json")
     collection = _collection(name)
     created = profile not in collection.profiles
     _store(collection, {**collection.profiles, profile: body})

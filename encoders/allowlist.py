@@ -20,9 +20,9 @@ class ModelNotAllowed(MmsearchError):
 
 
 def registered_models(settings: Settings) -> set[str]:
-    """The `*_model` defaults of every encoder, plus `MMSEARCH_ALLOWED_MODELS`."""
+    """The `*_model` defaults of every encoder and the reranker, plus `MMSEARCH_ALLOWED_MODELS`."""
     defaults = {ENCODERS.cls(name)(settings=settings).default_model() for name in ENCODERS.available()}
-    return (defaults - {""}) | set(settings.allowed_models)
+    return (defaults - {""}) | {settings.rerank_model} | set(settings.allowed_models)
 
 
 def _under_roots(path: Path, roots: list[Path]) -> bool:

@@ -91,4 +91,4 @@ def test_rerank_refuses_bad_requests(api: ApiClient, demo: str) -> None:
         assert err.value.status == 400
     with pytest.raises(ApiClientError) as err:
         api.request("PUT", f"/v1/collections/{demo}/profiles/bad", json={"rerank": {"model": "/etc"}})
-    assert err.value.status == 400 and "models directories" in str(err.value)
+    assert err.value.status == 400 and "is not allowed" in str(err.value)

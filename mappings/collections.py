@@ -1,7 +1,11 @@
 """Collections: an alias `<prefix><name>` in front of versioned physical indices `<alias>-000001`.
 
-The physical index's mapping `_meta` says which encoders (and model versions) its vectors come from, and
-holds the collection's search profiles, so the cluster itself is the source of truth.
+The physical index's mapping `_meta` says which encoders (and model versions) its vectors come from, so the
+cluster itself is the source of truth. Search profiles and re-encode jobs are documents of the state index
+(`mappings.metastore`), keyed by collection name: writers of different items never overwrite each other.
+
+Collections made before the state index kept profiles and jobs in `_meta`: they are read from there while
+the state index holds nothing for the collection, and the first write moves them over (`for_update`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from core.config import Settings
 from core.errors import MmsearchError
 from core.es import engine_of
 from encoders import allowlist, get_encoder
-from mappings import index_body, source_properties
+from mappings import index_body, metastore, source_properties
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -43,8 +47,10 @@ class Collection:
     encoders: dict[str, dict[str, Any]]
     extractors: list[str] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # the write index's mapping `_meta`
     passages: list[str] = field(default_factory=list)  # encoders with a vector per passage of long texts
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # re-encode jobs by id
+    legacy: bool = False  # profiles and jobs come from `_meta` (a collection older than the state index)
 
 
 def validate_name(name: str) -> str:
@@ -93,21 +99,29 @@ def create(
         name, instances, settings, engine_of(es), meta={"extractors": extractors or []}, passages=passages
     )
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
+    metastore.delete_collection(es, settings, name)  # orphans of an earlier one whose indices went by hand
     CACHE.invalidate(name)
     return get(es, settings, name)
 
 
-def _from_mapping(name: str, alias: str, index: str, mapping: dict[str, Any]) -> Collection:
+def _from_mapping(
+    name: str, alias: str, index: str, mapping: dict[str, Any], state: dict[str, dict[str, Any]]
+) -> Collection:
     meta = mapping.get("_meta", {})
+    legacy = not any(state.values()) and bool(meta.get("profiles") or meta.get("jobs"))
+    if legacy:
+        state = {metastore.PROFILE: meta.get("profiles", {}), metastore.JOB: meta.get("jobs", {})}
     return Collection(
         name=name,
         alias=alias,
         index=index,
         encoders=meta.get("encoders", {}),
         extractors=meta.get("extractors", []),
-        profiles=meta.get("profiles", {}),
+        profiles=state[metastore.PROFILE],
         meta=meta,
         passages=meta.get("passages", []),
+        jobs=state[metastore.JOB],
+        legacy=legacy,
     )
 
 
@@ -129,7 +143,21 @@ def get(es: Elasticsearch, settings: Settings, name: str) -> Collection:
     except CollectionNotFound:
         raise CollectionNotFound(f"collection {name!r} does not exist") from None
     mapping = es.indices.get_mapping(index=index)[index]["mappings"]
-    return _from_mapping(name, alias, index, mapping)
+    return _from_mapping(name, alias, index, mapping, metastore.read(es, settings, name))
+
+
+def for_update(es: Elasticsearch, settings: Settings, name: str) -> Collection:
+    """The collection, read fresh, before a write of its profiles or jobs: a collection whose items are
+    still in `_meta` has them moved to the state index first (`op_type=create`: an item another writer
+    stored meanwhile is kept), so a write never hides the items it did not touch."""
+    collection = get(es, settings, name)
+    if collection.legacy:
+        for kind, items in ((metastore.PROFILE, collection.profiles), (metastore.JOB, collection.jobs)):
+            for item, body in items.items():
+                metastore.create(es, settings, name, kind, item, body)
+        update_meta(es, collection.index, profiles={}, jobs={})  # moved: never read from here again
+        collection.legacy = False
+    return collection
 
 
 def index_meta(es: Elasticsearch, index: str) -> dict[str, Any]:
@@ -137,7 +165,8 @@ def index_meta(es: Elasticsearch, index: str) -> dict[str, Any]:
 
 
 def update_meta(es: Elasticsearch, index: str, **changes: Any) -> dict[str, Any]:
-    """Read-modify-write of `_meta` (Elasticsearch replaces `_meta` as a whole)."""
+    """Read-modify-write of `_meta` (the engine replaces `_meta` as a whole, with no version to check):
+    only for keys nobody else writes concurrently; profiles and jobs live in `mappings.metastore`."""
     meta = index_meta(es, index)
     meta.update(changes)
     es.indices.put_mapping(index=index, meta=meta)
@@ -171,6 +200,7 @@ def delete(es: Elasticsearch, settings: Settings, name: str) -> list[str]:
     found = es.indices.get(index=f"{alias}-*", ignore_unavailable=True, allow_no_indices=True)
     indices = sorted(serving | {index for index in found if generation.fullmatch(index)})
     es.indices.delete(index=",".join(indices))
+    metastore.delete_collection(es, settings, name)
     CACHE.invalidate(name)
     return indices
 

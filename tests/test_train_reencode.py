@@ -95,9 +95,11 @@ def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) 
             check_model_ref(settings, ref)
 
 
-def test_a_new_generation_inherits_profiles_not_encoders() -> None:
-    meta = {"collection": "c", "encoders": {"text": {}}, "profiles": {"default": {}}, "extractors": ["ocr"]}
-    assert carried_meta(meta) == {"profiles": {"default": {}}, "extractors": ["ocr"]}
+def test_a_new_generation_inherits_extractors_not_encoders_nor_state() -> None:
+    """Profiles and jobs live in the state index under the collection's name, not in `_meta`."""
+    kept = {"extractors": ["ocr"], "passages": []}
+    meta = {"collection": "c", "encoders": {"text": {}}, "profiles": {"default": {}}, "jobs": {"j": {}}}
+    assert carried_meta({**meta, **kept}) == kept
     assert generation("mmsearch-c-000041") == 41
 
 

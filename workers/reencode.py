@@ -5,7 +5,12 @@ Why a new index: a vector field holds one model's vectors only, so a model chang
 generation `<alias>-00000N` whose `_meta` names the new models (encode tasks read that `_meta`).
 Searches keep hitting the old generation through the alias until the switch.
 
-Lifecycle (the job lives in the write index's `_meta.jobs`, so `GET /v1/collections/<c>` shows it):
+The job is a document of the state index (`mappings.metastore`) keyed by the collection's name, so the
+alias switch moves nothing and `GET /v1/collections/<c>` shows it. Every step changes it read-modify-write
+under optimistic concurrency, and only from the status the step expects: a cancel racing the switch
+leaves exactly one of them done.
+
+Lifecycle:
   copying   `reencode_copy` scans the old index (no `_reindex` on this Elasticsearch build) and
             bulk-writes every document into the new one as `pending`, vectors dropped, queueing encode
             batches as it goes.
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -43,8 +48,8 @@ from core.errors import Conflict, MmsearchError, NotFound
 from core.es import bulk, engine_of, get_client, scan
 from encoders import Encoder, allowlist, get_encoder
 from ingest.lifecycle import PENDING, cap_error, now_iso, requeued
-from mappings import collections, index_body
-from mappings.collections import CollectionError, index_meta, physical_index, status_counts, update_meta
+from mappings import collections, index_body, metastore
+from mappings.collections import CollectionError, physical_index, status_counts
 from workers.celery_app import app
 from workers.tasks import enqueue
 
@@ -83,7 +88,7 @@ def start_reencode(
     es: Elasticsearch, settings: Settings, collection_name: str, models: dict[str, str]
 ) -> dict[str, Any]:
     """Create the next generation for `models` (encoder name -> model) and queue the copy."""
-    coll = collections.get(es, settings, collection_name)
+    coll = collections.for_update(es, settings, collection_name)  # profiles left in `_meta` move first
     _check_request(settings, coll, models)
     target = _free_index(es, settings, collection_name, generation(coll.index) + 1)
     encoders = _load_encoders(coll, models)
@@ -106,7 +111,7 @@ def start_reencode(
         "total": es.count(index=coll.index)["count"],
         "started_at": now_iso(),
     }
-    save_job(es, coll.index, job)
+    metastore.create(es, settings, collection_name, metastore.JOB, job["id"], job)
     reencode_copy.apply_async((collection_name, job["id"]))
     return job
 
@@ -123,8 +128,10 @@ def _free_index(es: Elasticsearch, settings: Settings, name: str, start: int) ->
 
 
 def carried_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """What the new generation inherits (profiles, extractors, job history); not what its vectors mean."""
-    return {key: value for key, value in meta.items() if key not in ("collection", "encoders")}
+    """What the new generation's `_meta` inherits (extractors, passages); not what its vectors mean, nor
+    profiles and jobs, which live in the state index under the collection's name."""
+    dropped = ("collection", "encoders", "profiles", "jobs")
+    return {key: value for key, value in meta.items() if key not in dropped}
 
 
 def check_model_ref(settings: Settings, ref: str) -> None:
@@ -136,7 +143,7 @@ def check_model_ref(settings: Settings, ref: str) -> None:
 
 
 def _check_request(settings: Settings, coll: collections.Collection, models: dict[str, str]) -> None:
-    active = [job["id"] for job in coll.meta.get("jobs", {}).values() if job.get("status") in ACTIVE]
+    active = [job["id"] for job in coll.jobs.values() if job.get("status") in ACTIVE]
     if active:
         raise ReencodeConflict(f"collection {coll.name!r} has a re-encode job running: {active[0]}")
     unknown = sorted(set(models) - set(coll.encoders))
@@ -164,33 +171,51 @@ def _load_encoders(coll: collections.Collection, models: dict[str, str]) -> list
 # --- job records ----------------------------------------------------------------------------------
 
 
-def find_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> tuple[str, dict[str, Any]]:
-    """(index holding the record = the collection's write index, job)."""
-    coll = collections.get(es, settings, name)
-    job = coll.meta.get("jobs", {}).get(job_id)
+def find_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
+    job = collections.get(es, settings, name).jobs.get(job_id)
     if job is None:
         raise JobNotFound(f"collection {name!r} has no job {job_id!r}")
-    return coll.index, job
+    return job
 
 
-def save_job(es: Elasticsearch, index: str, job: dict[str, Any]) -> None:
-    jobs = {**index_meta(es, index).get("jobs", {}), job["id"]: job}
-    finished = sorted(
-        (j for j in jobs.values() if j.get("status") not in ACTIVE), key=lambda j: j["started_at"]
-    )
+def update_job(
+    es: Elasticsearch,
+    settings: Settings,
+    name: str,
+    job_id: str,
+    expected: tuple[str, ...],
+    change: Callable[[dict[str, Any]], None],
+) -> dict[str, Any] | None:
+    """Apply `change` to the stored job if its status is one of `expected`, read-modify-write under
+    optimistic concurrency (retried on a conflict); returns the job written, or None when it had moved
+    on (another step, a cancel) or is gone."""
+    collections.for_update(es, settings, name)  # a job still in `_meta` moves to the state index first
+
+    def apply(job: dict[str, Any]) -> bool:
+        if job.get("status") not in expected:
+            return False
+        change(job)
+        return True
+
+    return metastore.update(es, settings, name, metastore.JOB, job_id, apply)
+
+
+def trim_jobs(es: Elasticsearch, settings: Settings, name: str) -> None:
+    """Forget all but the last `KEEP_FINISHED_JOBS` finished jobs."""
+    jobs = metastore.read(es, settings, name)[metastore.JOB].values()
+    finished = sorted((j for j in jobs if j.get("status") not in ACTIVE), key=lambda j: j["started_at"])
     for old in finished[:-KEEP_FINISHED_JOBS]:
-        del jobs[old["id"]]
-    update_meta(es, index, jobs=jobs)
+        metastore.delete(es, settings, name, metastore.JOB, old["id"])
 
 
 def list_jobs(es: Elasticsearch, settings: Settings, name: str) -> list[dict[str, Any]]:
-    jobs = collections.get(es, settings, name).meta.get("jobs", {})
+    jobs = collections.get(es, settings, name).jobs
     return sorted(jobs.values(), key=lambda j: j["started_at"], reverse=True)
 
 
 def job_view(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
     """The record plus live progress from the target's status counts."""
-    _, job = find_job(es, settings, name, job_id)
+    job = find_job(es, settings, name, job_id)
     view = dict(job)
     if job["status"] == "done":
         view["progress"] = 1.0
@@ -203,25 +228,49 @@ def job_view(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> d
 
 
 def cancel_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
-    _, job = find_job(es, settings, name, job_id)
-    if job["status"] not in BEFORE_SWITCH:
+    job = find_job(es, settings, name, job_id)
+    stopped = None
+    if job["status"] in BEFORE_SWITCH:
+        stopped = _stop(es, settings, name, job_id, "cancelled", "cancelled by request", BEFORE_SWITCH)
+    if stopped is None:  # past its switch, or it got there while we asked
+        job = find_job(es, settings, name, job_id)
         raise ReencodeConflict(
             f"job {job_id} is {job['status']}; only a job before its switch can be cancelled"
         )
-    return stop_job(es, settings, name, job_id, "cancelled", "cancelled by request")
+    return stopped
 
 
 def stop_job(
     es: Elasticsearch, settings: Settings, name: str, job_id: str, status: str, reason: str
 ) -> dict[str, Any]:
-    """End a job as failed or cancelled; before the switch, the half-built index is retired too."""
-    index, job = find_job(es, settings, name, job_id)
-    if job["status"] not in ACTIVE:
-        return job
-    if job["status"] in BEFORE_SWITCH:
+    """End a job as failed or cancelled (a finished one is left as it is)."""
+    find_job(es, settings, name, job_id)  # 404s
+    return _stop(es, settings, name, job_id, status, reason, ACTIVE) or find_job(es, settings, name, job_id)
+
+
+def _stop(
+    es: Elasticsearch,
+    settings: Settings,
+    name: str,
+    job_id: str,
+    status: str,
+    reason: str,
+    expected: tuple[str, ...],
+) -> dict[str, Any] | None:
+    """The status change first (so a switch racing it cannot go ahead), then, when it came before the
+    switch, the half-built index is retired."""
+    was: dict[str, str] = {}
+
+    def change(job: dict[str, Any]) -> None:
+        was["status"] = job["status"]
+        job.update(status=status, error=cap_error(reason), finished_at=now_iso())
+
+    job = update_job(es, settings, name, job_id, expected, change)
+    if job is None:
+        return None
+    if was["status"] in BEFORE_SWITCH:
         retire_index(es, settings, job["target_index"])
-    job.update(status=status, error=cap_error(reason), finished_at=now_iso())
-    save_job(es, index, job)
+    trim_jobs(es, settings, name)
     return job
 
 
@@ -294,34 +343,34 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def run_copy(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> bool:
     """The bulk copy; returns whether the job goes on (a duplicate delivery or a cancel stops it)."""
-    index, job = find_job(es, settings, name, job_id)
+    job = find_job(es, settings, name, job_id)
     if job["status"] != "copying":
         return False
     sync_from = _ago(LOOKBACK)
     copied = copy_documents(es, job["source_index"], job["target_index"], {"match_all": {}})
-    index, job = find_job(es, settings, name, job_id)
-    if job["status"] != "copying":
-        return False
-    job.update(status="encoding", copied=copied, copied_at=now_iso(), sync_from=sync_from)
-    save_job(es, index, job)
-    return True
+
+    def encoding(job: dict[str, Any]) -> None:
+        job.update(status="encoding", copied=copied, copied_at=now_iso(), sync_from=sync_from)
+
+    return update_job(es, settings, name, job_id, ("copying",), encoding) is not None
 
 
 def advance(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> float | None:
     """One step after the copy; returns seconds until the next step, or None when the job is over."""
-    index, job = find_job(es, settings, name, job_id)
+    job = find_job(es, settings, name, job_id)
     if job["status"] == "encoding":
-        return _switch_when_encoded(es, settings, name, index, job)
+        return _switch_when_encoded(es, settings, name, job)
     if job["status"] == "switched":
+        _point_alias(es, settings, name, job)  # again, when the switch failed after its record
         waited = (datetime.now(UTC) - datetime.fromisoformat(job["switched_at"])).total_seconds()
         if waited < SWITCH_GRACE_S:
             return SWITCH_GRACE_S - waited
-        _retire_source(es, settings, index, job)
+        _retire_source(es, settings, name, job)
     return None
 
 
 def _switch_when_encoded(
-    es: Elasticsearch, settings: Settings, name: str, index: str, job: dict[str, Any]
+    es: Elasticsearch, settings: Settings, name: str, job: dict[str, Any]
 ) -> float | None:
     source, target = job["source_index"], job["target_index"]
     es.indices.refresh(index=target)
@@ -329,11 +378,24 @@ def _switch_when_encoded(
         return POLL_S
     sync_from = _ago(LOOKBACK)
     caught_up = copy_documents(es, source, target, _since(job["sync_from"]))
-    job.update(status="switched", switched_at=now_iso(), sync_from=sync_from, caught_up=caught_up)
-    meta = {**index_meta(es, target), **carried_meta(index_meta(es, source))}
-    meta["jobs"] = {**meta.get("jobs", {}), job["id"]: job}
-    es.indices.put_mapping(index=target, meta=meta)
+
+    def switched(job: dict[str, Any]) -> None:
+        job.update(status="switched", switched_at=now_iso(), sync_from=sync_from, caught_up=caught_up)
+
+    # The record first: a cancel that got in before it wins, and the alias is left alone.
+    job = update_job(es, settings, name, job["id"], ("encoding",), switched)
+    if job is None:
+        return None
+    _point_alias(es, settings, name, job)
+    return SWITCH_GRACE_S
+
+
+def _point_alias(es: Elasticsearch, settings: Settings, name: str, job: dict[str, Any]) -> None:
+    """Move the alias from the job's source to its target in one call, unless it is there already."""
+    source, target = job["source_index"], job["target_index"]
     alias = collections.alias_for(settings, name)
+    if es.indices.exists_alias(name=alias, index=target):
+        return
     es.indices.update_aliases(
         actions=[
             {"remove": {"index": source, "alias": alias}},
@@ -342,20 +404,25 @@ def _switch_when_encoded(
     )
     collections.CACHE.invalidate(name)
     log.info("re-encode %s: %s now serves %s", job["id"], target, alias)
-    return SWITCH_GRACE_S
 
 
-def _retire_source(es: Elasticsearch, settings: Settings, index: str, job: dict[str, Any]) -> None:
+def _retire_source(es: Elasticsearch, settings: Settings, name: str, job: dict[str, Any]) -> None:
     """Replay what reached the old index after the last catch-up, then retire it."""
     source, target = job["source_index"], job["target_index"]
     es.indices.put_settings(index=source, settings={"index.blocks.write": True})
     es.indices.refresh(index=source)  # the replay's scan sees only refreshed writes
-    job["caught_up"] = job.get("caught_up", 0) + copy_documents(es, source, target, _since(job["sync_from"]))
+    caught_up = copy_documents(es, source, target, _since(job["sync_from"]))
     before = (datetime.fromisoformat(job["switched_at"]) - CLOCK_SKEW).isoformat(timespec="milliseconds")
-    job["removed"] = delete_removed(es, source, target, before)
-    job.update(status="done", finished_at=now_iso(), retired=retire_index(es, settings, source))
-    save_job(es, index, job)
-    log.info("re-encode %s done; %s retired", job["id"], source)
+    removed = delete_removed(es, source, target, before)
+    retired = retire_index(es, settings, source)
+
+    def done(job: dict[str, Any]) -> None:
+        job["caught_up"] = job.get("caught_up", 0) + caught_up
+        job.update(removed=removed, status="done", finished_at=now_iso(), retired=retired)
+
+    if update_job(es, settings, name, job["id"], ("switched",), done) is not None:
+        trim_jobs(es, settings, name)
+        log.info("re-encode %s done; %s retired", job["id"], source)
 
 
 def retire_index(es: Elasticsearch, settings: Settings, index: str) -> dict[str, str]:

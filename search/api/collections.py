@@ -39,7 +39,7 @@ def describe(name: str) -> dict:
         "passages": info.passages,
         "profiles": sorted(info.profiles),
         "documents": collections.status_counts(svc.es, info.alias),
-        "jobs": info.meta.get("jobs", {}),
+        "jobs": info.jobs,
     }
 
 

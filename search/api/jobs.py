@@ -1,7 +1,7 @@
 """Re-encode jobs over HTTP: start one, follow it, cancel it before its alias switch.
 
 The work runs on the Celery workers (`workers.reencode`); these routes only start it and read the job
-record kept in the collection's `_meta`.
+record, a document of the state index (`mappings.metastore`) keyed by the collection's name.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Named search profiles stored with a collection (in its index `_meta`), e.g. what `mmsearch tune` learnt.
+"""Named search profiles of a collection, e.g. what `mmsearch tune` learnt: one document each in the
+state index (`mappings.metastore`), so PUTs of different names never overwrite each other.
 
 A search names one with `profile`; the profile called `default` applies when a search names none.
 """
@@ -11,7 +12,7 @@ from flask import Blueprint, jsonify
 
 from core.errors import NotFound
 from encoders.allowlist import check_model_ref
-from mappings import collections
+from mappings import collections, metastore
 from search.api import json_object, services
 from search.errors import InvalidRequest
 from search.schema import Profile
@@ -22,7 +23,7 @@ PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def _collection(name: str) -> collections.Collection:
-    """Read fresh from the cluster (not the per-process cache), since we are about to rewrite `_meta`."""
+    """Read fresh from the cluster (not the per-process cache): a profile PUT by another process shows."""
     svc = services()
     return collections.get(svc.es, svc.settings, name)
 
@@ -48,22 +49,21 @@ def put(name: str, profile: str):
     if parsed.rerank and parsed.rerank.model:  # a registered name or a directory under the models roots
         check_model_ref(services().settings, parsed.rerank.model)
     body = parsed.model_dump(mode="json")
-    collection = _collection(name)
-    created = profile not in collection.profiles
-    _store(collection, {**collection.profiles, profile: body})
+    svc = services()
+    collections.for_update(svc.es, svc.settings, name)  # 404 when there is no such collection
+    created = metastore.put(svc.es, svc.settings, name, metastore.PROFILE, profile, body)
+    collections.CACHE.invalidate(name)
     return jsonify(name=profile, profile=body), 201 if created else 200
 
 
 @bp.delete("/<profile>")
 def delete(name: str, profile: str):
-    collection = _collection(name)
-    if profile not in collection.profiles:
-        raise NotFound(f"collection {name!r} has no search profile {profile!r}")
-    _store(collection, {key: value for key, value in collection.profiles.items() if key != profile})
-    return jsonify(deleted=profile)
-
-
-def _store(collection: collections.Collection, profiles: dict) -> None:
     svc = services()
-    collections.update_meta(svc.es, collection.index, profiles=profiles)
-    collections.CACHE.invalidate(collection.name)
+    collections.for_update(svc.es, svc.settings, name)
+    stored = PROFILE_NAME.match(profile) and metastore.delete(
+        svc.es, svc.settings, name, metastore.PROFILE, profile
+    )
+    if not stored:
+        raise NotFound(f"collection {name!r} has no search profile {profile!r}")
+    collections.CACHE.invalidate(name)
+    return jsonify(deleted=profile)

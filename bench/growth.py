@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch
 from bench.common import Report, latency_row, query_texts, timed_calls
 from client.api import ApiClient
 from core.config import get_settings
-from core.es import bulk, make_client, scan
+from core.es import bulk, engine_of, make_client, scan
 
 MODES = ("lexical", "vector", "hybrid")
 
@@ -27,7 +27,10 @@ def source_documents(es: Elasticsearch, alias: str) -> list[dict[str, Any]]:
     hits = scan(
         es,
         index=alias,
-        query={"query": {"term": {"ingest.status": "encoded"}}, "_source": {"exclude_vectors": False}},
+        query={
+            "query": {"term": {"ingest.status": "encoded"}},
+            "_source": engine_of(es).source_with_vectors(),
+        },
         size=500,
     )
     return [hit["_source"] for hit in hits]
@@ -58,7 +61,8 @@ def measure(
     client: ApiClient, es: Elasticsearch, info: dict[str, Any], texts: list[str], documents: int, built: str
 ) -> list[dict[str, Any]]:
     """Latency per mode, one client; the first query of each mode warms up and is not counted."""
-    segments = len(es.cat.segments(index=info["index"], format="json"))
+    shards = es.indices.segments(index=info["index"])["indices"][info["index"]]["shards"]
+    segments = sum(len(replica["segments"]) for replicas in shards.values() for replica in replicas)
     rows = []
     for mode in MODES:
         client.search(info["name"], texts[0], mode=mode)

@@ -28,7 +28,7 @@ def stored_vectors(es: Elasticsearch, alias: str, field: str) -> tuple[list[str]
         index=alias,
         query={
             "query": {"exists": {"field": field}},
-            "_source": {"includes": [field], "exclude_vectors": False},
+            "_source": engine_of(es).source_with_vectors([field]),
         },
         size=1000,
     )
@@ -59,7 +59,8 @@ def knn_top(
 
 def index_options(es: Elasticsearch, index: str, encoder: str) -> dict[str, Any]:
     mapping = es.indices.get_mapping(index=index)[index]["mappings"]
-    return mapping["properties"]["vectors"]["properties"][encoder].get("index_options", {})
+    spec = mapping["properties"]["vectors"]["properties"][encoder]
+    return spec.get("index_options") or spec.get("method", {})  # Elasticsearch | OpenSearch k-NN
 
 
 def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
@@ -96,7 +97,7 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
         rows,
         [
             f"exact = brute-force cosine in numpy over `{field}` read back from _source "
-            "(exclude_vectors: false), i.e. the float vectors the index was given;",
+            "(exclude_vectors: false on Elasticsearch), i.e. the float vectors the index was given;",
             f"approximate = the index's kNN ({options}) with k=10, one request per query, as "
             "search.query.knn_body builds it (the API rescores float fields, the oversample row);",
             "query vectors come from the collection's own encoder, computed in this process.",

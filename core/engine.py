@@ -156,6 +156,17 @@ class Engine:
             clause["filter"] = {"bool": {"filter": filters}}
         return clause
 
+    def source_with_vectors(self, includes: list[str] | None = None) -> Body | list[str] | bool:
+        """The `_source` option of a search that must return the stored vectors (copies, exact search):
+        Elasticsearch 9 leaves vectors out of `_source` unless `exclude_vectors: false`; OpenSearch has no
+        such option and returns them as indexed."""
+        if self.is_opensearch:
+            return list(includes) if includes else True
+        source: Body = {"exclude_vectors": False}
+        if includes:
+            source["includes"] = list(includes)
+        return source
+
 
 ELASTICSEARCH = Engine("elasticsearch")
 OPENSEARCH = Engine("opensearch")

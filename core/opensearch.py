@@ -41,7 +41,7 @@ _PARAMS = {
 }
 # Body keywords named differently from the body field they fill (or that are the whole body).
 _BODY_FIELDS = {"meta": "_meta", "source_": "_source"}
-_WHOLE_BODY = {"document", "searches", "operations"}
+_WHOLE_BODY = {"document", "searches", "operations", "body"}  # `body=`: the ES client takes it too
 _OPTIONS = {"request_timeout", "ignore_status", "max_retries", "retry_on_timeout"}
 
 

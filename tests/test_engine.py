@@ -94,3 +94,15 @@ def test_elasticsearch_style_keywords_split_into_params_and_body() -> None:
     assert body == {"query": {"match_all": {}}}
     assert _split({"meta": {"a": 1}}) == ({}, {"_meta": {"a": 1}})
     assert _split({"searches": [{}, {}]}) == ({}, [{}, {}])
+    # `search(index=..., body=...)`, which the elasticsearch client also takes, is the whole body
+    assert _split({"body": {"size": 3}, "source": False}) == ({"_source": "false"}, {"size": 3})
+
+
+def test_source_with_vectors_asks_elasticsearch_for_them_and_leaves_opensearch_as_indexed() -> None:
+    assert ELASTICSEARCH.source_with_vectors() == {"exclude_vectors": False}
+    assert ELASTICSEARCH.source_with_vectors(["vectors.text"]) == {
+        "exclude_vectors": False,
+        "includes": ["vectors.text"],
+    }
+    assert OPENSEARCH.source_with_vectors() is True  # `exclude_vectors` is an unknown key there (400)
+    assert OPENSEARCH.source_with_vectors(["vectors.text"]) == ["vectors.text"]

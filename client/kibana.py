@@ -49,7 +49,16 @@ def render(
     names = names if names is not None else collections.list_names(es, settings)
     found = [collections.get(es, settings, name) for name in names]
     aliases = [c.alias for c in found]
-    options = Options(data_view_title(aliases, settings.index_prefix), pending_minutes, flavour)
+    versions = sorted(
+        {(enc, d["version"]) for c in found for enc, d in c.encoders.items() if d.get("version")}
+    )
+    options = Options(
+        data_view_title(aliases, settings.index_prefix),
+        pending_minutes,
+        flavour,
+        engine_of(es).name,
+        tuple(versions),
+    )
     objects = saved_objects(options)
     problems = []
     for coll in found:

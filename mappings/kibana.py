@@ -6,6 +6,12 @@ pending longer than N minutes, one per modality) and a dashboard (documents by s
 aggregation-based `visualization`s, which Kibana 8/9 and OpenSearch Dashboards both render, so one
 generator serves both; only the migration stamps differ.
 
+The engine matters where the mapping does: `ingest.encoders` is `flattened` on Elasticsearch (a terms
+aggregation over it counts every `encoder@model` value) but `flat_object` on OpenSearch, whose keys can be
+queried but not aggregated (checked on OpenSearch 3.5: terms on the root field is refused, terms on a key
+returns no buckets at all). There the "encoder versions" chart is a `filters` aggregation: per encoder, the
+documents carrying each version the collections' `_meta` names, and those carrying any other version.
+
 `check_fields` reads back every field the objects reference and checks it against a mapping (the one the
 product renders, or a live collection's), so the objects cannot drift from the index layout unseen.
 """
@@ -46,6 +52,8 @@ class Options:
     title: str  # the data view's index pattern: comma-separated aliases, or `<prefix>*`
     pending_minutes: int = 15
     flavour: str = KIBANA
+    engine: str = "elasticsearch"  # the cluster's: decides how the encoder versions are counted
+    encoder_versions: tuple[tuple[str, str], ...] = ()  # (encoder, `name@model`) the collections use
 
 
 def _saved(flavour: str, kind: str, obj_id: str, attributes: dict[str, Any], refs: list[dict]) -> dict:
@@ -128,8 +136,36 @@ def _terms(agg_id: str, field: str, schema: str, size: int = 10) -> dict[str, An
     return {"id": agg_id, "enabled": True, "type": "terms", "params": params, "schema": schema}
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _version_filters(options: Options) -> dict[str, Any]:
+    """Documents per encoder version as Lucene queries on the `flat_object` keys, which OpenSearch can
+    match but not aggregate: each known version, then each encoder's other versions."""
+    buckets = [
+        {
+            "input": {"query": f"ingest.encoders.{enc}:{_quoted(version)}", "language": "lucene"},
+            "label": version,
+        }
+        for enc, version in options.encoder_versions
+    ]
+    for enc in sorted({enc for enc, _ in options.encoder_versions}):
+        known = " OR ".join(_quoted(v) for e, v in options.encoder_versions if e == enc)
+        query = f"ingest.encoders.{enc}:* AND NOT ingest.encoders.{enc}:({known})"
+        buckets.append({"input": {"query": query, "language": "lucene"}, "label": f"{enc}: other versions"})
+    if not buckets:  # no collection yet: nothing to name
+        buckets = [{"input": {"query": 'ingest.status:"encoded"', "language": "lucene"}, "label": "encoded"}]
+    return {"id": "2", "enabled": True, "type": "filters", "params": {"filters": buckets}, "schema": "bucket"}
+
+
 def visualizations(options: Options) -> list[dict[str, Any]]:
     """(id, title, vis type, aggs, query) of each chart; vis params fall back to the type's defaults."""
+    by_version = (
+        _version_filters(options)
+        if options.engine == "opensearch"
+        else _terms("2", "ingest.encoders", "bucket", size=50)
+    )
     specs = [
         ("mmsearch-by-status", "Documents by status", "histogram",
          [_count(), _over_time(), _terms("3", "ingest.status", "group")], ""),
@@ -140,7 +176,7 @@ def visualizations(options: Options) -> list[dict[str, Any]]:
         ("mmsearch-failure-reasons", "Failures by reason", "table",
          [_count(), _terms("2", "ingest.error.keyword", "bucket", size=20)], 'ingest.status : "failed"'),
         ("mmsearch-encoder-versions", "Encoder versions in use", "table",
-         [_count(), _terms("2", "ingest.encoders", "bucket", size=50)], 'ingest.status : "encoded"'),
+         [_count(), by_version], 'ingest.status : "encoded"'),
     ]  # fmt: skip
     return [
         _saved(
@@ -224,7 +260,8 @@ def data_view_title(aliases: list[str], prefix: str) -> str:
 DATE = frozenset({"date", "date_nanos"})
 NUMERIC = frozenset({"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"})
 AGGREGATABLE = DATE | NUMERIC | {"keyword", "constant_keyword", "flattened", "boolean", "ip", "version"}
-LEAF = AGGREGATABLE | {"text", "match_only_text", "wildcard"}
+# OpenSearch's key/value type: the root and its keys match queries and show as columns, never aggregate
+LEAF = AGGREGATABLE | {"text", "match_only_text", "wildcard", "flat_object"}
 # usage -> field types a visualisation can use for it
 USABLE = {
     "time": DATE,
@@ -247,10 +284,15 @@ class FieldUse:
 
 
 def _kql_fields(object_id: str, search_source: str) -> list[FieldUse]:
-    query = json.loads(search_source).get("query", {}).get("query", "")
+    return _query_fields(object_id, json.loads(search_source).get("query", {}).get("query", ""))
+
+
+def _query_fields(object_id: str, query: str) -> list[FieldUse]:
+    """Fields of a KQL or Lucene query (`field : value`, `field < value`); quoted values are skipped."""
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', query)
     return [
         FieldUse(object_id, field, "query" if op == ":" else "range")
-        for field, op in _KQL_CLAUSE.findall(query)
+        for field, op in _KQL_CLAUSE.findall(unquoted)
     ]
 
 
@@ -269,6 +311,8 @@ def referenced_fields(objects: list[dict[str, Any]]) -> list[FieldUse]:
             for agg in json.loads(attrs["visState"])["aggs"]:
                 if "field" in agg["params"]:
                     uses.append(FieldUse(oid, agg["params"]["field"], agg["type"]))
+                for bucket in agg["params"].get("filters", []):
+                    uses += _query_fields(oid, bucket["input"]["query"])
         source = attrs.get("kibanaSavedObjectMeta", {}).get("searchSourceJSON")
         if source:
             uses += _kql_fields(oid, source)
@@ -299,6 +343,8 @@ def _resolve(types: dict[str, tuple[str, bool]], field: str) -> tuple[str, bool]
         parent = types.get(".".join(parts[:i]))
         if parent and parent[0] == "flattened":
             return "keyword", parent[1]
+        if parent and parent[0] == "flat_object":  # queried like a keyword, but no doc values
+            return "flat_object", parent[1]
     return None
 
 

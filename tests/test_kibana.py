@@ -7,7 +7,6 @@ import copy
 import email.parser
 import email.policy
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,9 @@ from click.testing import CliRunner
 
 from client import kibana
 from core.config import Settings
-from core.engine import ELASTICSEARCH
+from core.engine import ELASTICSEARCH, OPENSEARCH
+from core.es import engine_of
+from ingest import lifecycle
 from mappings import collections, index_body
 from mappings.kibana import (
     OPENSEARCH_DASHBOARDS,
@@ -70,6 +71,31 @@ def test_a_drifted_mapping_is_reported_field_by_field() -> None:
     assert "mmsearch-collections: @timestamp is keyword, time cannot use it" in text
 
 
+def test_on_opensearch_encoder_versions_are_counted_by_queries_not_terms() -> None:
+    mapping = index_body("t", [], Settings(), OPENSEARCH)["mappings"]
+    assert mapping["properties"]["ingest"]["properties"]["encoders"]["type"] == "flat_object"
+    # the Elasticsearch objects' terms over `ingest.encoders` are refused against this mapping
+    problems = check_fields(saved_objects(Options("x")), mapping)
+    assert problems == ["mmsearch-encoder-versions: ingest.encoders is flat_object, terms cannot use it"]
+    versions = (("phash", "phash"), ("text", "text@all-MiniLM-L6-v2"), ("text", 'text@/m/"q"'))
+    objects = saved_objects(Options("x", engine="opensearch", encoder_versions=versions))
+    assert check_fields(objects, mapping) == []
+    chart = next(o for o in objects if o["id"] == "mmsearch-encoder-versions")
+    (agg,) = [a for a in json.loads(chart["attributes"]["visState"])["aggs"] if a["type"] == "filters"]
+    queries = {f["label"]: f["input"]["query"] for f in agg["params"]["filters"]}
+    assert queries["text@all-MiniLM-L6-v2"] == 'ingest.encoders.text:"text@all-MiniLM-L6-v2"'
+    assert queries['text@/m/"q"'] == 'ingest.encoders.text:"text@/m/\\"q\\""'
+    assert queries["text: other versions"] == (
+        'ingest.encoders.text:* AND NOT ingest.encoders.text:("text@all-MiniLM-L6-v2" OR "text@/m/\\"q\\"")'
+    )
+    assert ("ingest.encoders.text", "query") in {(u.field, u.usage) for u in referenced_fields(objects)}
+    # a key of a flat_object cannot be aggregated either (OpenSearch answers no buckets)
+    mapping["properties"]["modality"] = {"type": "flat_object"}
+    assert "mmsearch-by-modality: modality is flat_object, terms cannot use it" in check_fields(
+        objects, mapping
+    )
+
+
 def test_opensearch_dashboards_flavour_carries_7_10_migration_stamps() -> None:
     for obj in saved_objects(Options("x", flavour=OPENSEARCH_DASHBOARDS)):
         assert "typeMigrationVersion" not in obj
@@ -87,15 +113,24 @@ def multi_encoder(es, settings: Settings) -> Iterator[str]:  # noqa: ANN001
     collections.delete(es, settings, name)
 
 
-# The objects are Kibana's, checked against Elasticsearch mappings; on OpenSearch `ingest.encoders` is a
-# `flat_object`, which the check does not accept for terms/columns yet (Dashboards support unverified).
-KIBANA_ON_ELASTICSEARCH = pytest.mark.skipif(
-    os.environ.get("MMSEARCH_ENGINE") == "opensearch", reason="flat_object in Dashboards: not verified"
-)
+def _aggregation(agg: dict[str, Any]) -> dict[str, Any]:
+    """A chart's aggregation as Kibana / Dashboards send it (filters: Lucene input as `query_string`)."""
+    if agg["type"] == "filters":
+        buckets = agg["params"]["filters"]
+        return {
+            "filters": {
+                "filters": {
+                    b["label"]: {"query_string": {"query": b["input"]["query"], "analyze_wildcard": True}}
+                    for b in buckets
+                }
+            }
+        }
+    spec = {"field": agg["params"]["field"]}
+    spec |= {"calendar_interval": "1h"} if agg["type"] == "date_histogram" else {"size": 5}
+    return {agg["type"]: spec}
 
 
 @pytest.mark.integration
-@KIBANA_ON_ELASTICSEARCH
 def test_objects_fit_a_live_multi_encoder_collection(es, settings: Settings, multi_encoder: str) -> None:  # noqa: ANN001
     rendered = kibana.render(es, settings, [multi_encoder])
     coll = collections.get(es, settings, multi_encoder)
@@ -105,17 +140,31 @@ def test_objects_fit_a_live_multi_encoder_collection(es, settings: Settings, mul
     assert rendered.objects[0]["attributes"]["title"] == coll.alias
     for use in referenced_fields(rendered.objects):  # printed for the closing note (pytest -s)
         print(f"{use.object_id:28} {use.usage:15} {use.field}")
-    # every chart's aggregations run on the live index as they are
+    # two documents as the worker stamps them: one of the collection's text model, one of another
+    text = coll.encoders["text"]["version"]
+    for doc_id, version in (("now", text), ("old", "text@an-older-model")):
+        stamp = lifecycle.encoded(1, {"text": version, "phash": coll.encoders["phash"]["version"]})
+        doc = {"doc_id": doc_id, "collection": multi_encoder, "modality": "text", "ingest": stamp}
+        es.index(
+            index=coll.alias, id=doc_id, document=doc | {"@timestamp": stamp["encoded_at"]}, refresh=True
+        )
+    # every chart's aggregations run on the live index as they are, and count what is there
+    counted: dict[str, Any] = {}
     for obj in rendered.objects:
         if obj["type"] != "visualization":
             continue
         aggs = json.loads(obj["attributes"]["visState"])["aggs"]
         body: dict[str, Any] = {}
         for agg in reversed([a for a in aggs if a["type"] != "count"]):
-            spec = {"field": agg["params"]["field"]}
-            spec |= {"calendar_interval": "1h"} if agg["type"] == "date_histogram" else {"size": 5}
-            body = {agg["id"]: {agg["type"]: spec, **({"aggs": body} if body else {})}}
-        es.search(index=coll.alias, size=0, aggs=body)
+            body = {agg["id"]: _aggregation(agg) | ({"aggs": body} if body else {})}
+        counted[obj["id"]] = es.search(index=coll.alias, size=0, aggs=body)["aggregations"]
+    buckets = counted["mmsearch-encoder-versions"]["2"]["buckets"]
+    if engine_of(es).is_opensearch:  # filters: one bucket per known version, then the others
+        assert buckets[text]["doc_count"] == 1 and buckets["text: other versions"]["doc_count"] == 1
+        assert buckets[coll.encoders["phash"]["version"]]["doc_count"] == 2
+    else:  # terms over the flattened field: every value
+        found = {b["key"]: b["doc_count"] for b in buckets}
+        assert found[text] == 1 and found["text@an-older-model"] == 1
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -159,7 +208,6 @@ def _ndjson_part(request: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 @pytest.mark.integration
-@KIBANA_ON_ELASTICSEARCH
 def test_install_command_imports_into_a_space(fake_kibana: str, multi_encoder: str) -> None:
     _Recorder.answer = (200, {"success": True, "successCount": 13})
     args = ["kibana", "install", "--url", fake_kibana, "--space", "ops", "--collection", multi_encoder]

@@ -1,0 +1,220 @@
+"""Elasticsearch vs OpenSearch: the same encoded collection evaluated on both engines, side by side.
+
+An encoded collection (documents with their vectors and nested passages, as stored) is copied from the
+source cluster into a collection of the same name on the target cluster, created by the product's own
+`collections.create`, so the mapping is the target engine's dialect. No document is re-encoded: both
+engines hold the very same vectors and text. Then `mmsearch eval`'s runs (evaluation/runs.py) go through an
+API process on each engine (query vectors computed by the API as usual), and one table shows each metric on
+both engines with the difference. The source cluster is only read.
+
+  python -m bench.engines --collection scifact-base --dataset DIR --qrels FILE --source-url URL
+                          [--target-url URL] [--target-engine opensearch] [--modes lexical,vector,...]
+                          [--replace] [--phase copy|eval|all]
+
+The target is the configured cluster (ELASTICSEARCH_URL, MMSEARCH_ENGINE) unless --target-url says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.common import Report, save, show, spawned_api
+from core.config import Settings, get_settings
+from core.es import Client, engine_of, make_client, scan, streaming_bulk
+from evaluation import runs
+from ingest.beir import find, load_qrels, load_queries
+from mappings import collections
+
+METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100"}
+DEFAULT_MODES = ("lexical", "vector", "hybrid", "hybrid-rrf")
+SIZE = 100  # hits per query: R@100 needs them
+
+
+def cluster(settings: Settings, url: str | None, engine: str | None) -> Settings:
+    """`settings` pointed at another cluster (`engine` None: asked of the cluster itself)."""
+    update: dict[str, Any] = {}
+    if url:
+        update |= {"elasticsearch_url": url, "engine": engine or "auto"}
+    elif engine:
+        update["engine"] = engine
+    return settings.model_copy(update=update)
+
+
+def stored_documents(es: Client, alias: str) -> Iterator[dict[str, Any]]:
+    """Every document of a collection as stored, vectors and nested passages included."""
+    body = {"query": {"match_all": {}}, "_source": engine_of(es).source_with_vectors()}
+    for hit in scan(es, index=alias, query=body, size=500, scroll="10m"):
+        yield {"_id": hit["_id"], "_source": hit["_source"]}
+
+
+def copy_collection(
+    source: Client, target: Client, settings: Settings, name: str, target_name: str | None = None
+) -> dict[str, Any]:
+    """Copy collection `name` from `source` into a new collection `target_name` (default: the same name)
+    on `target`: same encoders, models, extractors, passages and profiles; documents as stored."""
+    target_name = target_name or name
+    info = collections.get(source, settings, name)
+    models = {enc: desc["model"] for enc, desc in info.encoders.items() if desc.get("model")}
+    started = time.perf_counter()
+    made = collections.create(
+        target,
+        settings,
+        target_name,
+        list(info.encoders),
+        models,
+        info.extractors or None,
+        passages=bool(info.passages),
+    )
+    if info.profiles:
+        collections.update_meta(target, made.index, profiles=info.profiles)
+    target.indices.put_settings(index=made.index, settings={"index": {"refresh_interval": "-1"}})
+
+    def actions() -> Iterator[dict[str, Any]]:
+        for doc in stored_documents(source, info.alias):
+            yield {
+                "_index": made.index,
+                "_id": doc["_id"],
+                "_source": {**doc["_source"], "collection": target_name},
+            }
+
+    copied = 0
+    for ok, item in streaming_bulk(target, actions(), chunk_size=200, max_retries=3):
+        if not ok:
+            raise RuntimeError(f"bulk into {made.index} failed: {item}")
+        copied += 1
+    target.indices.put_settings(index=made.index, settings={"index": {"refresh_interval": None}})
+    target.options(request_timeout=600).indices.refresh(index=made.index)
+    collections.CACHE.invalidate(target_name)
+    return {"documents": copied, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def ensure_copy(
+    source: Client, target: Client, settings: Settings, name: str, replace: bool
+) -> dict[str, Any]:
+    """Reuse a target collection whose documents are in the same states as the source's (as many encoded,
+    pending, failed); otherwise copy (an existing one that differs is deleted only with `replace`)."""
+    alias = collections.alias_for(settings, name)
+    want = collections.status_counts(source, alias)
+    if target.indices.exists_alias(name=alias):
+        have = collections.status_counts(target, alias)
+        if have == want:
+            return {"documents": have["total"], "seconds": "kept"}
+        if not replace:
+            raise SystemExit(f"{name!r} on the target holds {have}, the source {want}: pass --replace")
+        collections.delete(target, settings, name)
+    return copy_collection(source, target, settings, name)
+
+
+def evaluate(
+    settings: Settings,
+    name: str,
+    queries: dict[str, str],
+    qrels: runs.Judgments,
+    modes: list[str],
+    threads: int,
+) -> dict[str, dict[str, Any]]:
+    """`mmsearch eval`'s runs through an API process on the cluster `settings` names: mode -> results."""
+    results: dict[str, dict[str, Any]] = {}
+    with spawned_api({}, settings) as client:
+        for mode in modes:
+            request = {**runs.MODES[mode], "size": SIZE}
+            result = runs.mode_result(*runs.run_queries(client, name, queries, request, threads))
+            top10 = {qid: list(ranking)[:10] for qid, ranking in result.run.items()}
+            results[mode] = {
+                "metrics": runs.scores(qrels, result.run, METRICS),
+                "top10": top10,
+                "latency": runs.latency_summary(result.latencies_ms, result.server_ms, result.wall_s),
+            }
+    return results
+
+
+def side_by_side(label_a: str, a: dict, label_b: str, b: dict) -> list[dict[str, Any]]:
+    """One row per (mode, metric): both engines and the difference b - a; then the share of queries whose
+    top 10 is the same list on both, and the median latency."""
+    rows: list[dict[str, Any]] = []
+    for mode in a:
+        for metric, label in METRICS.items():
+            va, vb = a[mode]["metrics"][metric], b[mode]["metrics"][metric]
+            rows.append({"mode": mode, "metric": label, label_a: va, label_b: vb, "difference": vb - va})
+        same = [a[mode]["top10"][q] == b[mode]["top10"].get(q) for q in a[mode]["top10"]]
+        share = sum(same) / len(same) if same else 0.0
+        rows.append({"mode": mode, "metric": "same top 10", label_a: "", label_b: share, "difference": ""})
+        pa, pb = a[mode]["latency"]["p50"], b[mode]["latency"]["p50"]
+        rows.append({"mode": mode, "metric": "p50 ms", label_a: pa, label_b: pb, "difference": pb - pa})
+    return rows
+
+
+def run(args: argparse.Namespace) -> Report:
+    base = get_settings()
+    source_settings = cluster(base, args.source_url, args.source_engine)
+    target_settings = cluster(base, args.target_url, args.target_engine)
+    source, target = make_client(source_settings), make_client(target_settings)
+    labels = (engine_of(source).name, engine_of(target).name)
+    if labels[0] == labels[1]:
+        labels = (f"{labels[0]} (source)", f"{labels[1]} (target)")
+    copied = ensure_copy(source, target, base, args.collection, args.replace)
+    print(f"copy: {copied}", flush=True)
+    if args.phase == "copy":
+        return Report("engines", f"copied {args.collection!r}", [{"collection": args.collection, **copied}])
+    qrels = load_qrels(args.qrels)
+    if args.queries:  # a smoke run on the first judged queries
+        qrels = dict(list(qrels.items())[: args.queries])
+    queries = runs.judged_queries(load_queries(find(args.dataset, "queries")), qrels)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    results = {}
+    for label, settings in zip(labels, (source_settings, target_settings), strict=True):
+        started = time.perf_counter()
+        results[label] = evaluate(settings, args.collection, queries, qrels, modes, args.threads)
+        print(
+            f"{label}: {len(queries)} queries x {len(modes)} modes in {time.perf_counter() - started:.0f} s"
+        )
+    rows = side_by_side(labels[0], results[labels[0]], labels[1], results[labels[1]])
+    return Report(
+        "engines",
+        f"{args.collection!r} on {labels[0]} and {labels[1]}: {len(queries)} judged queries of "
+        f"{args.qrels.name}, {SIZE} hits per query",
+        rows,
+        [
+            f"copy: {copied['documents']} documents with their stored vectors and passages "
+            f"({copied['seconds']} s), no re-encoding; the target's mapping is the product's for its engine;",
+            "runs as `mmsearch eval` (evaluation/runs.py) through one API process per engine, "
+            f"{args.threads} client threads; query vectors computed by the API;",
+            "difference = target - source; vector search is approximate on both (Elasticsearch int8_hnsw, "
+            "OpenSearch Lucene HNSW + sq), rescored with the float vectors;",
+            "same top 10 = share of queries whose first 10 ids are the same list on both engines (BM25 "
+            "statistics count deleted documents until segments merge, so a copy's can differ slightly).",
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--collection", required=True, help="an encoded collection on the source cluster")
+    parser.add_argument("--dataset", type=Path, required=True, help="BEIR directory (queries)")
+    parser.add_argument("--qrels", type=Path, required=True, help="judgments (BEIR tsv)")
+    parser.add_argument("--source-url", required=True, help="the cluster holding the collection (read only)")
+    parser.add_argument("--source-engine", choices=("elasticsearch", "opensearch"), help="default: asked")
+    parser.add_argument("--target-url", help="default: the configured cluster (ELASTICSEARCH_URL)")
+    parser.add_argument("--target-engine", choices=("elasticsearch", "opensearch"), help="default: asked")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"of {', '.join(runs.MODES)}")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--queries", type=int, default=0, help="only the first N judged queries (0: all)")
+    parser.add_argument("--replace", action="store_true", help="recopy a target collection of another size")
+    parser.add_argument("--phase", choices=("copy", "all"), default="all")
+    args = parser.parse_args()
+    report = run(args)
+    show(report, Console(width=None if sys.stdout.isatty() else 200))
+    print(f"wrote {save(report)}")
+
+
+if __name__ == "__main__":
+    main()

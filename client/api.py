@@ -51,6 +51,10 @@ class ApiClient:
     def collection(self, name: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/collections/{name}")
 
+    def profiles(self, name: str) -> dict[str, dict[str, Any]]:
+        """The collection's search profiles, name -> profile (the collection itself lists names only)."""
+        return self.request("GET", f"/v1/collections/{name}/profiles")["profiles"]
+
     def collection_exists(self, name: str) -> bool:
         try:
             self.collection(name)

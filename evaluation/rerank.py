@@ -103,7 +103,7 @@ def compare(
     top_k: int,
 ) -> dict[str, Any]:
     """Held-back nDCG@10 under the collection's `default` profile with and without the reranker."""
-    profiles = client.collection(collection)["profiles"]
+    profiles = client.profiles(collection)
     base = Profile.model_validate(profiles["default"]) if "default" in profiles else Profile()
     candidate = base.model_copy(update={"rerank": Rerank(model=model, top_k=top_k)})
     path = f"/v1/collections/{collection}/profiles"

@@ -69,7 +69,7 @@ def improve(
     ctx.invoke(commands_quality.tune, dataset=dataset, qrels=qrels, collection=collection)
     with errors():
         after = held_scores(client, collection, held_queries, judgments, profile="default")
-        cv = client.collection(collection)["profiles"]["default"]["scores"]
+        cv = client.profiles(collection)["default"]["scores"]
     report = {"held_queries": len(held), "seed": seed, "before": before, "after": after, "tune_cv": cv}
     show(report)
     if json_out:

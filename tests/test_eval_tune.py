@@ -112,7 +112,7 @@ def test_eval_tune_and_the_saved_profile(
     assert {"tuned", "defaults", "lexical", "vector:text"} <= set(tuned["cv"])
     assert 0.0 <= tuned["cv"]["tuned"]["mean"] <= 1.0
 
-    stored = api.request("GET", f"/v1/collections/{slice_collection}/profiles")["profiles"]["tuned"]
+    stored = api.profiles(slice_collection)["tuned"]
     selected = tuned["selected"]  # the grid's winner only when it beats the defaults cross-validated
     beats = tuned["cv"]["tuned"]["mean"] > tuned["cv"]["defaults"]["mean"]
     assert selected == ("tuned" if beats else "defaults")

@@ -20,7 +20,7 @@ from encoders.rerank import RerankExample, train_reranker
 from encoders.text import resolve_model_path
 from encoders.training import CARD, model_ref, model_roots
 from evaluation.runs import mode_result, run_queries, scores
-from evaluation.training import corpus_passages, ranked_ids
+from evaluation.training import corpus_passages, mine_negatives
 from search.schema import Profile, Rerank
 
 CANDIDATE = "rerank-candidate"  # the profile a candidate is scored under, removed afterwards
@@ -37,19 +37,15 @@ def examples(
     """Each judged passage (label 1) and `negatives` top fused hits not judged relevant (label 0)."""
     relevant = {qid: {d for d, rel in qrels[qid].items() if rel > 0} for qid in queries}
     mined = {
-        qid: [
-            d
-            for d in ranked_ids(client, collection, text, "hybrid", negatives + 10)
-            if d not in relevant[qid]
-        ]
+        qid: mine_negatives(client, collection, text, relevant[qid], negatives, source="hybrid")
         for qid, text in queries.items()
     }
-    wanted = set().union(*relevant.values(), *(m[:negatives] for m in mined.values())) if queries else set()
+    wanted = set().union(*relevant.values(), *mined.values()) if queries else set()
     passages = corpus_passages(dataset_dir, wanted)
     out = []
     for qid, text in queries.items():
         out += [RerankExample(text, passages[d], 1.0) for d in relevant[qid] if d in passages]
-        out += [RerankExample(text, passages[d], 0.0) for d in mined[qid][:negatives] if d in passages]
+        out += [RerankExample(text, passages[d], 0.0) for d in mined[qid] if d in passages]
     return out
 
 

@@ -83,8 +83,9 @@ def test_mapping_has_one_quantised_vector_field_per_encoder() -> None:
         "dims": 384,
         "similarity": "cosine",
         "index": True,
-        "index_options": {"type": "int8_hnsw"},
+        "index_options": {"type": "bbq_hnsw"},  # 1-bit from 384 dims, as Elasticsearch's own default
     }
+    assert ELASTICSEARCH.vector_mapping(64, "cosine", "float")["index_options"] == {"type": "int8_hnsw"}
     assert body["mappings"]["properties"]["metadata"]["type"] == "flattened"
     assert "knn" not in body["settings"]["index"]
     assert body["mappings"]["_meta"]["encoders"]["text"]["version"] == "text@all-MiniLM-L6-v2"

@@ -13,6 +13,7 @@ training stops once it stops improving (`patience`) and the best epoch's weights
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -189,6 +190,7 @@ def _arguments(scratch: str, config: TrainConfig, device: str, examples: int, ev
         batch_sampler="no_duplicates",
         report_to="none",
         logging_steps=max(1, examples // config.batch_size // 10),
+        disable_tqdm=not sys.stderr.isatty(),  # a log file gets the loss lines, not a bar per step
         seed=config.seed,
         **(
             {

@@ -17,6 +17,7 @@ from bench.common import Report, query_texts
 from client.api import ApiClient
 from core.config import get_settings
 from encoders.device import pick_device
+from encoders.rerank import MAX_LENGTH
 from encoders.text import resolve_model_path
 from encoders.training import model_ref, model_roots
 from search.schema import Profile, Rerank
@@ -61,7 +62,7 @@ def run(client: ApiClient, collection: str, dataset: Path, n: int = 50, model: s
         f"reranking cost on {collection!r}: {len(texts)} SciFact queries, hybrid, size 10, one client",
         rows,
         [
-            f"model {model} (MiniLM-L6 cross-encoder, 256 tokens per pair), device "
+            f"model {model} (MiniLM-L6 cross-encoder, {MAX_LENGTH} tokens per pair), device "
             f"{pick_device(get_settings().device)}",
             "server ms = the API's took_ms (encoding, _msearch, fusion, rerank, page fetch);",
             "stage ms = the reranking stage alone (fetching the window's texts + the cross-encoder);",

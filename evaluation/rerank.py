@@ -2,7 +2,9 @@
 held-back ones through the API with and without it, and made a profile's default only when it wins there.
 
 Negatives are the product's own fused hits for each training query that are not judged relevant: the
-passages a reranker has to push down in practice.
+passages a reranker has to push down in practice. The cross-encoder's weight against the fused score is
+chosen on the held-back queries by k-fold cross-validation (weight 0, fusion alone, is one of the choices),
+so the estimate printed beside the held-back figure is one the choice did not see.
 """
 
 from __future__ import annotations
@@ -14,16 +16,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from client.api import ApiClient
 from core.config import Settings
-from encoders.rerank import RerankExample, train_reranker
+from encoders.rerank import RerankGroup, train_reranker
 from encoders.text import resolve_model_path
 from encoders.training import CARD, model_ref, model_roots
-from evaluation.runs import mode_result, run_queries, scores
+from evaluation.runs import mode_result, per_query, ranked_run, run_queries, scores
 from evaluation.training import corpus_passages, mine_negatives
+from evaluation.tuning import cross_validate, fixed_folds, folds, summary
+from search.fusion import blend
 from search.schema import Profile, Rerank
 
 CANDIDATE = "rerank-candidate"  # the profile a candidate is scored under, removed afterwards
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # the cross-encoder's share; 0 = fusion alone
+Window = list[tuple[str, float, float]]  # (doc id, fused score, cross-encoder score), fused order
 
 
 def examples(
@@ -33,8 +41,8 @@ def examples(
     queries: dict[str, str],
     qrels: dict[str, dict[str, int]],
     negatives: int,
-) -> list[RerankExample]:
-    """Each judged passage (label 1) and `negatives` top fused hits not judged relevant (label 0)."""
+) -> list[RerankGroup]:
+    """Each judged passage with the query's `negatives` top fused hits not judged relevant."""
     relevant = {qid: {d for d, rel in qrels[qid].items() if rel > 0} for qid in queries}
     mined = {
         qid: mine_negatives(client, collection, text, relevant[qid], negatives, source="hybrid")
@@ -44,15 +52,15 @@ def examples(
     passages = corpus_passages(dataset_dir, wanted)
     out = []
     for qid, text in queries.items():
-        out += [RerankExample(text, passages[d], 1.0) for d in relevant[qid] if d in passages]
-        out += [RerankExample(text, passages[d], 0.0) for d in mined[qid] if d in passages]
+        negative_texts = [passages[d] for d in mined[qid] if d in passages]
+        out += [RerankGroup(text, passages[d], negative_texts) for d in relevant[qid] if d in passages]
     return out
 
 
 def fit(
     settings: Settings,
     base_ref: str,
-    pairs: list[RerankExample],
+    groups: list[RerankGroup],
     name: str,
     info: dict[str, Any],
     epochs: int,
@@ -65,7 +73,7 @@ def fit(
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         run = train_reranker(
-            resolve_model_path(base_ref, settings.models_dir), pairs, scratch, settings, epochs
+            resolve_model_path(base_ref, settings.models_dir), groups, scratch, settings, epochs
         )
         card = {"version": name, "kind": "cross-encoder", "base_model": base_ref, **info, **run}
         card["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -97,24 +105,70 @@ def compare(
     qrels: dict[str, dict[str, int]],
     model: str,
     top_k: int,
+    n_folds: int = 5,
 ) -> dict[str, Any]:
-    """Held-back nDCG@10 under the collection's `default` profile with and without the reranker."""
+    """Held-back nDCG@10 under the collection's `default` profile without the reranker, and with it at the
+    weight that scores best on those queries, with the k-fold estimate of choosing the weight that way."""
     profiles = client.profiles(collection)
     base = Profile.model_validate(profiles["default"]) if "default" in profiles else Profile()
     candidate = base.model_copy(update={"rerank": Rerank(model=model, top_k=top_k)})
-    path = f"/v1/collections/{collection}/profiles"
-    client.request("PUT", f"{path}/{CANDIDATE}", json=candidate.model_dump(mode="json"))
+    path = f"/v1/collections/{collection}/profiles/{CANDIDATE}"
+    client.request("PUT", path, json=candidate.model_dump(mode="json"))
     try:
         without, without_ms = held_ndcg(client, collection, queries, qrels, profile=CANDIDATE, rerank=False)
-        with_, with_ms = held_ndcg(client, collection, queries, qrels, profile=CANDIDATE)
+        judged = {qid: qrels[qid] for qid in queries}
+        matrix = weight_matrix(judged, windows(client, collection, queries, top_k))
+        _, per_fold = cross_validate(matrix, folds(len(judged), n_folds))
+        best = int(np.argmax(matrix.mean(axis=1)))
+        weight = WEIGHTS[best]
+        with_, with_ms = without, without_ms
+        if weight > 0:
+            candidate.rerank = Rerank(model=model, top_k=top_k, weight=weight)
+            client.request("PUT", path, json=candidate.model_dump(mode="json"))
+            with_, with_ms = held_ndcg(client, collection, queries, qrels, profile=CANDIDATE)
     finally:
-        client.request("DELETE", f"{path}/{CANDIDATE}")
+        client.request("DELETE", path)
     return {
         "queries": len(queries),
         "top_k": top_k,
+        "weight": weight,
         "without": round(without, 4),
         "with": round(with_, 4),
+        "cv": summary(per_fold, matrix[best]),
+        "cv_without": summary(fixed_folds(matrix[0], folds(len(judged), n_folds)), matrix[0]),
+        "by_weight": {w: round(float(row.mean()), 4) for w, row in zip(WEIGHTS, matrix, strict=True)},
         "server_ms_without": round(sum(without_ms) / len(without_ms), 1),
         "server_ms_with": round(sum(with_ms) / len(with_ms), 1),
         "profile": candidate,
     }
+
+
+def windows(client: ApiClient, collection: str, queries: dict[str, str], top_k: int) -> dict[str, Window]:
+    """One reranked search per query, read back from its explanation: each window hit's two scores."""
+    responses, _ = run_queries(
+        client,
+        collection,
+        queries,
+        {"mode": "hybrid", "size": min(max(top_k, 10), 100), "explain": True, "profile": CANDIDATE},
+    )
+    out = {}
+    for qid, resp in responses.items():
+        stage = [(h["explanation"]["rerank"], h["id"]) for h in resp["hits"] if "rerank" in h["explanation"]]
+        stage.sort(key=lambda item: item[0]["fused_rank"])
+        out[qid] = [(doc_id, s["fused_score"], s["score"]) for s, doc_id in stage]
+    return out
+
+
+def weight_matrix(judged: dict[str, dict[str, int]], windows: dict[str, Window]) -> np.ndarray:
+    """nDCG@10 per (weight, query) of each window reordered by `blend`, as the API would."""
+    rows = []
+    for weight in WEIGHTS:
+        run = {}
+        for qid in judged:
+            hits = windows.get(qid, [])
+            final = blend([f for _, f, _ in hits], [r for _, _, r in hits], weight)
+            order = sorted(range(len(hits)), key=lambda i: (-final[i], i))
+            run[qid] = ranked_run(hits[i][0] for i in order)
+        values = per_query(judged, run, "ndcg@10")
+        rows.append([values[qid] for qid in judged])
+    return np.array(rows)

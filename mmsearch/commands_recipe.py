@@ -116,7 +116,7 @@ def show(report: dict[str, Any]) -> None:
 @click.option("--base", default="all-MiniLM-L6-v2", show_default=True, help="Model to start from.")
 @click.option("--name", default=None, help="Model name; default rerank-<collection>-<time>.")
 @click.option("--negatives", default=3, show_default=True, help="Fused hits not judged relevant, per query.")
-@click.option("--epochs", default=1, show_default=True)
+@click.option("--epochs", default=2, show_default=True)
 @click.option("--top-k", default=50, show_default=True, help="Fused hits the reranker reorders.")
 @click.option("--holdout", default=TrainConfig.holdout, show_default=True)
 @click.option("--seed", default=TrainConfig.seed, show_default=True)
@@ -136,7 +136,8 @@ def rerank(
 ) -> None:
     """Train a cross-encoder reranker on the judged queries (the held-back share excluded, the same one
     `train` held back when the collection's model came from it), score hybrid search on the held-back
-    queries with and without it, and turn it on in the `default` profile only if it wins there."""
+    queries without it and with it at each weight against the fused score (the weight chosen there, with
+    its k-fold estimate), and turn it on in the `default` profile only if it wins there."""
     from datetime import UTC, datetime
 
     from core.config import get_settings
@@ -157,23 +158,30 @@ def rerank(
             held = split_queries(judgments, queries, holdout, seed)[1]
         fit = {q: t for q, t in queries.items() if q not in set(held)}
         console.print(f"training on {len(fit)} queries, judging on the {len(held)} held back")
-        pairs = recipe.examples(client, collection, dataset, fit, judgments, negatives)
+        groups = recipe.examples(client, collection, dataset, fit, judgments, negatives)
         name = name or f"rerank-{collection}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         info = {"collection": collection, "qrels": str(qrels.resolve()), "held": held, "negatives": negatives}
-        ref, card = recipe.fit(settings, base, pairs, name, info, epochs)
+        ref, card = recipe.fit(settings, base, groups, name, info, epochs)
         result = recipe.compare(client, collection, {q: queries[q] for q in held}, judgments, ref, top_k)
-        adopted = result["with"] > result["without"]
+        adopted = result["weight"] > 0 and result["with"] > result["without"]
         if adopted:
             save_profile(client, collection, "default", result["profile"])
+    table = Table("reranker weight", "held-back nDCG@10", title=f"{result['queries']} held-back queries")
+    for weight, value in result["by_weight"].items():
+        table.add_row("0 (fusion alone)" if weight == 0 else str(weight), f"{value:.4f}")
+    console.print(table)
     verdict = (
         "on in profile 'default'"
         if adopted
         else "left off: it does not beat fusion alone on held-back queries"
     )
+    cv, cv_without = result["cv"], result["cv_without"]
     console.print(
-        f"reranker {ref} (top {top_k}): held-back nDCG@10 {result['without']:.4f} without, "
-        f"{result['with']:.4f} with; server ms {result['server_ms_without']} vs {result['server_ms_with']}; "
-        f"{verdict}"
+        f"reranker {ref} (top {top_k}, weight {result['weight']}): held-back nDCG@10 "
+        f"{result['without']:.4f} without, {result['with']:.4f} with "
+        f"(k-fold estimate of choosing the weight there: {cv['mean']:.4f} ± {cv['std']:.4f}; "
+        f"without: {cv_without['mean']:.4f}); server ms {result['server_ms_without']} vs "
+        f"{result['server_ms_with']}; {verdict}"
     )
     if json_out:
         report = {**{k: v for k, v in result.items() if k != "profile"}, "model": ref, "adopted": adopted}

@@ -103,6 +103,16 @@ def fuse(rankings: dict[str, Ranking], spec: Fusion) -> list[FusedHit]:
     return rrf(rankings, spec.k, spec.weights)
 
 
+def blend(fused: list[float], reranker: list[float], weight: float) -> list[float]:
+    """A rerank window's final scores: (1 - weight) * fused + weight * reranker, each min-max scaled over
+    the window. weight 1 is the cross-encoder's order alone; lower keeps what fusion knew (a reranker
+    learned from a few hundred queries is rarely better on its own than with the first stage)."""
+    return [
+        (1 - weight) * f + weight * r
+        for f, r in zip(normalize(fused, "minmax"), normalize(reranker, "minmax"), strict=True)
+    ]
+
+
 def applied_method(rankings: dict[str, Ranking], spec: Fusion) -> str:
     """What `fuse` applies: "none" for a single list (its own scores), else the spec's method."""
     return spec.method if len(rankings) > 1 else "none"

@@ -29,11 +29,15 @@ class Fusion(BaseModel):
 
 
 class RerankRequest(BaseModel):
-    """`rerank: {"top_k": 50}`: a cross-encoder reorders the top k fused hits (the model is the profile's)."""
+    """`rerank: {"top_k": 50}`: a cross-encoder reorders the top k fused hits (the model is the profile's).
+
+    What a request leaves out comes from the profile's stage (`mmsearch rerank` learns `weight`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     top_k: int = Field(50, ge=1, le=200)
+    # The cross-encoder's share of the window's final score, the fused score the rest (both min-max scaled).
+    weight: float = Field(1.0, gt=0, le=1)
 
 
 class Rerank(RerankRequest):

@@ -110,28 +110,36 @@ class SearchService:
         ):
             return None
         spec = profile.rerank or Rerank()
-        top_k = req.rerank.top_k if req.rerank else spec.top_k
+        if req.rerank:
+            spec = spec.model_copy(update=req.rerank.model_dump(exclude_unset=True))
         model = spec.model or self.settings.rerank_model
         started = time.perf_counter()
-        window = fused[:top_k]
+        window = fused[: spec.top_k]
         texts = self._texts(alias, [h.doc_id for h in window])
         try:
             scores = get_reranker(model).score(req.query, [texts.get(h.doc_id, "") for h in window])
         except EncoderError as exc:
             raise SearchError(str(exc)) from None
-        order = sorted(range(len(window)), key=lambda i: (-scores[i], i))
+        final = fusion.blend([h.score for h in window], scores, spec.weight)
+        order = sorted(range(len(window)), key=lambda i: (-final[i], i))
         details = {
             window[i].doc_id: {
                 "rank": rank,
                 "score": scores[i],
                 "fused_rank": i + 1,
                 "fused_score": window[i].score,
+                "final_score": final[i],
             }
             for rank, i in enumerate(order, start=1)
         }
-        hits = [fusion.FusedHit(window[i].doc_id, scores[i], window[i].components) for i in order]
-        summary = {"model": model, "top_k": top_k, "ms": round((time.perf_counter() - started) * 1000, 2)}
-        return Reranked([*hits, *fused[top_k:]], details, summary)
+        hits = [fusion.FusedHit(window[i].doc_id, final[i], window[i].components) for i in order]
+        summary = {
+            "model": model,
+            "top_k": spec.top_k,
+            "weight": spec.weight,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        return Reranked([*hits, *fused[spec.top_k :]], details, summary)
 
     def _texts(self, alias: str, ids: list[str]) -> dict[str, str]:
         """Title and content of the rerank window, one request, as the encoders read them."""

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from client.api import ApiClient
+from evaluation.rerank import WEIGHTS
 from evaluation.runs import METRICS
 from evaluation.tuning import Grid, cross_validate, folds, fused_top, profiles
 from mmsearch.cli import main
@@ -82,7 +83,7 @@ def _invoke(*args: str) -> None:
 
 
 @pytest.mark.integration
-def test_eval_tune_and_the_saved_profile(
+def test_eval_tune_rerank_and_the_saved_profiles(
     api: ApiClient, beir_slice: Path, slice_collection: str, tmp_path: Path
 ) -> None:
     qrels = str(beir_slice / "qrels-train.tsv")
@@ -127,3 +128,28 @@ def test_eval_tune_and_the_saved_profile(
     again = json.loads((tmp_path / "eval-tuned.json").read_text())
     assert again["corpus_reused"] is True and again["profile"] == "tuned"
     assert set(again["modes"]) == {"hybrid", "lexical"}
+
+    # a reranker trained on half the queries, judged on the other half at each weight against fusion
+    _invoke(
+        "rerank", "--dataset", str(beir_slice), "--qrels", qrels, "--collection", slice_collection,
+        "--holdout", "0.5", "--epochs", "1", "--negatives", "2", "--top-k", "10",
+        "--json", str(tmp_path / "rerank.json"),
+    )  # fmt: skip
+    rerank = json.loads((tmp_path / "rerank.json").read_text())
+    card = rerank["card"]
+    assert card["loss"] == "listnet" and card["pairs"] == 3 * card["groups"] and card["steps"] >= 1
+    assert rerank["queries"] == QUERIES // 2
+    by_weight = {float(w): v for w, v in rerank["by_weight"].items()}
+    assert set(by_weight) == set(WEIGHTS)
+    assert by_weight[0.0] == pytest.approx(rerank["without"], abs=1e-4)  # offline fusion = the API's
+    if rerank["weight"] > 0:  # the API's blend scores what the offline one chose it on
+        assert rerank["with"] == pytest.approx(by_weight[rerank["weight"]], abs=1e-4)
+    stored = api.profiles(slice_collection)
+    assert "rerank-candidate" not in stored
+    if rerank["adopted"]:
+        assert rerank["with"] > rerank["without"]
+        expected = {"model": rerank["model"], "top_k": 10, "weight": rerank["weight"]}
+        assert stored["default"]["rerank"] == expected
+    else:
+        assert rerank["weight"] == 0 or rerank["with"] <= rerank["without"]
+        assert "default" not in stored or stored["default"].get("rerank") is None

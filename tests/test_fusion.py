@@ -112,3 +112,13 @@ def test_fuse_dispatches_to_rrf_and_minmax_with_the_spec_parameters() -> None:
 
 def test_fuse_of_nothing_is_empty() -> None:
     assert fusion.fuse({}, Fusion()) == []
+
+
+def test_blend_scales_each_side_over_the_window_then_mixes() -> None:
+    fused = [2.0, 1.0, 0.0]  # min-max: 1, 0.5, 0
+    reranker = [-3.0, 5.0, 1.0]  # min-max: 0, 1, 0.5
+    assert fusion.blend(fused, reranker, 1.0) == pytest.approx([0.0, 1.0, 0.5])  # the reranker's order
+    # 0.7 * fused + 0.3 * reranker: 0.7, 0.35 + 0.3 = 0.65, 0.15: the fused leader keeps its place
+    assert fusion.blend(fused, reranker, 0.3) == pytest.approx([0.7, 0.65, 0.15])
+    assert fusion.blend(fused, reranker, 0.5) == pytest.approx([0.5, 0.75, 0.25])
+    assert fusion.blend([4.0], [9.0], 0.5) == [1.0]  # one hit: nothing to scale against

@@ -11,6 +11,7 @@ import pytest
 
 from client.api import ApiClient, ApiClientError
 from ingest.beir import iter_jsonl
+from search import fusion
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +85,30 @@ def test_rerank_reorders_the_top_k_and_explains_it(api: ApiClient, demo: str, re
     assert api.search(demo, query, profile="rr")["rerank"]["top_k"] == 5
 
 
+def test_rerank_blends_with_the_fused_score_at_the_profile_weight(
+    api: ApiClient, demo: str, reranker: str
+) -> None:
+    query = "energy storage for the grid"
+    path = f"/v1/collections/{demo}/profiles/blend"
+    api.request("PUT", path, json={"rerank": {"model": reranker, "top_k": 5, "weight": 0.4}})
+    try:
+        result = api.search(demo, query, size=10, profile="blend", explain=True)
+        assert result["rerank"]["weight"] == 0.4 and result["rerank"]["top_k"] == 5
+        stage = [h["explanation"]["rerank"] for h in result["hits"][:5]]
+        stage.sort(key=lambda s: s["fused_rank"])
+        expected = fusion.blend([s["fused_score"] for s in stage], [s["score"] for s in stage], 0.4)
+        assert [s["final_score"] for s in stage] == pytest.approx(expected)
+        top = [h["score"] for h in result["hits"][:5]]
+        assert top == sorted(expected, reverse=True)
+        # what a request says overrides the profile's stage; what it leaves out (the depth) stays
+        alone = api.search(demo, query, profile="blend", rerank={"weight": 1.0})["rerank"]
+        assert alone["weight"] == 1.0 and alone["top_k"] == 5
+    finally:
+        api.request("DELETE", path)
+
+
 def test_rerank_refuses_bad_requests(api: ApiClient, demo: str) -> None:
-    for bad in ({"top_k": 0}, {"top_k": 201}, {"model": "x"}, True):
+    for bad in ({"top_k": 0}, {"top_k": 201}, {"weight": 0}, {"weight": 1.5}, {"model": "x"}, True):
         with pytest.raises(ApiClientError) as err:
             api.search(demo, "coral", rerank=bad)
         assert err.value.status == 400

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -100,11 +101,12 @@ def train_reranker(
 ) -> dict[str, Any]:
     """Fit a cross-encoder on judged groups and save it to `out_dir`; returns what the run did.
 
-    Listwise (ListNet: softmax over the group, the judged passage the target) rather than one label per
-    pair: each step compares the passages of a query with each other, which is what a reranker is for,
-    and a model that says the same thing for everything gains nothing. The scoring head starts from
-    nothing, so it learns 20x faster than the reused body (on SciFact, pairwise cross-entropy with one
-    rate for both was still at chance after an epoch; this recipe learns within one).
+    Listwise (cross-entropy of a softmax over the group's raw scores, the judged passage the target) rather
+    than one label per pair: each step compares the passages of a query with each other, which is what a
+    reranker is for, and a model that says the same thing for everything gains nothing. (ListNet would
+    softmax the 1/0 labels too: a soft target that stops rewarding separation at a logit gap of one.) The
+    scoring head starts from nothing, so it learns 20x faster than the reused body (on SciFact, pairwise
+    cross-entropy with one rate for both was still at chance after an epoch; this recipe learns in one).
     """
     from datasets import Dataset
     from sentence_transformers import CrossEncoder
@@ -112,20 +114,30 @@ def train_reranker(
         CrossEncoderTrainer,
         CrossEncoderTrainingArguments,
     )
-    from sentence_transformers.cross_encoder.losses import ListNetLoss
+    from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+    from torch import nn
 
     groups = [g for g in groups if g.negatives]
     if not groups:
         raise ValueError("no reranker examples: do the judgments name documents of the corpus?")
+    width = min(len(g.negatives) for g in groups)  # the loss takes a fixed number of negative columns
     device = pick_device(settings.device)
     model = CrossEncoder(base_path, device=device, num_labels=1, max_length=MAX_LENGTH)
     dataset = Dataset.from_dict(
         {
             "query": [g.query for g in groups],
-            "docs": [[g.positive, *g.negatives] for g in groups],
-            "labels": [[1.0] + [0.0] * len(g.negatives) for g in groups],
+            "positive": [g.positive for g in groups],
+            **{f"negative_{i + 1}": [g.negatives[i] for g in groups] for i in range(width)},
         }
     )
+
+    class MinedNegativesLoss(MultipleNegativesRankingLoss):
+        """Only the mined negatives: another query's passage is too easy to teach anything."""
+
+        def get_in_batch_negatives(self, anchors: list[str], candidates: list[list[str]]) -> Iterator:
+            return iter(())
+
+    loss = MinedNegativesLoss(model, scale=1.0, activation_fn=nn.Identity())  # softmax of raw scores
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mmsearch-rerank-") as scratch:
         args = CrossEncoderTrainingArguments(
@@ -144,14 +156,14 @@ def train_reranker(
             disable_tqdm=not sys.stderr.isatty(),  # a log file gets the loss lines, not a bar per step
             seed=seed,
         )
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=ListNetLoss(model))
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
         output = trainer.train()
     model.save(str(out_dir))
     return {
         "device": device,
         "groups": len(groups),
-        "pairs": sum(1 + len(g.negatives) for g in groups),
-        "loss": "listnet",
+        "pairs": len(groups) * (1 + width),
+        "loss": "softmax cross-entropy over a judged passage and its negatives",
         "epochs": epochs,
         "steps": output.global_step,
         "final_loss": round(float(output.training_loss), 4),

@@ -137,7 +137,7 @@ def test_eval_tune_rerank_and_the_saved_profiles(
     )  # fmt: skip
     rerank = json.loads((tmp_path / "rerank.json").read_text())
     card = rerank["card"]
-    assert card["loss"] == "listnet" and card["pairs"] == 3 * card["groups"] and card["steps"] >= 1
+    assert card["pairs"] == 3 * card["groups"] and card["steps"] >= 1  # a judged passage, 2 negatives
     assert rerank["queries"] == QUERIES // 2
     by_weight = {float(w): v for w, v in rerank["by_weight"].items()}
     assert set(by_weight) == set(WEIGHTS)

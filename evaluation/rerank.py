@@ -118,7 +118,8 @@ def compare(
         without, without_ms = held_ndcg(client, collection, queries, qrels, profile=CANDIDATE, rerank=False)
         judged = {qid: qrels[qid] for qid in queries}
         matrix = weight_matrix(judged, windows(client, collection, queries, top_k))
-        _, per_fold = cross_validate(matrix, folds(len(judged), n_folds))
+        splits = folds(len(judged), n_folds)
+        _, per_fold = cross_validate(matrix, splits)
         best = int(np.argmax(matrix.mean(axis=1)))
         weight = WEIGHTS[best]
         with_, with_ms = without, without_ms
@@ -135,7 +136,7 @@ def compare(
         "without": round(without, 4),
         "with": round(with_, 4),
         "cv": summary(per_fold, matrix[best]),
-        "cv_without": summary(fixed_folds(matrix[0], folds(len(judged), n_folds)), matrix[0]),
+        "cv_without": summary(fixed_folds(matrix[0], splits), matrix[0]),
         "by_weight": {w: round(float(row.mean()), 4) for w, row in zip(WEIGHTS, matrix, strict=True)},
         "server_ms_without": round(sum(without_ms) / len(without_ms), 1),
         "server_ms_with": round(sum(with_ms) / len(with_ms), 1),

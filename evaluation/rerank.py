@@ -167,9 +167,8 @@ def weight_matrix(judged: dict[str, dict[str, int]], windows: dict[str, Window])
         run = {}
         for qid in judged:
             hits = windows.get(qid, [])
-            final = blend([f for _, f, _ in hits], [r for _, _, r in hits], weight)
-            order = sorted(range(len(hits)), key=lambda i: (-final[i], i))
-            run[qid] = ranked_run(hits[i][0] for i in order)
+            ranked = blend([f for _, f, _ in hits], [r for _, _, r in hits], weight)
+            run[qid] = ranked_run(hits[i][0] for i, _ in ranked)
         values = per_query(judged, run, "ndcg@10")
         rows.append([values[qid] for qid in judged])
     return np.array(rows)

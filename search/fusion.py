@@ -103,14 +103,18 @@ def fuse(rankings: dict[str, Ranking], spec: Fusion) -> list[FusedHit]:
     return rrf(rankings, spec.k, spec.weights)
 
 
-def blend(fused: list[float], reranker: list[float], weight: float) -> list[float]:
-    """A rerank window's final scores: (1 - weight) * fused + weight * reranker, each min-max scaled over
-    the window. weight 1 is the cross-encoder's order alone; lower keeps what fusion knew (a reranker
-    learned from a few hundred queries is rarely better on its own than with the first stage)."""
-    return [
+def blend(fused: list[float], reranker: list[float], weight: float) -> list[tuple[int, float]]:
+    """A rerank window reordered: (position in the window, final score), best first, ties in fused order.
+
+    final = (1 - weight) * fused + weight * reranker, each min-max scaled over the window. weight 1 is the
+    cross-encoder's order alone; lower keeps what fusion knew (a reranker learned from a few hundred
+    queries is rarely better on its own than with the first stage). The API and `mmsearch rerank`'s
+    offline choice of the weight both order windows with this one function."""
+    final = [
         (1 - weight) * f + weight * r
         for f, r in zip(normalize(fused, "minmax"), normalize(reranker, "minmax"), strict=True)
     ]
+    return sorted(enumerate(final), key=lambda item: (-item[1], item[0]))
 
 
 def applied_method(rankings: dict[str, Ranking], spec: Fusion) -> str:

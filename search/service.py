@@ -120,19 +120,18 @@ class SearchService:
             scores = get_reranker(model).score(req.query, [texts.get(h.doc_id, "") for h in window])
         except EncoderError as exc:
             raise SearchError(str(exc)) from None
-        final = fusion.blend([h.score for h in window], scores, spec.weight)
-        order = sorted(range(len(window)), key=lambda i: (-final[i], i))
+        ranked = fusion.blend([h.score for h in window], scores, spec.weight)
         details = {
             window[i].doc_id: {
                 "rank": rank,
                 "score": scores[i],
                 "fused_rank": i + 1,
                 "fused_score": window[i].score,
-                "final_score": final[i],
+                "final_score": final,
             }
-            for rank, i in enumerate(order, start=1)
+            for rank, (i, final) in enumerate(ranked, start=1)
         }
-        hits = [fusion.FusedHit(window[i].doc_id, final[i], window[i].components) for i in order]
+        hits = [fusion.FusedHit(window[i].doc_id, final, window[i].components) for i, final in ranked]
         summary = {
             "model": model,
             "top_k": spec.top_k,

@@ -117,8 +117,12 @@ def test_fuse_of_nothing_is_empty() -> None:
 def test_blend_scales_each_side_over_the_window_then_mixes() -> None:
     fused = [2.0, 1.0, 0.0]  # min-max: 1, 0.5, 0
     reranker = [-3.0, 5.0, 1.0]  # min-max: 0, 1, 0.5
-    assert fusion.blend(fused, reranker, 1.0) == pytest.approx([0.0, 1.0, 0.5])  # the reranker's order
+    alone = fusion.blend(fused, reranker, 1.0)  # the reranker's order
+    assert [i for i, _ in alone] == [1, 2, 0] and [s for _, s in alone] == pytest.approx([1.0, 0.5, 0.0])
     # 0.7 * fused + 0.3 * reranker: 0.7, 0.35 + 0.3 = 0.65, 0.15: the fused leader keeps its place
-    assert fusion.blend(fused, reranker, 0.3) == pytest.approx([0.7, 0.65, 0.15])
-    assert fusion.blend(fused, reranker, 0.5) == pytest.approx([0.5, 0.75, 0.25])
-    assert fusion.blend([4.0], [9.0], 0.5) == [1.0]  # one hit: nothing to scale against
+    mixed = fusion.blend(fused, reranker, 0.3)
+    assert [i for i, _ in mixed] == [0, 1, 2] and [s for _, s in mixed] == pytest.approx([0.7, 0.65, 0.15])
+    half = fusion.blend(fused, reranker, 0.5)
+    assert [i for i, _ in half] == [1, 0, 2] and [s for _, s in half] == pytest.approx([0.75, 0.5, 0.25])
+    assert fusion.blend([4.0], [9.0], 0.5) == [(0, 1.0)]  # one hit: nothing to scale against
+    assert [i for i, _ in fusion.blend([3.0, 2.0], [1.0, 1.0], 1.0)] == [0, 1]  # ties keep the fused order

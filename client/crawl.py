@@ -58,11 +58,17 @@ def crawl(
                 echo(report)
         bar.update(len(found))
 
+    # The last request of each kind waits until the crawl's writes are searchable, so the manifest the
+    # next crawl reads (a plain search) already holds them.
+    uploads = list(_batches(work))
+    deletes = [
+        todo.deleted[start : start + DELETE_BATCH] for start in range(0, len(todo.deleted), DELETE_BATCH)
+    ]
     with tqdm(total=len(work) + len(todo.deleted), desc="crawl", unit="file", disable=None) as bar:
-        for batch in _batches(work):
-            emit(_upload(client, collection, key, batch))
-        for start in range(0, len(todo.deleted), DELETE_BATCH):
-            emit(_delete(client, collection, todo.deleted[start : start + DELETE_BATCH]))
+        for number, batch in enumerate(uploads, start=1):
+            emit(_upload(client, collection, key, batch, refresh=number == len(uploads)))
+        for number, entries in enumerate(deletes, start=1):
+            emit(_delete(client, collection, entries, refresh=number == len(deletes)))
     return sorted(reports, key=lambda r: r.path)
 
 
@@ -102,13 +108,14 @@ def _batches(work: list[tuple[LocalFile, str]]) -> Iterator[list[tuple[LocalFile
 
 
 def _upload(
-    client: ApiClient, collection: str, key: str, batch: list[tuple[LocalFile, str]]
+    client: ApiClient, collection: str, key: str, batch: list[tuple[LocalFile, str]], *, refresh: bool
 ) -> list[FileReport]:
     files = [f for f, _ in batch]
     ids = [path_id(key, f.path) for f in files]
     sources = [{"root": key, "path": f.path, "mtime_ns": f.mtime_ns} for f in files]
     try:
-        outcomes = client.add_files(collection, [f.real for f in files], ids=ids, sources=sources)["files"]
+        paths = [f.real for f in files]
+        outcomes = client.add_files(collection, paths, ids=ids, sources=sources, refresh=refresh)["files"]
     except (ApiClientError, OSError) as exc:  # every file refused, or one vanished before the upload
         return [FileReport(f.path, "failed", str(exc)) for f in files]
     late = {o["id"]: o["error"] for o in outcomes[len(files) :]}  # failed when written to the index
@@ -123,9 +130,11 @@ def _upload(
     return reports
 
 
-def _delete(client: ApiClient, collection: str, entries: list[dict[str, Any]]) -> list[FileReport]:
+def _delete(
+    client: ApiClient, collection: str, entries: list[dict[str, Any]], *, refresh: bool
+) -> list[FileReport]:
     try:
-        client.delete_documents(collection, [e["id"] for e in entries])
+        client.delete_documents(collection, [e["id"] for e in entries], refresh=refresh)
     except ApiClientError as exc:
         return [FileReport(e["path"], "failed", f"delete: {exc}") for e in entries]
     return [FileReport(e["path"], "deleted") for e in entries]  # ids already gone count as deleted too

@@ -33,9 +33,7 @@ class DocumentIn(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _json_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value, default=str)) > 64_000:
-            raise ValueError("metadata is larger than 64 kB")
-        return value
+        return check_metadata(value)
 
     @model_validator(mode="after")
     def _has_words(self) -> DocumentIn:
@@ -43,6 +41,22 @@ class DocumentIn(BaseModel):
         if not self.text and not self.title:
             raise ValueError("a document needs a title or a text; both are empty")
         return self
+
+
+MAX_METADATA_CHARS = 64_000
+# Metadata keys the product sets itself (an attachment's link to its mail, a long text's cut): a client
+# that sent them could make a document pose as another's attachment.
+RESERVED_METADATA = frozenset({"parent_id", "attachment_number", "passages_truncated", "content_truncated"})
+
+
+def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """Client metadata of any route (JSON documents, uploads): bounded in size, none of the reserved keys."""
+    if len(json.dumps(value, default=str)) > MAX_METADATA_CHARS:
+        raise ValueError(f"metadata is larger than {MAX_METADATA_CHARS // 1000} kB")
+    reserved = sorted(RESERVED_METADATA & value.keys())
+    if reserved:
+        raise ValueError(f"metadata keys {reserved} are set by mmsearch itself")
+    return value
 
 
 @dataclass
@@ -177,13 +191,13 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"
 
 
-def request_id(idempotency_key: str, position: int) -> str:
+def idempotent_id(idempotency_key: str, position: int) -> str:
     """The id of a document sent without one under an `Idempotency-Key`: the same on every retry of the
     request, so a retried request overwrites instead of duplicating."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"mmsearch:{idempotency_key}:{position}").hex
 
 
-def index_document(
+def new_document(
     collection: str,
     doc_id: str | None,
     *,
@@ -195,8 +209,8 @@ def index_document(
     lang: str | None = None,
     pages: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The Elasticsearch document: text fields at once (BM25 now), vectors later (`pending`). `pages`:
-    where each page's text lies in `content`, so passages can say their page."""
+    """A new index document, built (the write path indexes it): text fields at once (BM25 now), vectors
+    later (`pending`). `pages`: where each page's text lies in `content`, so passages can say their page."""
     stamp = now_iso()
     doc: dict[str, Any] = {
         "doc_id": doc_id or uuid.uuid4().hex,
@@ -221,6 +235,6 @@ def index_document(
 
 def from_json(collection: str, doc: DocumentIn, doc_id: str | None = None) -> dict[str, Any]:
     """The index document of a JSON document; `doc_id` applies when the document names none."""
-    return index_document(
+    return new_document(
         collection, doc.id or doc_id, title=doc.title, content=doc.text, metadata=doc.metadata, lang=doc.lang
     )

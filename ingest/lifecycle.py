@@ -63,6 +63,16 @@ def failed(reason: str, attempts: int | None = None) -> dict[str, Any]:
     return block
 
 
+def status_of(source: Mapping[str, Any]) -> str | None:
+    """A stored document's `ingest.status` (None for a document written before statuses existed)."""
+    return (source.get("ingest") or {}).get("status")
+
+
+def sha256_of(source: Mapping[str, Any]) -> str | None:
+    """The blob key of a stored document's original bytes (None for JSON documents)."""
+    return (source.get("source") or {}).get("sha256")
+
+
 def next_attempt(source: Mapping[str, Any]) -> int:
     """The number of the encode run now under way for a stored document."""
     return int((source.get("ingest") or {}).get("attempts") or 0) + 1

@@ -173,9 +173,16 @@ def update_meta(es: Elasticsearch, index: str, **changes: Any) -> dict[str, Any]
     return meta
 
 
-def ensure_source_fields(es: Elasticsearch, index: str) -> None:
-    """Give an index made before `source.{root,path,mtime}` existed those fields (a no-op otherwise)."""
-    es.indices.put_mapping(index=index, properties={"source": source_properties()})
+def ensure_source_fields(es: Elasticsearch, settings: Settings) -> list[str]:
+    """Give every collection index made before `source.{root,path,mtime}` existed those fields (a no-op
+    for the others): a one-off upgrade step, so that reads never write mappings. Returns the indices."""
+    indices = sorted(
+        es.indices.get(index=f"{settings.index_prefix}*", ignore_unavailable=True, allow_no_indices=True)
+    )
+    indices = [index for index in indices if index != metastore.index_name(settings)]
+    for index in indices:
+        es.indices.put_mapping(index=index, properties={"source": source_properties()})
+    return indices
 
 
 def list_names(es: Elasticsearch, settings: Settings) -> list[str]:

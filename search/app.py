@@ -1,4 +1,5 @@
-"""Flask application factory: settings, one Elasticsearch client, blueprints, JSON errors.
+"""Flask application factory: settings, one engine client, the read and write services, blueprints,
+JSON errors.
 
 Every service the routes use can be handed in (a client pointed elsewhere, a search service built on
 it), so routing, validation and error mapping can be exercised with Flask's test client; by default
@@ -7,13 +8,13 @@ they are built from the settings.
 
 from __future__ import annotations
 
-from elasticsearch import Elasticsearch
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.config import Settings, get_settings
-from core.es import make_client
+from core.es import Client, make_client
 from core.logs import configure_logging
+from ingest.service import IngestService
 from search import openapi, security
 from search.api import Services, collections, documents, files, health, jobs, manifest, profiles, ui
 from search.api import search as search_api
@@ -21,6 +22,8 @@ from search.errors import register_error_handlers
 from search.metrics import REQUESTS
 from search.observability import register_request_ids
 from search.service import SearchService
+from workers.jobs import ReencodeJobs
+from workers.tasks import enqueue
 
 BLUEPRINTS = (
     health.bp,
@@ -37,18 +40,21 @@ BLUEPRINTS = (
 
 def create_app(
     settings: Settings | None = None,
-    es: Elasticsearch | None = None,
+    es: Client | None = None,
     search_service: SearchService | None = None,
 ) -> Flask:
     settings = settings or get_settings()
     es = make_client(settings) if es is None else es
     search_service = SearchService(es, settings) if search_service is None else search_service
+    services = Services(
+        settings, search_service, IngestService(es, settings, enqueue), ReencodeJobs(es, settings)
+    )
     configure_logging(settings.log_format)
     app = Flask(__name__, static_folder=None)
     register_request_ids(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["mmsearch"] = Services(settings, es, search_service)
+    app.extensions["mmsearch"] = services
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     register_error_handlers(app)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
@@ -16,7 +17,9 @@ from core.errors import BackendError, MmsearchError, NotFound
 from core.es import engine_of, error_reason
 from encoders import EncoderError, get_encoder
 from encoders.rerank import get_reranker
-from ingest.lifecycle import encoder_text
+from ingest.blobstore import BlobStore
+from ingest.lifecycle import encoder_text, sha256_of
+from mappings import collections
 from mappings.collections import Collection
 from search import fusion, plan
 from search.schema import Profile, Rerank, SearchRequest
@@ -38,6 +41,15 @@ class SearchBackendError(SearchError, BackendError):
     status = 502
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """Where a document's original bytes lie, and what to call them when serving them."""
+
+    path: Path
+    mime: str | None
+    filename: str | None
+
+
 @dataclass
 class Reranked:
     """The fused list with its top k reordered by the cross-encoder, what each hit got, and the cost."""
@@ -57,6 +69,51 @@ class SearchService:
         self.encode_query: Callable[[str, str, str, str], tuple[float, ...]] = lru_cache(
             maxsize=settings.query_cache_size
         )(self._encode_query)
+
+    # --- collections and single documents ----------------------------------------------------------
+
+    def collection(self, name: str, profile: str | None = None) -> Collection:
+        """The collection (cached a few seconds; `CollectionNotFound` is a 404), read afresh when it lacks
+        the named `profile`, which another API process may have saved within the cache's lifetime."""
+        collection = collections.CACHE.get(self.es, self.settings, name)
+        if profile and profile not in collection.profiles:
+            collection = collections.CACHE.get(self.es, self.settings, name, fresh=True)
+        return collection
+
+    def document(self, name: str, doc_id: str) -> dict[str, Any]:
+        """One stored document without its vectors and stemmed copies (`NotFoundError` when absent)."""
+        alias = self.collection(name).alias
+        return self.es.get(index=alias, id=doc_id, source_excludes=["vectors", "search_stemmed"])["_source"]
+
+    def stored_file(self, name: str, doc_id: str) -> StoredFile:
+        """The original bytes of an uploaded document, or `NotFound` saying why there are none."""
+        source = self._file_source(name, doc_id)
+        path = BlobStore.from_settings(self.settings).path(sha256_of(source) or "")
+        if not path.exists():
+            raise NotFound(f"the stored file of document {doc_id!r} is missing from the blob store")
+        meta = source["source"]
+        return StoredFile(path, meta.get("mime"), meta.get("filename"))
+
+    def thumbnail(self, name: str, doc_id: str) -> bytes:
+        """A JPEG no larger than `thumbnail_side` of an image document."""
+        source = self._file_source(name, doc_id)
+        if source.get("modality") != "image":
+            raise NotFound(f"document {doc_id!r} is {source.get('modality')}, thumbnails exist for images")
+        store = BlobStore.from_settings(self.settings)
+        return store.thumbnail(sha256_of(source) or "", self.settings.thumbnail_side)
+
+    def _file_source(self, name: str, doc_id: str) -> dict[str, Any]:
+        alias = self.collection(name).alias
+        source = self.es.get(index=alias, id=doc_id, source_includes=["source", "modality"])["_source"]
+        if not sha256_of(source):
+            raise NotFound(f"document {doc_id!r} has no stored file (it was ingested as JSON text)")
+        return source
+
+    def engine_health(self) -> str:
+        """The cluster's health colour, asked with a short timeout (readiness must answer quickly)."""
+        return self.es.options(request_timeout=2).cluster.health()["status"]
+
+    # --- search ------------------------------------------------------------------------------------
 
     @staticmethod
     def _encode_query(name: str, model: str, kind: str, text: str) -> tuple[float, ...]:

@@ -22,7 +22,7 @@ from core.config import Settings
 from core.es import engine_of
 from ingest.blobstore import BlobStore
 from ingest.crawl import LocalFile, path_id, plan, root_key, scan
-from mappings import index_body
+from mappings import collections, index_body
 from mmsearch.cli import main
 
 pytestmark = pytest.mark.integration
@@ -217,7 +217,7 @@ def test_bad_upload_fields_and_manifest_requests_are_named_4xx(
     assert resp.status_code == 400 and "ids: Input should be a valid list" in resp.json()["error"]["message"]
 
 
-def test_a_collection_older_than_the_crawl_fields_gets_them(
+def test_a_collection_older_than_the_crawl_fields_gets_them_from_the_upgrade_step(
     api: ApiClient, es: Elasticsearch, settings: Settings
 ) -> None:
     name = f"t-{uuid.uuid4().hex[:10]}"
@@ -227,7 +227,10 @@ def test_a_collection_older_than_the_crawl_fields_gets_them(
     alias = f"{settings.index_prefix}{name}"
     es.indices.create(index=f"{alias}-000001", **body, aliases={alias: {"is_write_index": True}})
     try:
-        assert list(api.manifest(name, "/nowhere")) == []
+        assert list(api.manifest(name, "/nowhere")) == []  # a read: the old mapping is left as it was
+        mapping = es.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]
+        assert not {"root", "path", "mtime"} & set(mapping["properties"]["source"]["properties"])
+        assert f"{alias}-000001" in collections.ensure_source_fields(es, settings)  # the upgrade step
         mapping = es.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]
         assert {"root", "path", "mtime"} <= set(mapping["properties"]["source"]["properties"])
     finally:

@@ -6,7 +6,7 @@ import pytest
 
 from core.config import Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
-from ingest.documents import PayloadError, from_json, parse_documents, request_id
+from ingest.documents import PayloadError, from_json, idempotent_id, parse_documents
 from mappings import index_body
 from mappings.analysis import stem_text
 
@@ -39,7 +39,9 @@ def test_ndjson_count_limit_applies_while_reading() -> None:
 
 
 def test_idempotency_key_ids_are_stable_per_position() -> None:
-    assert request_id("k1", 0) == request_id("k1", 0) != request_id("k1", 1) != request_id("k2", 1)
+    assert (
+        idempotent_id("k1", 0) == idempotent_id("k1", 0) != idempotent_id("k1", 1) != idempotent_id("k2", 1)
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,7 +63,7 @@ def test_bad_payloads_name_the_problem(body: bytes, message: str) -> None:
         parse(body)
 
 
-def test_index_document_is_pending_with_stemmed_copy() -> None:
+def test_new_document_is_pending_with_stemmed_copy() -> None:
     doc = from_json("c", parse(b'{"id": "x", "title": "Running studies", "text": "The cats ran"}')[0])
     assert doc["ingest"]["status"] == "pending"
     assert doc["search_stemmed"] == {"title": "run studi", "content": "cat ran"}

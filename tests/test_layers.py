@@ -74,3 +74,67 @@ def test_model_code_stays_pure() -> None:
         if module.split(".")[0] in MODEL_CODE_MAY_NOT_IMPORT
     ]
     assert not reaching_out, "encoders/ imports service code:\n" + "\n".join(reaching_out)
+
+
+# The engine client, extraction, bulk writes, the blob store and the queue belong to the read path
+# (`search.service`), the write path (`ingest.service`) and the job runner (`workers.jobs`): a blueprint
+# reaching them itself would be a second write path, and a second place permissions must be enforced.
+BLUEPRINTS = ROOT / "search" / "api"
+BLUEPRINT_MAY_NOT_IMPORT = {
+    "elasticsearch",
+    "elastic_transport",
+    "opensearchpy",
+    "core.es",
+    "core.opensearch",
+    "ingest.extract",
+    "ingest.bulk",
+    "ingest.blobstore",
+    "ingest.blobrefs",
+    "mappings.collections",
+    "mappings.metastore",
+    "workers.tasks",
+    "workers.reencode",
+}
+ENGINE_ATTRIBUTES = {"es", "engine", "indices"}
+
+
+def blueprint_reach(path: Path, root: Path = ROOT) -> list[str]:
+    """What one blueprint module imports or touches that only the services may."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            modules = []
+        found += [
+            f"imports {m}"
+            for m in modules
+            if any(m == bad or m.startswith(bad + ".") for bad in BLUEPRINT_MAY_NOT_IMPORT)
+        ]
+        if isinstance(node, ast.Attribute) and node.attr in ENGINE_ATTRIBUTES:
+            found.append(f"touches .{node.attr} (line {node.lineno})")
+    return [f"{path.relative_to(root)}: {what}" for what in found]
+
+
+def test_blueprints_reach_the_engine_only_through_the_services() -> None:
+    reach = [line for path in sorted(BLUEPRINTS.glob("*.py")) for line in blueprint_reach(path)]
+    assert not reach, "blueprints doing the services' work:\n" + "\n".join(reach)
+
+
+def test_the_blueprint_check_sees_engine_calls(tmp_path: Path) -> None:
+    """The check itself: yesterday's upload route (an engine call, a bulk write) is caught."""
+    module = tmp_path / "route.py"
+    module.write_text(
+        "from ingest.bulk import index_many\n"
+        "from mappings import collections\n"
+        "def upload(svc):\n"
+        "    return svc.es.exists(index='a', id='b')\n"
+    )
+    assert blueprint_reach(module, tmp_path) == [
+        "route.py: imports ingest.bulk",
+        "route.py: imports ingest.bulk.index_many",
+        "route.py: imports mappings.collections",
+        "route.py: touches .es (line 4)",
+    ]

@@ -27,7 +27,7 @@ from encoders.text import resolve_model_path
 from encoders.training import CARD, TrainConfig, version_name
 from evaluation.training import fine_tune, held_queries, judged_pairs, split_queries
 from ingest.beir import iter_jsonl
-from ingest.documents import index_document
+from ingest.documents import new_document
 from tests.scifact import QRELS, write_slice
 from workers.reencode import ReencodeError, carried_meta, check_model_ref, generation
 
@@ -214,7 +214,7 @@ def test_reencode_switches_generation_without_losing_writes(
         job = wait_for(api, path, lambda j: j["status"] != "copying")
         assert job["status"] == "encoding", job
         # After the copy's scan: what a writer holding the old index name does until the switch.
-        late = index_document(small, "late", title="Late", content="Written to the old index after the copy.")
+        late = new_document(small, "late", title="Late", content="Written to the old index after the copy.")
         es.index(index=before["index"], id="late", document=late, refresh=True)
         es.delete(index=before["index"], id=ids[1], refresh=True)
 

@@ -1,4 +1,8 @@
-"""HTTP blueprints, one per resource, and what they share: the app's services and JSON body parsing."""
+"""HTTP blueprints, one per resource, and what they share: the app's services and request parsing.
+
+Blueprints translate HTTP into calls of the read path (`search.service`), the write path
+(`ingest.service`) and the job runner, and their results into responses: they never touch the engine,
+extract files or write in bulk themselves (`tests/test_layers.py` holds them to it)."""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import Elasticsearch
 from flask import current_app, request
 
 from core.config import Settings
 from ingest.documents import parse_json
+from ingest.service import IngestService
 from search.errors import InvalidRequest
 from search.service import SearchService
+from workers.jobs import ReencodeJobs
 
 
 @dataclass
@@ -20,8 +25,9 @@ class Services:
     """What the routes work with, built once per app (`create_app` takes each one, for tests)."""
 
     settings: Settings
-    es: Elasticsearch
     search: SearchService
+    ingest: IngestService
+    jobs: ReencodeJobs
 
 
 def services() -> Services:
@@ -48,3 +54,11 @@ def json_object(required: bool = True) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest(f"expected a JSON object, got {type(body).__name__}")
     return body
+
+
+def refresh_arg() -> bool:
+    """`?refresh` of a write: true, wait_for or bare (`?refresh`) wait until it is searchable; false not."""
+    value = request.args.get("refresh", "false").lower()
+    if value not in ("true", "false", "wait_for", ""):
+        raise InvalidRequest("refresh must be true, false or wait_for")
+    return value in ("true", "wait_for", "")

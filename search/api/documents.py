@@ -5,27 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, send_file
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import NotFound
-from core.es import streaming_bulk
-from ingest.blobrefs import release
-from ingest.blobstore import BlobStore
-from ingest.bulk import index_many
-from ingest.documents import from_json, parse_documents, request_id
-from mappings import collections
-from search.api import json_object, services
+from ingest.uploads import clean_filename
+from search.api import json_object, refresh_arg, services
 from search.errors import InvalidRequest
 from search.schema import SearchRequest
 from search.security import add_media_urls
-from workers.tasks import enqueue
 
 bp = Blueprint("documents", __name__, url_prefix="/v1/collections/<name>/documents")
-
-
-def refresh_arg() -> bool:
-    value = request.args.get("refresh", "false").lower()
-    if value not in ("true", "false", "wait_for", ""):
-        raise InvalidRequest("refresh must be true, false or wait_for")
-    return value in ("true", "wait_for", "")
 
 
 @bp.post("")
@@ -34,26 +20,16 @@ def add(name: str):
 
     With an `Idempotency-Key` header, documents sent without an id get ids derived from the key and their
     position, so a retried request replaces what its first try wrote instead of duplicating it."""
-    svc = services()
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
-    parsed = parse_documents(
+    indexed = services().ingest.add_documents(
+        name,
         request.get_data(cache=True),
         request.content_type,
-        svc.settings.max_documents_per_request,
-        svc.settings.max_text_chars,
+        key=idempotency_key(),
+        refresh=refresh_arg(),
     )
-    key = idempotency_key()
-    bodies = {
-        position: from_json(collection.name, doc, request_id(key, position) if key else None)
-        for position, doc in parsed.docs
-    }
-    ids, failed = index_many(svc.es, collection.index, bodies.values(), refresh=refresh_arg())
-    position_of = {body["doc_id"]: position for position, body in bodies.items()}
-    errors = parsed.errors + [{"position": position_of.get(e["id"]), **e} for e in failed]
-    errors.sort(key=lambda e: e["position"] if e["position"] is not None else -1)
-    tasks = enqueue(collection.index, ((doc_id, "text") for doc_id in ids))
-    status = 202 if not errors else 207
-    return jsonify(indexed=len(ids), ids=ids, errors=errors, tasks=tasks, status="pending"), status
+    status = 207 if indexed.errors else 202
+    body = {"indexed": len(indexed.ids), "ids": indexed.ids, "errors": indexed.errors, "tasks": indexed.tasks}
+    return jsonify(**body, status="pending"), status
 
 
 def idempotency_key() -> str | None:
@@ -65,22 +41,14 @@ def idempotency_key() -> str | None:
 
 @bp.get("/<doc_id>")
 def get(name: str, doc_id: str):
-    svc = services()
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
-    doc = svc.es.get(index=collection.alias, id=doc_id, source_excludes=["vectors", "search_stemmed"])
-    return jsonify(id=doc["_id"], source=doc["_source"])
+    return jsonify(id=doc_id, source=services().search.document(name, doc_id))
 
 
 @bp.delete("/<doc_id>")
 def delete(name: str, doc_id: str):
     """Delete one document, and its stored file when no other document references the same bytes."""
-    refresh = refresh_arg()
-    svc = services()
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
-    source = svc.es.get(index=collection.alias, id=doc_id, source_includes=["source.sha256"])["_source"]
-    svc.es.delete(index=collection.index, id=doc_id, refresh=refresh)
-    blobs = release(svc.es, svc.settings, [source.get("source", {}).get("sha256")])
-    return jsonify(deleted=doc_id, blobs_deleted=len(blobs))
+    blobs = services().ingest.delete_document(name, doc_id, refresh=refresh_arg())
+    return jsonify(deleted=doc_id, blobs_deleted=blobs)
 
 
 class DeleteIn(BaseModel):
@@ -94,50 +62,27 @@ class DeleteIn(BaseModel):
 def delete_many(name: str):
     """`{"ids": [...]}`: delete many documents in one bulk request (a crawl's deleted files), then their
     blobs that nothing references any more. Ids not found are listed, not an error."""
-    ids = [i for i in DeleteIn.model_validate(json_object()).ids if i]
-    svc = services()
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
-    found = (
-        svc.es.mget(index=collection.alias, ids=ids, source_includes=["source.sha256"])["docs"] if ids else []
-    )
-    shas = [d["_source"].get("source", {}).get("sha256") for d in found if d.get("found")]
-    actions = ({"_op_type": "delete", "_index": collection.index, "_id": i} for i in ids)
-    deleted, missing = [], []
-    for ok, item in streaming_bulk(svc.es, actions, raise_on_error=False, refresh=refresh_arg()):
-        (deleted if ok else missing).append(item["delete"]["_id"])
-    blobs = release(svc.es, svc.settings, shas)
-    return jsonify(deleted=deleted, not_found=missing, blobs_deleted=len(blobs))
-
-
-def _blob_source(name: str, doc_id: str) -> dict:
-    svc = services()
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
-    source = svc.es.get(index=collection.alias, id=doc_id, source_includes=["source", "modality"])["_source"]
-    if not source.get("source", {}).get("sha256"):
-        raise NotFound(f"document {doc_id!r} has no stored file (it was ingested as JSON text)")
-    return source
+    ids = DeleteIn.model_validate(json_object()).ids
+    deleted = services().ingest.delete_documents(name, ids, refresh=refresh_arg())
+    return jsonify(deleted=deleted.deleted, not_found=deleted.not_found, blobs_deleted=deleted.blobs_deleted)
 
 
 @bp.get("/<doc_id>/content")
 def content(name: str, doc_id: str):
     """The original bytes; `conditional=True` gives ETag and HTTP range requests (audio seeking)."""
-    source = _blob_source(name, doc_id)
-    meta = source["source"]
-    path = BlobStore.from_settings(services().settings).path(meta["sha256"])
-    if not path.exists():
-        raise NotFound(f"the stored file of document {doc_id!r} is missing from the blob store")
+    stored = services().search.stored_file(name, doc_id)
     return send_file(
-        path, mimetype=meta.get("mime"), conditional=True, download_name=meta.get("filename"), max_age=86400
+        stored.path,
+        mimetype=stored.mime,
+        conditional=True,
+        download_name=clean_filename(stored.filename),  # files stored before names were cleaned
+        max_age=86400,
     )
 
 
 @bp.get("/<doc_id>/thumbnail")
 def thumbnail(name: str, doc_id: str):
-    source = _blob_source(name, doc_id)
-    if source.get("modality") != "image":
-        raise NotFound(f"document {doc_id!r} is {source.get('modality')}, thumbnails exist for images")
-    settings = services().settings
-    data = BlobStore.from_settings(settings).thumbnail(source["source"]["sha256"], settings.thumbnail_side)
+    data = services().search.thumbnail(name, doc_id)
     return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
 
@@ -145,7 +90,7 @@ def thumbnail(name: str, doc_id: str):
 def similar(name: str, doc_id: str):
     """Near-duplicates and similar items: the document's own vectors as kNN queries."""
     svc = services()
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
+    collection = svc.search.collection(name)
     req = SearchRequest.model_validate(
         {
             "like": doc_id,

@@ -12,7 +12,6 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from search.api import json_object, services
-from workers import reencode
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/collections/<name>")
 
@@ -28,24 +27,20 @@ class ReencodeIn(BaseModel):
 @bp.post("/reencode")
 def start(name: str):
     spec = ReencodeIn.model_validate(json_object())
-    svc = services()
-    job = reencode.start_reencode(svc.es, svc.settings, name, spec.models)
+    job = services().jobs.start(name, spec.models)
     return jsonify(job), 202, {"Location": f"/v1/collections/{name}/jobs/{job['id']}"}
 
 
 @bp.get("/jobs")
 def list_all(name: str):
-    svc = services()
-    return jsonify(jobs=reencode.list_jobs(svc.es, svc.settings, name))
+    return jsonify(jobs=services().jobs.list(name))
 
 
 @bp.get("/jobs/<job_id>")
 def show(name: str, job_id: str):
-    svc = services()
-    return jsonify(reencode.job_view(svc.es, svc.settings, name, job_id))
+    return jsonify(services().jobs.show(name, job_id))
 
 
 @bp.delete("/jobs/<job_id>")
 def cancel(name: str, job_id: str):
-    svc = services()
-    return jsonify(reencode.cancel_job(svc.es, svc.settings, name, job_id))
+    return jsonify(services().jobs.cancel(name, job_id))

@@ -7,17 +7,13 @@ local file, is the same from any machine, and can't disagree with what is search
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 from flask import Blueprint, Response, request
 
-from core.es import scan
-from mappings import collections
 from search.api import services
 from search.errors import InvalidRequest
 
 bp = Blueprint("manifest", __name__, url_prefix="/v1/collections/<name>/manifest")
-FIELDS = ("path", "size", "mtime", "sha256")
 
 
 @bp.get("")
@@ -26,21 +22,13 @@ def manifest(name: str) -> Response:
     root = request.args.get("root", "")
     if not root:
         raise InvalidRequest("root is required: the folder whose crawled files to list")
-    svc = services()
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
-    collections.ensure_source_fields(svc.es, collection.index)  # collections older than the crawl
-    svc.es.indices.refresh(index=collection.alias)  # read-your-writes for the crawl that asks
-    hits = scan(
-        svc.es,
-        index=collection.alias,
-        query={"query": {"term": {"source.root": root}}},
-        _source=[f"source.{f}" for f in FIELDS],
-        size=2000,
-    )
+    entries = services().ingest.manifest(name, root)
+    first = next(entries, None)  # a missing collection is a 404 before the stream starts
 
-    def lines() -> Iterator[str]:
-        for hit in hits:
-            source = hit["_source"].get("source", {})
-            yield json.dumps({"id": hit["_id"], **{f: source.get(f) for f in FIELDS}}) + "\n"
+    def lines():  # noqa: ANN202
+        if first is not None:
+            yield json.dumps(first) + "\n"
+        for entry in entries:
+            yield json.dumps(entry) + "\n"
 
     return Response(lines(), mimetype="application/x-ndjson")

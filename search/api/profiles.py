@@ -12,7 +12,6 @@ from flask import Blueprint, jsonify
 
 from core.errors import NotFound
 from encoders.allowlist import check_model_ref
-from mappings import collections, metastore
 from search.api import json_object, services
 from search.errors import InvalidRequest
 from search.schema import Profile
@@ -22,20 +21,14 @@ bp = Blueprint("profiles", __name__, url_prefix="/v1/collections/<name>/profiles
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def _collection(name: str) -> collections.Collection:
-    """Read fresh from the cluster (not the per-process cache): a profile PUT by another process shows."""
-    svc = services()
-    return collections.get(svc.es, svc.settings, name)
-
-
 @bp.get("")
 def list_profiles(name: str):
-    return jsonify(collection=name, profiles=_collection(name).profiles)
+    return jsonify(collection=name, profiles=services().ingest.profiles(name))
 
 
 @bp.get("/<profile>")
 def show(name: str, profile: str):
-    stored = _collection(name).profiles.get(profile)
+    stored = services().ingest.profiles(name).get(profile)
     if stored is None:
         raise NotFound(f"collection {name!r} has no search profile {profile!r}")
     return jsonify(name=profile, profile=stored)
@@ -49,21 +42,12 @@ def put(name: str, profile: str):
     if parsed.rerank and parsed.rerank.model:  # a registered name or a directory under the models roots
         check_model_ref(services().settings, parsed.rerank.model)
     body = parsed.model_dump(mode="json")
-    svc = services()
-    collections.for_update(svc.es, svc.settings, name)  # 404 when there is no such collection
-    created = metastore.put(svc.es, svc.settings, name, metastore.PROFILE, profile, body)
-    collections.CACHE.invalidate(name)
+    created = services().ingest.put_profile(name, profile, body)
     return jsonify(name=profile, profile=body), 201 if created else 200
 
 
 @bp.delete("/<profile>")
 def delete(name: str, profile: str):
-    svc = services()
-    collections.for_update(svc.es, svc.settings, name)
-    stored = PROFILE_NAME.match(profile) and metastore.delete(
-        svc.es, svc.settings, name, metastore.PROFILE, profile
-    )
-    if not stored:
+    if not (PROFILE_NAME.match(profile) and services().ingest.delete_profile(name, profile)):
         raise NotFound(f"collection {name!r} has no search profile {profile!r}")
-    collections.CACHE.invalidate(name)
     return jsonify(deleted=profile)

@@ -9,7 +9,6 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from ingest.documents import parse_json
-from mappings import collections
 from media.decode import load_audio, load_image
 from media.filetypes import UnsupportedType, detect
 from search.api import json_object, services
@@ -50,10 +49,7 @@ def search(name: str):
     svc = services()
     params, example = _example()
     req = SearchRequest.model_validate(params)
-    collection = collections.CACHE.get(svc.es, svc.settings, name)
-    if req.profile and req.profile not in collection.profiles:
-        # Another API process may have saved it within the cache's TTL.
-        collection = collections.CACHE.get(svc.es, svc.settings, name, fresh=True)
+    collection = svc.search.collection(name, profile=req.profile)
     result = svc.search.search(collection, req, example=example)
     SEARCH_LATENCY.labels(mode=req.mode).observe(time.perf_counter() - started)
     return jsonify(add_media_urls(svc.settings, collection.name, result))

@@ -1,0 +1,273 @@
+"""The write path: every way documents enter or leave a collection, one call each.
+
+Each call validates, extracts, indexes, stores blobs and enqueues, in that order, so the HTTP blueprints,
+the CLI and the crawler share one behaviour instead of each wiring six modules together. The engine client,
+the settings and the queue are handed in (`enqueue` is the Celery side's, given by whoever builds the
+service), which keeps this package below the workers. The principal and the priority of a write will enter
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import Settings
+from core.errors import MmsearchError
+from core.es import Client, bulk, scan, streaming_bulk
+from ingest.blobrefs import release, shas_of
+from ingest.blobstore import BlobStore
+from ingest.bulk import index_many
+from ingest.documents import from_json, idempotent_id, parse_documents
+from ingest.lifecycle import requeue_update, sha256_of
+from ingest.uploads import FileDocuments, Upload, file_documents
+from mappings import collections, metastore
+from mappings.collections import Collection
+
+# (index, (document id, modality) pairs) -> the number of encode tasks sent.
+Enqueue = Callable[[str, Iterable[tuple[str, str]]], int]
+MANIFEST_FIELDS = ("path", "size", "mtime", "sha256")
+
+
+class UploadRejected(MmsearchError):
+    """Every file of an upload was refused; the status is the worst of theirs (e.g. 415 or 422)."""
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """JSON documents written: their ids, each refused one by position and reason, the tasks sent."""
+
+    ids: list[str]
+    errors: list[dict[str, Any]]
+    tasks: int
+
+
+@dataclass(frozen=True)
+class FilesIndexed:
+    """One outcome per file (and per attachment inside it), and the encode tasks sent."""
+
+    files: list[dict[str, Any]]
+    tasks: int
+
+    @property
+    def partial(self) -> bool:
+        return any(outcome["status"] == "rejected" for outcome in self.files)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    deleted: list[str]
+    not_found: list[str]
+    blobs_deleted: int
+
+
+class IngestService:
+    """Documents and files in, documents out, collections made and removed: the write path's one door."""
+
+    def __init__(self, es: Client, settings: Settings, enqueue: Enqueue) -> None:
+        self.es = es
+        self.settings = settings
+        self.enqueue = enqueue
+        self.blobs = BlobStore.from_settings(settings)
+
+    def collection(self, name: str) -> Collection:
+        """The collection (cached for a few seconds), or `CollectionNotFound` (a 404)."""
+        return collections.CACHE.get(self.es, self.settings, name)
+
+    # --- documents -------------------------------------------------------------------------------------
+
+    def add_documents(
+        self,
+        name: str,
+        body: bytes,
+        content_type: str | None,
+        *,
+        key: str | None = None,
+        refresh: bool = False,
+    ) -> Indexed:
+        """One JSON document, an array or NDJSON. Valid documents land; invalid ones are reported by
+        position. With an idempotency `key`, documents without an id get ids derived from the key and their
+        position, so a retried request replaces what its first try wrote instead of duplicating it."""
+        collection = self.collection(name)
+        parsed = parse_documents(
+            body, content_type, self.settings.max_documents_per_request, self.settings.max_text_chars
+        )
+        bodies = {
+            position: from_json(collection.name, doc, idempotent_id(key, position) if key else None)
+            for position, doc in parsed.docs
+        }
+        ids, failed = index_many(self.es, collection.index, bodies.values(), refresh=refresh)
+        position_of = {body["doc_id"]: position for position, body in bodies.items()}
+        errors = parsed.errors + [{"position": position_of.get(e["id"]), **e} for e in failed]
+        errors.sort(key=lambda e: e["position"] if e["position"] is not None else -1)
+        return Indexed(ids, errors, self.enqueue(collection.index, ((i, "text") for i in ids)))
+
+    def add_files(
+        self, name: str, uploads: Sequence[Upload], *, dedup: bool = True, refresh: bool = False
+    ) -> FilesIndexed:
+        """Files extracted and indexed (text searchable at once), their bytes stored once their documents
+        are, the blobs of the versions they replaced released, and encoding queued. Raises `UploadRejected`
+        when no file was accepted."""
+        collection = self.collection(name)
+        found = [
+            file_documents(
+                collection.name, upload, self.settings, is_duplicate=self._exists(collection), dedup=dedup
+            )
+            for upload in uploads
+        ]
+        docs = [doc for one in found for doc in one.docs]
+        previous = self._stored_shas(collection, [u.doc_id for u in uploads if u.doc_id])
+        ids, errors = index_many(self.es, collection.index, docs, refresh=refresh)
+        self._store_blobs(found, ids, previous)
+        outcomes = [
+            {**one.outcome, **({"replaced": True} if one.outcome.get("id") in previous else {})}
+            for one in found
+        ] + [{"id": e["id"], "status": "rejected", "http_status": 500, "error": e["error"]} for e in errors]
+        modality = {doc["doc_id"]: doc["modality"] for doc in docs}
+        tasks = self.enqueue(collection.index, ((i, modality[i]) for i in ids))
+        rejected = [o for o in outcomes if o["status"] == "rejected"]
+        if rejected and len(rejected) == len(outcomes):
+            message = "; ".join(f"{o.get('filename') or o.get('id')}: {o['error']}" for o in rejected)
+            raise UploadRejected(message, status=max(o["http_status"] for o in rejected))
+        return FilesIndexed(outcomes, tasks)
+
+    def delete_document(self, name: str, doc_id: str, *, refresh: bool = False) -> int:
+        """Delete one document (`NotFoundError` when absent) and its stored file when no other document
+        references the same bytes; returns the number of blobs deleted."""
+        collection = self.collection(name)
+        source = self.es.get(index=collection.alias, id=doc_id, source_includes=["source.sha256"])["_source"]
+        self.es.delete(index=collection.index, id=doc_id, refresh=refresh)
+        return len(release(self.es, self.settings, [sha256_of(source)]))
+
+    def delete_documents(self, name: str, ids: Iterable[str], *, refresh: bool = False) -> Deleted:
+        """Delete many documents in one bulk request (a crawl's deleted files), then the blobs that nothing
+        references any more. Ids not found are listed, not an error."""
+        collection = self.collection(name)
+        wanted = [i for i in ids if i]
+        shas = self._stored_shas(collection, wanted).values()
+        actions = ({"_op_type": "delete", "_index": collection.index, "_id": i} for i in wanted)
+        outcomes = list(streaming_bulk(self.es, actions, raise_on_error=False, refresh=refresh))
+        return Deleted(
+            deleted=[item["delete"]["_id"] for ok, item in outcomes if ok],
+            not_found=[item["delete"]["_id"] for ok, item in outcomes if not ok],
+            blobs_deleted=len(release(self.es, self.settings, shas)),
+        )
+
+    def requeue(self, name: str, *, status: str, older_than: int) -> tuple[int, int]:
+        """Send documents to the workers again: `pending` ones queued over `older_than` seconds ago (lost
+        messages, e.g. a purged queue) or the `failed` ones after fixing the cause. Returns (documents,
+        tasks)."""
+        collection = collections.get(self.es, self.settings, name)
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"ingest.status": status}},
+                    {"range": {"ingest.queued_at": {"lte": f"now-{older_than}s"}}},
+                ]
+            }
+        }
+        hits = scan(self.es, index=collection.index, query={"query": query}, _source=["modality"])
+        docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in hits]
+        if status == "failed":  # workers encode pending documents only
+            actions = (
+                {"_op_type": "update", "_index": collection.index, "_id": i, "doc": requeue_update()}
+                for i, _ in docs
+            )
+            bulk(self.es, actions, raise_on_error=False, refresh="wait_for")
+        return len(docs), self.enqueue(collection.index, docs)
+
+    def manifest(self, name: str, root: str) -> Iterator[dict[str, Any]]:
+        """`{id, path, size, mtime, sha256}` of every document crawled from `root`: what the next crawl of
+        that folder compares the disk with. A read: it writes nothing (collections made before crawls had
+        no `source.root` field and simply list nothing)."""
+        collection = self.collection(name)
+        hits = scan(
+            self.es,
+            index=collection.alias,
+            query={"query": {"term": {"source.root": root}}},
+            _source=[f"source.{f}" for f in MANIFEST_FIELDS],
+            size=2000,
+        )
+        for hit in hits:
+            source = hit["_source"].get("source", {})
+            yield {"id": hit["_id"], **{f: source.get(f) for f in MANIFEST_FIELDS}}
+
+    # --- collections -----------------------------------------------------------------------------------
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        encoders: list[str] | None = None,
+        models: dict[str, str] | None = None,
+        extractors: list[str] | None = None,
+        passages: bool = True,
+    ) -> dict[str, Any]:
+        collections.create(self.es, self.settings, name, encoders, models, extractors, passages)
+        return self.describe_collection(name)
+
+    def describe_collection(self, name: str) -> dict[str, Any]:
+        info = collections.get(self.es, self.settings, name)
+        return {
+            "name": info.name,
+            "alias": info.alias,
+            "index": info.index,
+            "encoders": info.encoders,
+            "extractors": info.extractors,
+            "passages": info.passages,
+            "profiles": sorted(info.profiles),
+            "documents": collections.status_counts(self.es, info.alias),
+            "jobs": info.jobs,
+        }
+
+    def profiles(self, name: str) -> dict[str, Any]:
+        """The collection's search profiles, read afresh (a PUT by another API process shows at once)."""
+        return collections.get(self.es, self.settings, name).profiles
+
+    def put_profile(self, name: str, profile: str, body: dict[str, Any]) -> bool:
+        """Save one profile (replacing only that name); True when it is new."""
+        collections.for_update(self.es, self.settings, name)  # 404 when there is no such collection
+        created = metastore.put(self.es, self.settings, name, metastore.PROFILE, profile, body)
+        collections.CACHE.invalidate(name)
+        return created
+
+    def delete_profile(self, name: str, profile: str) -> bool:
+        """Remove one profile; False when the collection has none of that name."""
+        collections.for_update(self.es, self.settings, name)
+        deleted = metastore.delete(self.es, self.settings, name, metastore.PROFILE, profile)
+        collections.CACHE.invalidate(name)
+        return bool(deleted)
+
+    def list_collections(self) -> list[str]:
+        return collections.list_names(self.es, self.settings)
+
+    def delete_collection(self, name: str) -> dict[str, Any]:
+        """Delete the collection's indices and state, then the stored files no other collection references."""
+        alias = collections.alias_for(self.settings, name)
+        shas = set(shas_of(self.es, alias))  # every generation holds the same files
+        indices = collections.delete(self.es, self.settings, name)
+        blobs = release(self.es, self.settings, shas)
+        return {"deleted": name, "indices": indices, "blobs_deleted": len(blobs)}
+
+    # --- steps -----------------------------------------------------------------------------------------
+
+    def _exists(self, collection: Collection) -> Callable[[str], bool]:
+        return lambda doc_id: bool(self.es.exists(index=collection.alias, id=doc_id))
+
+    def _stored_shas(self, collection: Collection, ids: list[str]) -> dict[str, str | None]:
+        """The blob each existing document among `ids` references (ids not found are not listed)."""
+        if not ids:
+            return {}
+        found = self.es.mget(index=collection.alias, ids=ids, source_includes=["source.sha256"])["docs"]
+        return {d["_id"]: sha256_of(d["_source"]) for d in found if d.get("found")}
+
+    def _store_blobs(
+        self, found: list[FileDocuments], ids: list[str], previous: dict[str, str | None]
+    ) -> None:
+        """Store the bytes of the documents indexed (only now, so a blob release racing this upload sees the
+        reference or finds the blob touched), then release the blobs of the versions they replaced."""
+        data = {doc_id: blob for one in found for doc_id, blob in one.data.items()}
+        new_sha = {doc_id: self.blobs.put(data[doc_id]).sha256 for doc_id in ids}
+        replaced = (sha for doc_id, sha in previous.items() if doc_id in new_sha and sha != new_sha[doc_id])
+        release(self.es, self.settings, replaced)

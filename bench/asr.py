@@ -1,6 +1,6 @@
 """Speech recognition backends side by side: word error rate and real-time factor on one spoken test set.
 
-    python -m bench.asr [--sentences 8]      # -> bench/results/asr.json
+    python -m bench.asr [--sentences 8]      # -> data/bench/asr.json
 
 The clips are espeak-ng sentences (`evaluation.asr.SENTENCES`) in two voices at two speeds, made on the
 spot (needs espeak-ng and sox). Both backends hear the same clips after one warm-up call each; the table
@@ -12,20 +12,16 @@ recording would be, to show that piecewise transcription keeps its accuracy.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from itertools import product
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' speech generator
+from rich.console import Console
 
-import media_fixtures as mf  # noqa: E402
-from rich.console import Console  # noqa: E402
-
-from bench.common import Report, save, show  # noqa: E402
-from encoders.asr import AsrExtractor  # noqa: E402
-from evaluation.asr import SENTENCES, SPEEDS, VOICES, AsrScore, concatenated, score  # noqa: E402
+from bench import media_fixtures as mf
+from bench.common import Report, save, show
+from encoders.asr import AsrExtractor
+from evaluation.asr import SENTENCES, SPEEDS, VOICES, AsrScore, concatenated, score
 
 LONG_PIECE_S = 20.0  # the joined recording is cut into pieces this long (production: 600 s)
 

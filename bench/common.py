@@ -29,7 +29,11 @@ from core.config import Settings, get_settings
 from ingest.beir import find, iter_corpus, load_queries
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+
+
+def results_dir(settings: Settings | None = None) -> Path:
+    """Where benchmarks write their JSON: under the data directory, never inside the installed package."""
+    return (settings or get_settings()).data_dir / "bench"
 
 
 @dataclass
@@ -63,8 +67,9 @@ def show(report: Report, console: Console) -> None:
 def save(report: Report) -> Path:
     import json
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{report.name}.json"
+    folder = results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{report.name}.json"
     path.write_text(json.dumps(report.as_dict(), indent=2))
     return path
 

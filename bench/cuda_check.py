@@ -1,12 +1,13 @@
 """Check the CUDA path of the encoders where a GPU exists: fp16 on the GPU vs fp32 on the CPU.
 
-Run `python -m bench.cuda_check` on a GPU host. Prints a table and writes bench/results/cuda_check.json:
+Run `python -m bench.cuda_check` on a GPU host. Prints a table and writes data/bench/cuda_check.json:
 device, batch throughput on each device, and the cosine agreement between GPU and CPU vectors.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from core.config import Settings
 from encoders.text import TextEncoder
 from encoders.timm_cnn import TimmEncoder
 
-OUT = Path(__file__).parent / "results" / "cuda_check.json"
+# Beside the other benchmarks' results, under the data directory; read from the environment alone.
+OUT = Path(os.environ.get("MMSEARCH_DATA_DIR", "data")) / "bench" / "cuda_check.json"
 
 
 def _timed(encoder, items, kind):  # noqa: ANN001, ANN202

@@ -288,7 +288,7 @@ def run(
 def main(
     n: int, kills: int, data_dir: Path, es_port: int, redis_port: int, api_port: int, down: bool
 ) -> None:
-    """Run the drill, print the table, write bench/results/drill.json; exit 1 when it fails."""
+    """Run the drill, print the table, write data/bench/drill.json; exit 1 when it fails."""
     console = Console(width=200)
     try:
         report = run(n, kills, data_dir, es_port, redis_port, api_port)

@@ -1,7 +1,7 @@
 """Throughput of the media encoders and extractors on this machine: a table, and JSON for the record.
 
     python -m bench.encoders_media [--repeat 2] [--images 32] [--pipeline]
-                                   # -> bench/results/encoders_media.json (+ media_search.json)
+                                   # -> data/bench/encoders_media.json (+ media_search.json)
 
 Images/s for image models, audio-seconds/s for audio models, after one warm-up call (load time is reported
 apart). Batched encoders are also timed one item per call, side by side, so the batching gain is a ratio
@@ -24,23 +24,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' media and tiny models
+import soundfile as sf
+from rich.console import Console
 
-import media_fixtures as mf  # noqa: E402
-import soundfile as sf  # noqa: E402
-from rich.console import Console  # noqa: E402
-
-from bench.common import Report, latency_row, save, show, timed_calls  # noqa: E402
-from client.api import ApiClient, ApiClientError  # noqa: E402
-from encoders.asr import AsrExtractor  # noqa: E402
-from encoders.clap import ClapEncoder  # noqa: E402
-from encoders.clip import ClipEncoder  # noqa: E402
-from encoders.mfcc import MfccEncoder  # noqa: E402
-from encoders.ocr import OcrExtractor  # noqa: E402
-from encoders.phash import PhashEncoder  # noqa: E402
-from encoders.timm_cnn import TimmEncoder  # noqa: E402
-from media.decode import Audio  # noqa: E402
+from bench import media_fixtures as mf
+from bench.common import Report, latency_row, save, show, timed_calls
+from client.api import ApiClient, ApiClientError
+from encoders.asr import AsrExtractor
+from encoders.clap import ClapEncoder
+from encoders.clip import ClipEncoder
+from encoders.mfcc import MfccEncoder
+from encoders.ocr import OcrExtractor
+from encoders.phash import PhashEncoder
+from encoders.timm_cnn import TimmEncoder
+from media.decode import Audio
 
 PIPELINE_REPEAT = 4  # the pipeline gets 4x the items, so its fixed ~1 s (queue, refresh, poll) amortises
 SENTENCES = [

@@ -39,7 +39,7 @@ class TrainConfig:
     # length, so documents are still encoded as before.
     max_seq_length: int = 128
     # One epoch over SciFact's 729 training pairs is 23 steps at batch 32: too few for 2e-5 to move the
-    # model. Held-out hybrid nDCG@10 gain (`mmsearch bench train`, bench/results/train-configs.json):
+    # model. Held-out hybrid nDCG@10 gain (`mmsearch bench train`, data/bench/train-configs.json):
     # 2e-5 +0.009, 1e-4 +0.032, 2e-4 +0.049. Check on your own judgments, above all with many more pairs.
     learning_rate: float = 2e-4
     seed: int = 13

@@ -317,7 +317,7 @@ def bench(
     configs: str,
     json_out: Path | None,
 ) -> None:
-    """Benchmarks, side by side in one run; each prints a table and writes bench/results/<name>.json.
+    """Benchmarks, side by side in one run; each prints a table and writes data/bench/<name>.json.
     `all` runs ingest, query and knn-recall (growth, train, long-docs and rerank only when asked: they take
     long)."""
     from bench import common, growth, ingest, knn_recall, long_docs, query, rerank, train_configs

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bench import media_fixtures as mf
 from client.api import ApiClient
-from tests import media_fixtures as mf
 from tests.test_ingest_files import make_pdf
 
 pytestmark = [

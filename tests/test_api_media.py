@@ -21,8 +21,7 @@ import requests
 import soundfile as sf
 from PIL import Image
 
-from client.api import ApiClient
-from tests.media_fixtures import (
+from bench.media_fixtures import (
     jpeg_bytes,
     missing_speech_tools,
     resized_jpeg,
@@ -31,6 +30,7 @@ from tests.media_fixtures import (
     tiny_clip_dir,
     tone,
 )
+from client.api import ApiClient
 
 pytestmark = [
     pytest.mark.integration,

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import media_fixtures as mf
 from encoders.asr import SAMPLE_RATE, AsrExtractor, pieces
 from evaluation.asr import SENTENCES, SPEEDS, VOICES, concatenated, score, wer, words
 from media.decode import Audio
-from tests import media_fixtures as mf
 
 pytestmark = pytest.mark.skipif(
     bool(mf.missing_speech_tools()), reason="needs espeak-ng and sox (.ci/run installs them)"

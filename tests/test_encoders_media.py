@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 
-import media_fixtures as mf  # tests/ is on sys.path (pytest's rootdir-less "prepend" import mode)
 import numpy as np
 import pytest
 from PIL import Image
 
+from bench import media_fixtures as mf
 from core.config import Settings
 from encoders import asr, clap, clip, mfcc, ocr, phash, timm_cnn  # noqa: F401  (registers)
 from encoders.base import EncoderError

@@ -7,6 +7,7 @@ import zipfile
 
 import pytest
 
+from bench import media_fixtures as mf
 from core.config import Settings
 from encoders.extractor import Extraction
 from ingest import office
@@ -16,7 +17,6 @@ from ingest.pages import append_pages, join_pages, pages_to_ocr
 from media.decode import MediaError
 from media.filetypes import UnsupportedType, detect
 from media.pdf import render_pages
-from tests import media_fixtures as mf
 from tests.test_ingest_files import make_pdf
 
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"

@@ -14,7 +14,16 @@ from core.engine import RESCORE_OVERSAMPLE, Engine
 from mappings.analysis import stem_text
 
 SOURCE_EXCLUDES = ["vectors", "search_stemmed", "passages", "pages"]  # hits carry their best passages
-__all__ = ["RESCORE_OVERSAMPLE", "fetch_body", "knn_body", "lexical_body", "lexical_query"]
+__all__ = [
+    "RESCORE_OVERSAMPLE",
+    "fetch_body",
+    "filter_clauses",
+    "highlight_spec",
+    "knn_body",
+    "lexical_body",
+    "lexical_query",
+    "segments_clause",
+]
 # A highlighted search analyses at most this many characters of a field, so one very long text cannot make
 # the highlighter fail (Elasticsearch refuses fields beyond `index.highlight.max_analyzed_offset`).
 HIGHLIGHT_MAX_ANALYZED_OFFSET = 100_000

@@ -7,6 +7,8 @@ they are built from the settings.
 
 from __future__ import annotations
 
+import tempfile
+
 from elasticsearch import Elasticsearch
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -45,6 +47,7 @@ def create_app(
     search_service = SearchService(es, settings) if search_service is None else search_service
     configure_logging(settings.log_format)
     app = Flask(__name__, static_folder=None)
+    app.url_map.merge_slashes = False  # `//x` is a 404, not a redirect to an absolute URL built from Host
     register_request_ids(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
@@ -55,9 +58,13 @@ def create_app(
 
     @app.before_request
     def _refuse_oversize_body() -> None:
-        """Flask refuses a large body only once a route reads it, maybe after asking Elasticsearch."""
+        """Flask refuses a large body only once a route reads it, maybe after asking Elasticsearch; and a
+        chunked one (no Content-Length) it would cut silently at the limit."""
         if (request.content_length or 0) > settings.max_body_bytes:
             raise RequestEntityTooLarge()
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if request.content_length is None and chunked:
+            _buffer_chunked_body(settings.max_body_bytes)
 
     security.install(app, settings)
     openapi.install(app)
@@ -70,3 +77,23 @@ def create_app(
         return response
 
     return app
+
+
+SPOOL_IN_MEMORY = 1 << 20  # a chunked body past this waits in a temporary file
+
+
+def _buffer_chunked_body(limit: int) -> None:
+    """Read a chunked body whole, before any route, and hand it on as the request's input: one byte past
+    `limit` is a 413 and nothing of it is processed (werkzeug would stop reading at the limit, and the
+    route would take the cut body for the whole one)."""
+    source = request.environ["wsgi.input"]
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - the request's input from now on
+    size = 0
+    while chunk := source.read(min(1 << 16, limit + 1 - size)):
+        size += len(chunk)
+        if size > limit:
+            spool.close()
+            raise RequestEntityTooLarge()
+        spool.write(chunk)
+    spool.seek(0)
+    request.environ["wsgi.input"] = spool  # closed when the request (and its environ) is dropped

@@ -58,15 +58,20 @@ def create_app(
 
     @app.before_request
     def _refuse_oversize_body() -> None:
-        """Flask refuses a large body only once a route reads it, maybe after asking Elasticsearch; and a
-        chunked one (no Content-Length) it would cut silently at the limit."""
+        """Flask refuses a large body only once a route reads it, maybe after asking Elasticsearch."""
         if (request.content_length or 0) > settings.max_body_bytes:
             raise RequestEntityTooLarge()
+
+    security.install(app, settings)
+
+    @app.before_request
+    def _read_chunked_body() -> None:
+        """A chunked body (no Content-Length) Flask would cut silently at the limit. Read once the caller
+        passed the security checks and rate limits, so no anonymous caller makes the server buffer."""
         chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
         if request.content_length is None and chunked:
             _buffer_chunked_body(settings.max_body_bytes)
 
-    security.install(app, settings)
     openapi.install(app)
 
     @app.after_request

@@ -157,10 +157,12 @@ def _chunked(client: FlaskClient, path: str, body: bytes, content_type: str) -> 
     )
 
 
-def test_chunked_body_over_the_limit_is_413(open_app: FlaskClient) -> None:
+def test_chunked_body_over_the_limit_is_413(open_app: FlaskClient, keyed: FlaskClient) -> None:
     line = b'{"text": "a"}' + b" " * (MAX_BODY // 2) + b"\n"
     resp = _chunked(open_app, "/v1/collections/c/documents", line * 3, "application/x-ndjson")
     assert resp.status_code == 413, resp.get_data(as_text=True)
+    # read only once the caller passed the key check: an anonymous caller is refused without buffering
+    assert _chunked(keyed, "/v1/collections/c/documents", line * 3, "application/x-ndjson").status_code == 401
     # under the limit the whole body arrives: a malformed one is reported, a good one reaches the cluster
     bad = _chunked(open_app, "/v1/collections/c/search", b'{"query": "a",' + b" " * 1000, "application/json")
     assert "malformed JSON" in error_message(bad, 400)

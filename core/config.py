@@ -61,13 +61,20 @@ class Settings(BaseSettings):
     api_keys: list[ApiKey] = []
     api_key: str = ""  # the key this process sends as a client (CLI, evaluation, benchmarks)
     allow_open_api: bool = False  # listen on a non-loopback address with no keys (refused otherwise)
-    # Host headers accepted; empty: loopback names when no keys are set (DNS rebinding), any with keys.
+    # Host headers accepted; empty: loopback names, plus with keys the API's own names (`api_host`, the
+    # host of `api_url`, the machine's name). ["*"] accepts any (behind a proxy that checks Host itself).
     trusted_hosts: list[str] = []
-    url_signing_secret: str = ""  # HMAC key of signed media URLs; empty: derived from `api_keys`
-    signed_url_ttl: int = Field(3600, ge=60, le=7 * 86400)
+    # HMAC key of signed media URLs; empty: a random one kept in `<data_dir>/url-signing.key` (0600), which
+    # the API processes of one machine share. Several API hosts must all be given the same secret.
+    url_signing_secret: str = ""
+    signed_url_ttl: int = Field(3600, ge=60, le=7 * 86400)  # also the furthest `expires` a URL may carry
     write_rate_limit: str = "600/minute"  # per API key (per client address without keys); "" disables
+    read_rate_limit: str = "6000/minute"  # /v1 reads and searches, per key or address; "" disables
     rate_limit_storage: str = ""  # a `limits` storage URI; empty: the Redis broker, shared by processes
-    allowed_models: list[str] = []  # model names a collection may name besides the `*_model` defaults
+    metrics_scope: Literal["read", "write", "admin"] = "admin"  # key scope `/metrics` needs, keyed mode
+    # Models a collection or profile may name besides the `*_model` defaults, each for one encoder:
+    # "<encoder>:<model>", e.g. "text:org/model" or "rerank:org/cross-encoder".
+    allowed_models: list[str] = []
     max_loaded_models: int = Field(8, ge=1)  # encoder instances kept per process (least recently used go)
 
     # Observability
@@ -126,6 +133,21 @@ class Settings(BaseSettings):
     max_documents_per_request: int = 5000
     max_text_chars: int = 1_000_000  # longer extracted text is cut (and flagged `content_truncated`)
     max_window: int = 1000
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        """Resolved once against the working directory, so every process (and Flask's `send_file`, which
+        resolves relative paths against the app's package) means the same folder."""
+        return value.expanduser().absolute()
+
+    @field_validator("allowed_models")
+    @classmethod
+    def _models_name_their_encoder(cls, value: list[str]) -> list[str]:
+        bare = [entry for entry in value if not entry.partition(":")[0] or not entry.partition(":")[2]]
+        if bare:
+            raise ValueError(f"name the encoder of each model as '<encoder>:<model>' (e.g. 'text:{bare[0]}')")
+        return value
 
     @property
     def es_url(self) -> str:

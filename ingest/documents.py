@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -71,10 +73,16 @@ MAX_JSON_DEPTH = 64  # Elasticsearch refuses objects deeper than 20 levels in a 
 
 
 def parse_json(text: str | bytes) -> Any:
-    """`json.loads` that refuses NaN and Infinity (Python accepts them, JSON and Elasticsearch do not) and
-    nesting deeper than `MAX_JSON_DEPTH` (which would end in a RecursionError somewhere: a 500)."""
+    """`json.loads` that refuses NaN and Infinity (Python accepts them, JSON and Elasticsearch do not),
+    numbers no float or `int()` can hold (Python's `ValueError`, not a `JSONDecodeError`), and nesting
+    deeper than `MAX_JSON_DEPTH` (which would end in a RecursionError somewhere: a 500). Those numbers
+    raise `JSONDecodeError`, so every caller reports them as it reports malformed JSON."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite_float
+        )
+    except _NumberOutOfRange as exc:
+        raise _number_error(text, exc) from None
     except RecursionError:
         value = None
         too_deep = True
@@ -101,6 +109,36 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 def _refuse_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
+
+
+class _NumberOutOfRange(ValueError):
+    """A number literal Python cannot hold; `parse_json` turns it into a located `JSONDecodeError`."""
+
+    def __init__(self, literal: str, reason: str) -> None:
+        super().__init__(reason)
+        self.literal = literal
+        self.reason = reason
+
+
+def _bounded_int(literal: str) -> int:
+    digits = len(literal.lstrip("-"))
+    limit = sys.get_int_max_str_digits()
+    if limit and digits > limit:
+        raise _NumberOutOfRange(literal, f"integer of {digits} digits; at most {limit} digits")
+    return int(literal)
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NumberOutOfRange(literal, f"number {literal[:20]!r} is too large to be finite")
+    return value
+
+
+def _number_error(text: str | bytes, exc: _NumberOutOfRange) -> json.JSONDecodeError:
+    """The error at the number's place in the document (only computed on this failure path)."""
+    doc = text if isinstance(text, str) else text.decode(json.detect_encoding(text), errors="replace")
+    return json.JSONDecodeError(exc.reason, doc, max(doc.find(exc.literal), 0))
 
 
 def parse_documents(body: bytes, content_type: str | None, max_docs: int, max_chars: int) -> Parsed:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import Settings
-from core.errors import MmsearchError
+from core.errors import Conflict, MmsearchError
 from core.es import Client, bulk, scan, streaming_bulk
 from ingest.blobrefs import release, shas_of
 from ingest.blobstore import BlobStore
@@ -28,6 +28,7 @@ from mappings.collections import Collection
 # (index, (document id, modality) pairs) -> the number of encode tasks sent.
 Enqueue = Callable[[str, Iterable[tuple[str, str]]], int]
 MANIFEST_FIELDS = ("path", "size", "mtime", "sha256")
+MAX_PROFILES = 100  # search profiles per collection
 
 
 class UploadRejected(MmsearchError):
@@ -226,8 +227,14 @@ class IngestService:
         return collections.get(self.es, self.settings, name).profiles
 
     def put_profile(self, name: str, profile: str, body: dict[str, Any]) -> bool:
-        """Save one profile (replacing only that name); True when it is new."""
-        collections.for_update(self.es, self.settings, name)  # 404 when there is no such collection
+        """Save one profile (replacing only that name); True when it is new. A collection holds at most
+        `MAX_PROFILES` (a count checked before the write: two racing PUTs may pass it by one)."""
+        stored = collections.for_update(self.es, self.settings, name).profiles  # 404: no such collection
+        if profile not in stored and len(stored) >= MAX_PROFILES:
+            raise Conflict(
+                f"collection {name!r} has {len(stored)} search profiles, the most it may have "
+                f"({MAX_PROFILES}); delete one first"
+            )
         created = metastore.put(self.es, self.settings, name, metastore.PROFILE, profile, body)
         collections.CACHE.invalidate(name)
         return created

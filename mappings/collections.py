@@ -81,8 +81,8 @@ def create(
 ) -> Collection:
     """A new collection; `passages=False` keeps one vector per document however long (the text encoder
     then sees only a long document's start)."""
-    for ref in (models or {}).values():
-        allowlist.check_model_ref(settings, ref)  # before anything is loaded or asked of the cluster
+    for encoder, ref in (models or {}).items():
+        allowlist.check_model_ref(settings, ref, encoder=encoder)  # before anything is loaded or asked
     alias = alias_for(settings, name)
     if es.indices.exists_alias(name=alias) or es.indices.exists(index=alias):
         raise CollectionExists(f"collection {name!r} already exists")

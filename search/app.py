@@ -8,6 +8,8 @@ they are built from the settings.
 
 from __future__ import annotations
 
+import tempfile
+
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -51,6 +53,7 @@ def create_app(
     )
     configure_logging(settings.log_format)
     app = Flask(__name__, static_folder=None)
+    app.url_map.merge_slashes = False  # `//x` is a 404, not a redirect to an absolute URL built from Host
     register_request_ids(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
@@ -66,6 +69,15 @@ def create_app(
             raise RequestEntityTooLarge()
 
     security.install(app, settings)
+
+    @app.before_request
+    def _read_chunked_body() -> None:
+        """A chunked body (no Content-Length) Flask would cut silently at the limit. Read once the caller
+        passed the security checks and rate limits, so no anonymous caller makes the server buffer."""
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if request.content_length is None and chunked:
+            _buffer_chunked_body(settings.max_body_bytes)
+
     openapi.install(app)
 
     @app.after_request
@@ -76,3 +88,23 @@ def create_app(
         return response
 
     return app
+
+
+SPOOL_IN_MEMORY = 1 << 20  # a chunked body past this waits in a temporary file
+
+
+def _buffer_chunked_body(limit: int) -> None:
+    """Read a chunked body whole, before any route, and hand it on as the request's input: one byte past
+    `limit` is a 413 and nothing of it is processed (werkzeug would stop reading at the limit, and the
+    route would take the cut body for the whole one)."""
+    source = request.environ["wsgi.input"]
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - the request's input from now on
+    size = 0
+    while chunk := source.read(min(1 << 16, limit + 1 - size)):
+        size += len(chunk)
+        if size > limit:
+            spool.close()
+            raise RequestEntityTooLarge()
+        spool.write(chunk)
+    spool.seek(0)
+    request.environ["wsgi.input"] = spool  # closed when the request (and its environ) is dropped

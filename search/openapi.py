@@ -26,7 +26,7 @@ from search.api.jobs import ReencodeIn
 from search.api.profiles import PROFILE_NAME
 from search.api.ui import STATIC
 from search.schema import Profile, SearchRequest
-from search.security import required_scope
+from search.security import METRICS_ENDPOINT, required_scope
 
 REF = "#/components/schemas/{model}"
 NOT_DESCRIBED = {"static", "ui.static", "openapi.asset"}  # files, not API operations
@@ -221,6 +221,8 @@ def _operation(
     if endpoint.split(".")[0] not in ("health", "ui", "openapi"):
         out["security"] = [{"bearer": []}]
         out["x-scope"] = required_scope(method, endpoint)
+    elif endpoint == METRICS_ENDPOINT:
+        out["security"] = [{"bearer": []}]  # with keys set: a key of scope MMSEARCH_METRICS_SCOPE
     return out
 
 

@@ -1,5 +1,5 @@
 """Who may call what, from where: scoped API keys, cross-site and Host checks, signed media URLs, per-key
-write rate limits, and the response headers that keep uploaded content inert.
+read and write rate limits, and the response headers that keep uploaded content inert.
 
 Everything hangs off `install(app, settings)` (before/after request hooks and the limiter), so the
 blueprints stay unaware of it; what a route needs is declared here, by endpoint name.
@@ -7,21 +7,25 @@ blueprints stay unaware of it; what a route needs is declared here, by endpoint 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
-import json
+import os
 import secrets
+import socket
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
-from flask_limiter import Limiter
+from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 
 from core.config import ApiKey, Settings
-from core.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from core.errors import Forbidden, MmsearchError, Unauthorized, UnsupportedMediaType
 
 SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
 # Unsafe methods by endpoint; any other unsafe endpoint needs `admin` (a new route is closed by default).
@@ -41,10 +45,12 @@ BODY_TYPES = {
     "search.search": {"application/json", "multipart/form-data"},
 }
 MEDIA_ENDPOINTS = {"documents.content", "documents.thumbnail"}  # may be opened by a signed URL
+METRICS_ENDPOINT = "health.metrics"  # outside /v1, yet it needs a key (scope `metrics_scope`) when keyed
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
 INLINE_TYPES = ("image/", "audio/", "video/")  # served inline; anything else is a download
 SANDBOX_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'"
 KEY_PREFIX = "mms_"
+SECRET_FILE = "url-signing.key"  # under the data dir: the generated signing secret, owner-only
 
 
 class InsecureConfiguration(RuntimeError):
@@ -104,22 +110,57 @@ def check_bind(settings: Settings) -> None:
 
 
 def trusted_hosts(settings: Settings) -> list[str] | None:
-    """Host names the app answers; None = any. Without keys only loopback names: a page on a rebound DNS
-    name would otherwise reach a keyless local API with the browser's help."""
+    """Host names the app answers; None = any (`["*"]`). Without keys only loopback names: a page on a
+    rebound DNS name would otherwise reach a keyless local API with the browser's help. With keys also the
+    API's own names, so a forged Host cannot steer redirects or links built from it."""
     if settings.trusted_hosts:
         return None if "*" in settings.trusted_hosts else settings.trusted_hosts
-    return None if settings.api_keys else LOOPBACK_NAMES
+    return LOOPBACK_NAMES + own_host_names(settings) if settings.api_keys else LOOPBACK_NAMES
+
+
+def own_host_names(settings: Settings) -> list[str]:
+    """The names this API is known by: where it binds (unless a wildcard), the host of `api_url`, and the
+    machine's name. Others (a proxy's public name, a compose service name) go in MMSEARCH_TRUSTED_HOSTS."""
+    names = [urlsplit(settings.api_base).hostname or "", socket.gethostname()]  # no getfqdn: a DNS query
+    wildcard = settings.api_host in ("0.0.0.0", "::", "[::]", "")
+    names += [] if wildcard else [settings.api_host]
+    return sorted({name for name in names if name})
 
 
 # --- signed media URLs ------------------------------------------------------------------------------------
 
 
+class BadSignedUrl(MmsearchError):
+    """A signed URL whose `expires` is not a Unix time in ASCII digits."""
+
+
 def signing_secret(settings: Settings) -> bytes:
-    """The explicit secret, else one derived from the key entries (the same in every API process)."""
+    """The explicit secret, else the random one kept under the data dir. Never derived from the key
+    entries: those are hashes meant to be safe to store, and whoever read them could sign URLs."""
     if settings.url_signing_secret:
         return settings.url_signing_secret.encode()
-    material = json.dumps([k.model_dump() for k in settings.api_keys], sort_keys=True)
-    return hashlib.sha256(b"mmsearch signed urls\n" + material.encode()).digest()
+    return _secret_file(settings.data_dir / SECRET_FILE)
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_file(path: Path) -> bytes:
+    """Read the secret, creating it first if missing: written to a private temporary file and linked into
+    place, so API processes starting together all end up reading the one that won."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".url-signing-")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process was first; use its secret
+        finally:
+            os.unlink(tmp)
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise RuntimeError(f"{path} holds no usable URL signing secret; delete it to have a new one made")
+    return secret.encode()
 
 
 def _signature(settings: Settings, path: str, expires: int) -> str:
@@ -135,10 +176,29 @@ def signed_url(settings: Settings, path: str, now: float | None = None) -> str:
     return f"{path}?expires={expires}&sig={_signature(settings, path, expires)}"
 
 
+def check_signature(settings: Settings, path: str, expires: str | None, sig: str | None) -> None:
+    """Raise unless `sig` signs `path` until `expires`, which lies in the future but no further than the
+    configured TTL (a URL minted for ten years is refused, whoever signed it)."""
+    if not expires or not expires.isascii() or not expires.isdigit() or len(expires) > 20:
+        raise BadSignedUrl("`expires` of a signed URL must be a Unix time in ASCII digits")
+    now = time.time()
+    if int(expires) > now + settings.signed_url_ttl + 60:  # a minute of clock skew between API hosts
+        raise Forbidden(
+            f"signed URL `expires` lies beyond the {settings.signed_url_ttl} s a signed URL may live "
+            "(MMSEARCH_SIGNED_URL_TTL); search again for fresh links"
+        )
+    expected = _signature(settings, path, int(expires)).encode()
+    signed = bool(sig) and hmac.compare_digest(expected, (sig or "").encode())  # bytes: any sig compares
+    if int(expires) < now or not signed:
+        raise Unauthorized("invalid or expired signed URL; search again for fresh links")
+
+
 def valid_signature(settings: Settings, path: str, expires: str | None, sig: str | None) -> bool:
-    if not expires or not sig or not expires.isdigit() or int(expires) < time.time():
+    try:
+        check_signature(settings, path, expires, sig)
+    except MmsearchError:
         return False
-    return hmac.compare_digest(_signature(settings, path, int(expires)), sig)
+    return True
 
 
 def add_media_urls(settings: Settings, collection: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -160,19 +220,19 @@ def add_media_urls(settings: Settings, collection: str, result: dict[str, Any]) 
 
 def _authenticate(settings: Settings) -> None:
     g.api_key = None
-    if not settings.api_keys or not request.path.startswith("/v1/"):
+    metrics = request.endpoint == METRICS_ENDPOINT
+    if not settings.api_keys or not (request.path.startswith("/v1/") or metrics):
         return
     if request.method == "GET" and request.endpoint in MEDIA_ENDPOINTS and "sig" in request.args:
-        if valid_signature(settings, request.path, request.args.get("expires"), request.args.get("sig")):
-            g.api_key = ApiKey(name="signed-url", scope="read", sha256="0" * 64)
-            return
-        raise Unauthorized("invalid or expired signed URL; search again for fresh links")
+        check_signature(settings, request.path, request.args.get("expires"), request.args.get("sig"))
+        g.api_key = ApiKey(name="signed-url", scope="read", sha256="0" * 64)
+        return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     key = find_key(settings, token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
         raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
-    needed = required_scope(request.method, request.endpoint)
+    needed = settings.metrics_scope if metrics else required_scope(request.method, request.endpoint)
     if SCOPE_RANK[key.scope] < SCOPE_RANK[needed]:
         raise Forbidden(f"API key {key.name!r} has scope {key.scope!r}; this call needs {needed!r}")
     g.api_key = key
@@ -201,9 +261,11 @@ def _check_body_type() -> None:
 
 
 def _harden(response: Response) -> Response:
-    """nosniff everywhere; uploaded non-media files as sandboxed downloads; nothing authenticated in a
-    shared cache."""
+    """nosniff everywhere; stored media only for pages of this origin; uploaded non-media files as
+    sandboxed downloads; nothing authenticated in a shared cache."""
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.endpoint in MEDIA_ENDPOINTS:
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
     if request.endpoint == "documents.content":
         mime = response.mimetype or ""
         if not mime.startswith(INLINE_TYPES) or mime == "image/svg+xml":
@@ -231,8 +293,24 @@ def _is_read() -> bool:
     return required_scope(request.method, request.endpoint) == "read" or not request.path.startswith("/v1/")
 
 
+def _not_a_v1_read() -> bool:
+    """Writes have their own limit; probes, metrics and the page are not limited."""
+    return not request.path.startswith("/v1/") or required_scope(request.method, request.endpoint) != "read"
+
+
+def rate_limits(settings: Settings) -> list[ApplicationLimit]:
+    """One budget per key (or client address) for writes, another for reads: a search loop cannot spend
+    the write budget, nor a bulk load the read one."""
+    limits = []
+    if settings.write_rate_limit:
+        limits.append(ApplicationLimit(settings.write_rate_limit, scope="writes", exempt_when=_is_read))
+    if settings.read_rate_limit:
+        limits.append(ApplicationLimit(settings.read_rate_limit, scope="reads", exempt_when=_not_a_v1_read))
+    return limits
+
+
 def install(app: Flask, settings: Settings) -> Limiter | None:
-    """Register the checks (in order: Host, cross-site, body type, key) and the write rate limit."""
+    """Register the checks (in order: Host, cross-site, body type, key) and the read and write limits."""
     check_bind(settings)
     app.config["TRUSTED_HOSTS"] = trusted_hosts(settings)
 
@@ -244,13 +322,13 @@ def install(app: Flask, settings: Settings) -> Limiter | None:
         _authenticate(settings)
 
     app.after_request(_harden)
-    if not settings.write_rate_limit:
+    limits = rate_limits(settings)
+    if not limits:
         return None
     return Limiter(
         _rate_key,
         app=app,
-        application_limits=[settings.write_rate_limit],
-        application_limits_exempt_when=_is_read,
+        application_limits=limits,
         storage_uri=settings.rate_limit_storage or settings.broker_url,
         storage_options={"socket_timeout": 2, "socket_connect_timeout": 2},
         key_prefix="mmsearch-ratelimit",

@@ -21,6 +21,8 @@ from ingest.blobstore import BlobStore
 from ingest.lifecycle import encoder_text, sha256_of
 from mappings import collections
 from mappings.collections import Collection
+from media.decode import load_audio, load_image
+from media.filetypes import UnsupportedType, detect
 from search import fusion, plan
 from search.schema import Profile, Rerank, SearchRequest
 
@@ -108,6 +110,15 @@ class SearchService:
         if not sha256_of(source):
             raise NotFound(f"document {doc_id!r} has no stored file (it was ingested as JSON text)")
         return source
+
+    def decode_example(self, data: bytes, filename: str | None, mime: str | None) -> tuple[str, Any]:
+        """(kind, decoded item) of an uploaded query example: an image or an audio clip, within limits."""
+        kind = detect(data, filename, mime).modality
+        if kind == "image":
+            return "image", load_image(data, max_pixels=self.settings.max_image_pixels)
+        if kind == "audio":
+            return "audio", load_audio(data, max_seconds=min(self.settings.max_audio_seconds, 600))
+        raise UnsupportedType(f"query by example takes an image or an audio clip, not {kind}")
 
     def engine_health(self) -> str:
         """The cluster's health colour, asked with a short timeout (readiness must answer quickly)."""

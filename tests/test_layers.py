@@ -92,6 +92,7 @@ BLUEPRINT_MAY_NOT_IMPORT = {
     "ingest.blobrefs",
     "mappings.collections",
     "mappings.metastore",
+    "media.decode",
     "workers.tasks",
     "workers.reencode",
 }

@@ -90,10 +90,11 @@ def test_cross_site_posts_are_refused(open_app: FlaskClient) -> None:
 
 
 def test_unknown_hosts_are_refused_without_keys(open_app: FlaskClient, keyed: FlaskClient) -> None:
-    """DNS rebinding: a page on attacker.example resolving to 127.0.0.1 sends `Host: attacker.example`."""
+    """DNS rebinding: a page on attacker.example resolving to 127.0.0.1 sends `Host: attacker.example`.
+    With keys the API's own names are accepted too (`test_security_review`), and a foreign one is not."""
     assert open_app.get("/v1/collections", headers={"Host": "attacker.example"}).status_code == 400
     assert open_app.get("/v1/collections", headers={"Host": "127.0.0.1:8000"}).status_code == 503
-    assert keyed.get("/v1/collections", headers={"Host": "search.example", **auth("read")}).status_code == 503
+    assert keyed.get("/v1/collections", headers={"Host": "search.example", **auth("read")}).status_code == 400
     pinned = build(trusted_hosts=["search.example"], rate_limit_storage="memory://").test_client()
     assert pinned.get("/healthz", headers={"Host": "search.example"}).status_code == 200
     assert pinned.get("/healthz", headers={"Host": "localhost"}).status_code == 400
@@ -113,8 +114,13 @@ def test_non_loopback_bind_needs_keys() -> None:
 def test_model_references_outside_the_allow_list_are_refused(open_app: FlaskClient, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "models-dir")
     (tmp_path / "models-dir" / "mine").mkdir(parents=True)
-    for ref in ("all-MiniLM-L6-v2", "clip-ViT-B-32", "mine", str(tmp_path / "models-dir" / "mine")):
-        check_model_ref(settings, ref)
+    for encoder, ref in (
+        ("text", "all-MiniLM-L6-v2"),
+        ("clip", "clip-ViT-B-32"),
+        ("text", "mine"),
+        ("clap", str(tmp_path / "models-dir" / "mine")),
+    ):
+        check_model_ref(settings, ref, encoder=encoder)
     for ref in (
         "/etc",
         "/no/such/dir",
@@ -123,8 +129,8 @@ def test_model_references_outside_the_allow_list_are_refused(open_app: FlaskClie
         str(tmp_path / "models" / ".." / "x"),
     ):
         with pytest.raises(ModelNotAllowed):
-            check_model_ref(settings, ref)
-    check_model_ref(Settings(allowed_models=["org/any-hub-model"]), "org/any-hub-model")
+            check_model_ref(settings, ref, encoder="text")
+    check_model_ref(Settings(allowed_models=["text:org/any-hub-model"]), "org/any-hub-model", encoder="text")
     # over HTTP: refused before the cluster is asked, and the answer does not tell whether the path exists
     messages = []
     for path in ("/etc", "/no/such/dir"):
@@ -147,7 +153,10 @@ def test_writes_are_rate_limited_per_key() -> None:
 
 
 def test_signed_media_urls() -> None:
-    settings = Settings(api_keys=[KEYS["read"][1]], max_body_bytes=MAX_BODY, signed_url_ttl=60)
+    secret = "test-secret-" + "x" * 32
+    settings = Settings(
+        api_keys=[KEYS["read"][1]], max_body_bytes=MAX_BODY, signed_url_ttl=60, url_signing_secret=secret
+    )
     path = "/v1/collections/c/documents/d/thumbnail"
     url = security.signed_url(settings, path)
     query = dict(part.split("=") for part in url.split("?")[1].split("&"))
@@ -157,8 +166,10 @@ def test_signed_media_urls() -> None:
     expired = security.signed_url(settings, path, now=time.time() - 120).split("?")[1]
     assert not security.valid_signature(settings, path, *[p.split("=")[1] for p in expired.split("&")])
     assert security.signed_url(Settings(), path) == path  # no keys: plain paths
-    client = build(api_keys=[KEYS["read"][1]], rate_limit_storage="memory://").test_client()
-    assert client.get(f"{path}?expires=9999999999&sig=forged").status_code == 401
+    client = build(
+        api_keys=[KEYS["read"][1]], rate_limit_storage="memory://", url_signing_secret=secret
+    ).test_client()
+    assert client.get(f"{path}?expires={int(time.time()) + 30}&sig=forged").status_code == 401
     # a valid signature opens that GET only (the cluster answers next: 503), not other routes
     app_settings = client.application.extensions["mmsearch"].settings
     assert client.get(security.signed_url(app_settings, path)).status_code == 503

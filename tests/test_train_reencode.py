@@ -83,7 +83,7 @@ def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) 
         str(tmp_path / "models" / "m"),
         str(tmp_path / "shared-models" / "m"),
     ):
-        check_model_ref(settings, ref)
+        check_model_ref(settings, ref, encoder="text")
     for ref in (
         "/etc",
         "../../etc",
@@ -92,7 +92,7 @@ def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) 
         "org/some-model",
     ):
         with pytest.raises(ReencodeError):
-            check_model_ref(settings, ref)
+            check_model_ref(settings, ref, encoder="text")
 
 
 def test_a_new_generation_inherits_extractors_not_encoders_nor_state() -> None:

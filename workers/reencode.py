@@ -134,10 +134,10 @@ def carried_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in meta.items() if key not in dropped}
 
 
-def check_model_ref(settings: Settings, ref: str) -> None:
-    """A registered model name or a directory under the models roots (`encoders.allowlist`)."""
+def check_model_ref(settings: Settings, ref: str, *, encoder: str) -> None:
+    """A model registered for `encoder` or a directory under the models roots (`encoders.allowlist`)."""
     try:
-        allowlist.check_model_ref(settings, ref)
+        allowlist.check_model_ref(settings, ref, encoder=encoder)
     except allowlist.ModelNotAllowed as exc:
         raise ReencodeError(str(exc)) from None
 
@@ -151,8 +151,8 @@ def _check_request(settings: Settings, coll: collections.Collection, models: dic
         raise ReencodeError(
             f"collection {coll.name!r} has no encoders {unknown}; it has {sorted(coll.encoders)}"
         )
-    for ref in models.values():
-        check_model_ref(settings, ref)
+    for encoder, ref in models.items():
+        check_model_ref(settings, ref, encoder=encoder)
 
 
 def _load_encoders(coll: collections.Collection, models: dict[str, str]) -> list[Encoder]:

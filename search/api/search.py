@@ -7,10 +7,9 @@ import time
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from werkzeug.datastructures import FileStorage
 
 from ingest.documents import parse_json
-from media.decode import load_audio, load_image
-from media.filetypes import UnsupportedType, detect
 from search.api import json_object, services
 from search.errors import InvalidRequest
 from search.metrics import SEARCH_LATENCY
@@ -20,8 +19,8 @@ from search.security import add_media_urls
 bp = Blueprint("search", __name__, url_prefix="/v1/collections/<name>")
 
 
-def _example() -> tuple[dict[str, Any], tuple[str, Any] | None]:
-    """(search parameters, (kind, decoded example) or None)."""
+def _parts() -> tuple[dict[str, Any], FileStorage | None]:
+    """(search parameters, the uploaded example or None); nothing decoded yet."""
     if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return json_object(), None
     try:
@@ -30,26 +29,18 @@ def _example() -> tuple[dict[str, Any], tuple[str, Any] | None]:
         raise InvalidRequest(f"the `request` form field is not valid JSON: {exc.msg}") from None
     if not isinstance(params, dict):
         raise InvalidRequest("the `request` form field must be a JSON object")
-    upload = request.files.get("file")
-    if upload is None:
-        return params, None
-    data = upload.read()
-    kind = detect(data, upload.filename, upload.mimetype).modality
-    settings = services().settings
-    if kind == "image":
-        return params, ("image", load_image(data, max_pixels=settings.max_image_pixels))
-    if kind == "audio":
-        return params, ("audio", load_audio(data, max_seconds=min(settings.max_audio_seconds, 600)))
-    raise UnsupportedType(f"query by example takes an image or an audio clip, not {kind}")
+    return params, request.files.get("file")
 
 
 @bp.post("/search")
 def search(name: str):
     started = time.perf_counter()
     svc = services()
-    params, example = _example()
+    params, upload = _parts()
     req = SearchRequest.model_validate(params)
     collection = svc.search.collection(name, profile=req.profile)
+    # Decoding is the costly step: only once the collection is known to exist.
+    example = svc.search.decode_example(upload.read(), upload.filename, upload.mimetype) if upload else None
     result = svc.search.search(collection, req, example=example)
     SEARCH_LATENCY.labels(mode=req.mode).observe(time.perf_counter() - started)
     return jsonify(add_media_urls(svc.settings, collection.name, result))

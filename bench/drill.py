@@ -68,9 +68,7 @@ class Drill:
         self.start_worker()
 
     def restart(self, name: str, down_s: float) -> None:
-        pid = stack.running_pid(self.settings, name)
-        if pid is not None:
-            stack.stop_group(pid, stack.STOP_GRACE)
+        stack.stop(self.settings, name)
         self.note(f"{name} stopped")
         time.sleep(down_s)
         (stack.ensure_elasticsearch if name == "elasticsearch" else stack.ensure_redis)(self.settings)

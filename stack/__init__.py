@@ -10,7 +10,8 @@ for, never started or stopped.
 Modules: `java` (finding a JDK), `artifacts` (Maven fetch and unpack), `processes` (pid files, logs,
 spawn, stop, waits), `users` (running nodes unprivileged as root), `engines` (what differs between
 Elasticsearch and OpenSearch), `nodes` (one node preparation for both), `broker` (Redis), `apps` (the
-worker and the API), `services` (up, down, status). This package re-exports what callers use.
+worker and the API), `services` (up, down, status), `cluster` (several nodes on loopback). This package
+re-exports what callers use.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from stack.broker import ensure_redis
 from stack.errors import StackError
 from stack.java import MIN_JAVA, java_home
 from stack.nodes import ensure_elasticsearch
-from stack.processes import STOP_GRACE, log_file, running_pid, stop_group
+from stack.processes import STOP_GRACE, log_file, stop
 from stack.services import COMPONENTS, down, status, up
 
 __all__ = [
@@ -35,11 +36,10 @@ __all__ = [
     "ensure_redis",
     "java_home",
     "log_file",
-    "running_pid",
     "start_api",
     "start_worker",
     "status",
-    "stop_group",
+    "stop",
     "up",
     "wait_for_api",
     "worker_command",

@@ -30,6 +30,7 @@ class Engine:
     opts_var: str  # JVM options (the heap)
     tmp_var: str
     conf_var: str  # the config dir, so several nodes can share one distribution
+    bootstrap_setting: str  # names the nodes that bootstrap a new cluster
     owned_in_home: tuple[str, ...]  # directories of the distribution, besides config, the node writes
     install: Callable[[Settings, Path], Path]  # (settings, java) -> the unpacked distribution's home
     security_lines: Callable[[Path], list[str]]  # home -> config lines that turn security off
@@ -92,6 +93,7 @@ ELASTICSEARCH = Engine(
     opts_var="ES_JAVA_OPTS",
     tmp_var="ES_TMPDIR",
     conf_var="ES_PATH_CONF",
+    bootstrap_setting="cluster.initial_master_nodes",
     owned_in_home=(),
     install=_install_elasticsearch,
     security_lines=_elasticsearch_security,
@@ -104,6 +106,7 @@ OPENSEARCH = Engine(
     opts_var="OPENSEARCH_JAVA_OPTS",
     tmp_var="OPENSEARCH_TMPDIR",
     conf_var="OPENSEARCH_PATH_CONF",
+    bootstrap_setting="cluster.initial_cluster_manager_nodes",  # `initial_master_nodes` is deprecated
     owned_in_home=("logs",),
     install=_install_opensearch,
     security_lines=_opensearch_security,

@@ -55,9 +55,9 @@ def single_node(settings: Settings, engine: Engine) -> NodeSpec:
     )
 
 
-def node_config(settings: Settings, spec: NodeSpec, security: list[str]) -> list[str]:
+def node_config(settings: Settings, engine: Engine, spec: NodeSpec, home: Path) -> list[str]:
     """The node's config file, one line each: what both engines share (127.0.0.1, our ports and paths, no
-    disk watermarks, no auto-created product indices) then the engine's `security` lines."""
+    disk watermarks, no auto-created product indices) then the security lines of the engine at `home`."""
     return [
         "# Written by mmsearch at every start: change MMSEARCH_* settings instead of this file.",
         "cluster.name: mmsearch",
@@ -65,7 +65,7 @@ def node_config(settings: Settings, spec: NodeSpec, security: list[str]) -> list
         "network.host: 127.0.0.1",
         f"http.port: {spec.http_port}",
         f"transport.port: {spec.transport_port}",
-        *_discovery(spec),
+        *_discovery(engine, spec),
         f"path.data: {json.dumps(str(spec.node_dir / 'data'))}",
         f"path.logs: {json.dumps(str(spec.node_dir / 'logs'))}",
         "# Developer disks are often fuller than the default watermarks allow; never go read-only for that.",
@@ -73,16 +73,16 @@ def node_config(settings: Settings, spec: NodeSpec, security: list[str]) -> list
         "# The product creates its indices with their mappings; a late write to a deleted one must fail,",
         "# not bring it back with guessed mappings.",
         f'action.auto_create_index: "-{settings.index_prefix}*,+*"',
-        *security,
+        *engine.security_lines(home),
     ]
 
 
-def _discovery(spec: NodeSpec) -> list[str]:
+def _discovery(engine: Engine, spec: NodeSpec) -> list[str]:
     if not spec.seed_hosts:
         return ["discovery.type: single-node"]
     return [
         f"discovery.seed_hosts: {json.dumps(list(spec.seed_hosts))}",
-        f"cluster.initial_master_nodes: {json.dumps(list(spec.initial_masters))}",
+        f"{engine.bootstrap_setting}: {json.dumps(list(spec.initial_masters))}",
     ]
 
 
@@ -110,9 +110,9 @@ def _prepare(settings: Settings, *, engine: Engine, spec: NodeSpec, home: Path) 
     for sub in ("data", "logs", "tmp"):
         (spec.node_dir / sub).mkdir(parents=True, exist_ok=True)
     conf = spec.config_dir or home / "config"
-    if not conf.exists():  # a node of its own config: start from the distribution's
-        shutil.copytree(home / "config", conf)
-    lines = node_config(settings, spec, engine.security_lines(home))
+    if not conf.exists():  # a node of its own config: start from the distribution's, less its secrets
+        shutil.copytree(home / "config", conf, ignore=shutil.ignore_patterns("*.keystore"))
+    lines = node_config(settings, engine, spec, home)
     (conf / f"{engine.name}.yml").write_text("\n".join(lines) + "\n")
     return conf
 

@@ -91,6 +91,15 @@ def spawn(
         )
 
 
+def stop(settings: Settings, name: str, grace: float = STOP_GRACE) -> bool:
+    """Stop component `name` if it runs and remove its pid file (stale or not); return whether it ran."""
+    pid = running_pid(settings, name)
+    if pid is not None:
+        stop_group(pid, grace)
+    pid_file(settings, name).unlink(missing_ok=True)
+    return pid is not None
+
+
 def stop_group(pid: int, grace: float) -> None:
     """SIGTERM the leader `pid`, then SIGKILL its process group if any of it outlives `grace` seconds."""
     try:

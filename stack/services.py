@@ -20,9 +20,8 @@ from stack.processes import (
     http_ok,
     is_live,
     log_file,
-    pid_file,
     running_pid,
-    stop_group,
+    stop,
     tail,
     write_pid,
 )
@@ -54,14 +53,7 @@ def down(settings: Settings, grace: float = STOP_GRACE) -> list[str]:
 
     Returns the names of the components that were running. Stale pid files are removed too.
     """
-    stopped = []
-    for name in reversed(COMPONENTS):
-        pid = running_pid(settings, name)
-        if pid is not None:
-            stop_group(pid, grace)
-            stopped.append(name)
-        pid_file(settings, name).unlink(missing_ok=True)
-    return stopped
+    return [name for name in reversed(COMPONENTS) if stop(settings, name, grace)]
 
 
 def status(settings: Settings) -> list[dict[str, Any]]:

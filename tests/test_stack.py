@@ -95,7 +95,7 @@ def test_elasticsearch_gets_a_java_that_can_run_it() -> None:
 
 
 def _node_config(settings: Settings, engine: engines.Engine, spec: nodes.NodeSpec, home: Path) -> dict:
-    return yaml.safe_load("\n".join(nodes.node_config(settings, spec, engine.security_lines(home))))
+    return yaml.safe_load("\n".join(nodes.node_config(settings, engine, spec, home)))
 
 
 def test_both_engines_share_one_node_config_but_for_security(settings: Settings, tmp_path: Path) -> None:
@@ -130,5 +130,7 @@ def test_a_cluster_node_gets_discovery_not_single_node(settings: Settings, tmp_p
     assert "discovery.type" not in config
     assert config["discovery.seed_hosts"] == list(seeds)
     assert config["cluster.initial_master_nodes"] == list(names)
+    opensearch = _node_config(settings, engines.OPENSEARCH, spec, tmp_path)
+    assert opensearch["cluster.initial_cluster_manager_nodes"] == list(names)
     assert (config["node.name"], config["http.port"], config["transport.port"]) == ("n1", 9231, 9331)
     assert config["path.data"] == str(tmp_path / "n1" / "data")

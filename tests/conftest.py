@@ -61,7 +61,7 @@ class WorkerControl:
         self.process: subprocess.Popen | None = None
 
     def start(self, queues: str | None = None) -> None:
-        from client import stack
+        import stack
 
         self.process = stack.start_worker(self.settings, queues=queues)
 

@@ -119,7 +119,7 @@ def free_port() -> int:
 def spawned_api(extra_env: dict[str, str], settings: Settings | None = None) -> Iterator[ApiClient]:
     """A temporary API process (gunicorn, 1 worker, 4 threads) on a free port with some settings changed
     (same Elasticsearch, Redis and Celery workers), e.g. a task batch size of 1 or no query cache."""
-    from client import stack
+    import stack
 
     settings = (settings or get_settings()).model_copy(update={"api_port": free_port(), "api_url": ""})
     argv = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "4", "--timeout", "120"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import signal
 import threading
@@ -29,8 +30,8 @@ import requests
 from PIL import Image
 from rich.console import Console
 
+import stack
 from bench.common import Report, save, show
-from client import stack
 from core.config import Settings
 from core.es import make_client, scan
 
@@ -60,16 +61,14 @@ class Drill:
         self.worker = stack.start_worker(self.settings, self.env)
 
     def kill_worker(self) -> None:
-        stack.os.killpg(self.worker.pid, signal.SIGKILL)
+        os.killpg(self.worker.pid, signal.SIGKILL)
         self.worker.wait(timeout=60)
         self.kills += 1
         self.note(f"worker SIGKILLed ({self.kills})")
         self.start_worker()
 
     def restart(self, name: str, down_s: float) -> None:
-        pid = stack._running_pid(self.settings, name)
-        if pid is not None:
-            stack._stop_group(pid, stack.STOP_GRACE)
+        stack.stop(self.settings, name)
         self.note(f"{name} stopped")
         time.sleep(down_s)
         (stack.ensure_elasticsearch if name == "elasticsearch" else stack.ensure_redis)(self.settings)
@@ -246,8 +245,8 @@ def run(
         result = check(settings, f"{settings.index_prefix}{name}", accepted)
     finally:
         stop.set()
-        stack.os.killpg(api.pid, signal.SIGTERM)
-        stack.os.killpg(drill.worker.pid, signal.SIGTERM)
+        os.killpg(api.pid, signal.SIGTERM)
+        os.killpg(drill.worker.pid, signal.SIGTERM)
     ok = result["missing"] == 0 and result["unexpected"] == 0 and result["pending"] == 0
     ok = ok and result["failed_without_reason"] == 0 and result["indexed"] == len(accepted)
     row = {

@@ -1,1 +1,1 @@
-"""Outside the service: the HTTP client, uploads of files through it, and the embedded stack's processes."""
+"""Outside the service: the HTTP client and uploads of files and folders through it."""

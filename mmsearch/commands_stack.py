@@ -7,7 +7,7 @@ import os
 import click
 from rich.table import Table
 
-from client import stack
+import stack
 from core.config import get_settings
 from mmsearch.common import console
 from search.security import InsecureConfiguration, check_bind

@@ -61,7 +61,7 @@ class WorkerControl:
         self.process: subprocess.Popen | None = None
 
     def start(self, queues: str | None = None) -> None:
-        from client import stack
+        import stack
 
         self.process = stack.start_worker(self.settings, queues=queues)
 
@@ -82,7 +82,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def services(settings: Settings) -> Iterator[None]:
-    from client import stack
+    import stack
 
     stack.ensure_elasticsearch(settings)
     stack.ensure_redis(settings)
@@ -101,7 +101,7 @@ def worker(settings: Settings, services: None) -> Iterator[WorkerControl]:
 
 @pytest.fixture(scope="session")
 def api_url(settings: Settings, services: None, worker: WorkerControl) -> Iterator[str]:
-    from client import stack
+    import stack
 
     process = stack.start_api(settings)
     stack.wait_for_api(settings, timeout=120)

@@ -19,7 +19,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from client import stack
+import stack
 from core.config import Settings, get_settings
 from mmsearch.cli import main
 from mmsearch.common import errors

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import stack
 from bench import drill
-from client import stack
 
 # Engine-neutral (it kills workers and restarts services): run once, on the Elasticsearch pass.
 pytestmark = [

@@ -20,7 +20,8 @@ LAYERS = [
     "ingest",  # raw input -> index documents, the document lifecycle, blob store, crawl
     "workers",  # encode jobs and the Celery tasks that run them
     "search",  # the query path and the Flask app
-    "client",  # the HTTP client and the embedded stack's processes
+    "stack",  # the embedded stack's processes (JDK, distributions, nodes, Redis, worker and API); only core
+    "client",  # the HTTP client and uploads through it
     "evaluation",  # metrics, tuning and the training recipe, over the HTTP API
     "bench",  # benchmarks
     "mmsearch",  # the CLI: nothing imports it

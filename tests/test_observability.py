@@ -15,7 +15,7 @@ import uuid
 import pytest
 import requests
 
-from client import stack
+import stack
 from client.api import ApiClient
 from core.config import Settings
 from core.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, request_id_from
@@ -72,7 +72,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 def _log_lines(settings: Settings, name: str) -> list[dict]:
     lines = []
-    for raw in stack._log_file(settings, name).read_text(errors="replace").splitlines():
+    for raw in stack.log_file(settings, name).read_text(errors="replace").splitlines():
         if raw.startswith("{"):
             with contextlib.suppress(ValueError):
                 lines.append(json.loads(raw))

@@ -11,9 +11,11 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+import yaml
 
-from client import stack
+import stack
 from core.config import Settings
+from stack import engines, nodes
 
 
 def _free_port() -> int:
@@ -90,3 +92,45 @@ def test_elasticsearch_gets_a_java_that_can_run_it() -> None:
     version = subprocess.run([home / "bin" / "java", "-version"], capture_output=True, text=True, check=True)
     major = int(version.stderr.split('"')[1].split(".")[0])
     assert major >= stack.MIN_JAVA
+
+
+def _node_config(settings: Settings, engine: engines.Engine, spec: nodes.NodeSpec, home: Path) -> dict:
+    return yaml.safe_load("\n".join(nodes.node_config(settings, engine, spec, home)))
+
+
+def test_both_engines_share_one_node_config_but_for_security(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "plugins" / "opensearch-security").mkdir(parents=True)
+    es, os_ = (
+        _node_config(settings, engine, nodes.single_node(settings, engine), tmp_path)
+        for engine in (engines.ELASTICSEARCH, engines.OPENSEARCH)
+    )
+    assert es.pop("xpack.security.enabled") is False
+    assert os_.pop("plugins.security.disabled") is True
+    assert es.pop("path.data").endswith("/es/data") and os_.pop("path.data").endswith("/os/data")
+    assert es.pop("path.logs").endswith("/es/logs") and os_.pop("path.logs").endswith("/os/logs")
+    assert es == os_
+    assert es["discovery.type"] == "single-node"
+    assert (es["http.port"], es["transport.port"]) == (settings.es_port, settings.es_port + 100)
+
+
+def test_a_cluster_node_gets_discovery_not_single_node(settings: Settings, tmp_path: Path) -> None:
+    names = ("n0", "n1", "n2")
+    seeds = tuple(f"127.0.0.1:{9330 + i}" for i in range(3))
+    spec = nodes.NodeSpec(
+        name="n1",
+        component="elasticsearch-n1",
+        http_port=9231,
+        transport_port=9331,
+        node_dir=tmp_path / "n1",
+        heap="384m",
+        seed_hosts=seeds,
+        initial_masters=names,
+    )
+    config = _node_config(settings, engines.ELASTICSEARCH, spec, tmp_path)
+    assert "discovery.type" not in config
+    assert config["discovery.seed_hosts"] == list(seeds)
+    assert config["cluster.initial_master_nodes"] == list(names)
+    opensearch = _node_config(settings, engines.OPENSEARCH, spec, tmp_path)
+    assert opensearch["cluster.initial_cluster_manager_nodes"] == list(names)
+    assert (config["node.name"], config["http.port"], config["transport.port"]) == ("n1", 9231, 9331)
+    assert config["path.data"] == str(tmp_path / "n1" / "data")

@@ -1,0 +1,51 @@
+"""Three nodes of the session's engine on loopback, from the embedded node's distribution, form one cluster
+(384 MB heaps): the node preparation serves several nodes as well as one."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+import requests
+
+from core.config import Settings
+from stack import cluster, engines
+from stack.nodes import ES_START_TIMEOUT
+from stack.processes import http_ok, log_file, wait_until
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports (all held open until every one is chosen)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.mark.integration
+def test_three_nodes_form_a_green_cluster(settings: Settings) -> None:
+    engine = engines.engine_for(settings)
+    ports = _free_ports(6)
+    specs = cluster.cluster_specs(
+        settings, engine, http_ports=ports[:3], transport_ports=ports[3:], heap="384m"
+    )
+    shutil.rmtree(specs[0].node_dir.parent, ignore_errors=True)  # a new cluster each run
+    base = f"http://127.0.0.1:{specs[0].http_port}"
+    try:
+        pids = cluster.start_nodes(settings, engine, specs)
+        assert len(set(pids)) == 3
+        health = f"{base}/_cluster/health?wait_for_status=green&wait_for_nodes=3&timeout=1s"
+        log = log_file(settings, specs[0].component)
+        wait_until(lambda: http_ok(health), ES_START_TIMEOUT, "a three-node cluster", pid=pids[0], log=log)
+        body = requests.get(f"{base}/_cluster/health", timeout=10).json()
+        assert (body["status"], body["number_of_nodes"]) == ("green", 3)
+        other = f"http://127.0.0.1:{specs[2].http_port}"  # any node answers for the whole cluster
+        seen = requests.get(f"{other}/_cat/nodes?h=name&format=json", timeout=10)
+        assert sorted(row["name"] for row in seen.json()) == ["n0", "n1", "n2"]
+    finally:
+        assert cluster.stop_nodes(settings, specs) == ["n2", "n1", "n0"]

@@ -36,7 +36,7 @@ def status() -> None:
 def _print_status() -> None:
     table = Table("component", "state", "pid", "url")
     for row in stack.status(get_settings()):
-        table.add_row(row["name"], row["state"], str(row.get("pid") or ""), row.get("url") or "")
+        table.add_row(row["label"], row["state"], str(row.get("pid") or ""), row.get("url") or "")
     console.print(table)
 
 

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import Settings
+from core.es import detect_engine
 from stack.apps import start_api, start_worker, wait_for_api
 from stack.broker import ensure_redis, redis_answers
+from stack.engines import engine_for
 from stack.errors import StackError
 from stack.nodes import ensure_elasticsearch
 from stack.processes import (
@@ -75,5 +77,13 @@ def status(settings: Settings) -> list[dict[str, Any]]:
             state = "running"
         else:
             state = "stopped"
-        rows.append({"name": name, "state": state, "pid": pid, "url": url})
+        rows.append({"name": name, "label": _label(settings, name), "state": state, "pid": pid, "url": url})
     return rows
+
+
+def _label(settings: Settings, component: str) -> str:
+    """What to call a component: the engine slot is named for the engine that fills it (an external
+    cluster is asked), not for the slot."""
+    if component != "elasticsearch":
+        return component
+    return engine_for(settings).name if settings.embedded_es else detect_engine(settings).name

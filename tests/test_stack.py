@@ -47,6 +47,16 @@ def test_nothing_started_reports_every_component_stopped(settings: Settings) -> 
     assert stack.down(settings) == []
 
 
+def test_status_names_the_engine_it_runs(tmp_path: Path) -> None:
+    """`mmsearch status` once called OpenSearch "elasticsearch"; the engine slot now carries its engine."""
+    labels = {
+        kind: [row["label"] for row in stack.status(Settings(engine=kind, data_dir=tmp_path))]
+        for kind in ("opensearch", "elasticsearch")
+    }
+    assert labels["opensearch"] == ["opensearch", "redis", "worker", "api"]
+    assert labels["elasticsearch"][0] == "elasticsearch"
+
+
 def test_services_given_by_url_are_external(tmp_path: Path) -> None:
     settings = Settings(
         elasticsearch_url="http://127.0.0.1:1", redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path

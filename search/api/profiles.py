@@ -50,8 +50,8 @@ def put(name: str, profile: str):
         check_model_ref(services().settings, parsed.rerank.model)
     body = parsed.model_dump(mode="json")
     svc = services()
-    collections.for_update(svc.es, svc.settings, name)  # 404 when there is no such collection
-    created = metastore.put(svc.es, svc.settings, name, metastore.PROFILE, profile, body)
+    collections.get(svc.es, svc.settings, name)  # 404 when there is no such collection
+    created = metastore.put(svc.es, svc.settings, name, kind=metastore.PROFILE, name=profile, body=body)
     collections.CACHE.invalidate(name)
     return jsonify(name=profile, profile=body), 201 if created else 200
 
@@ -59,9 +59,9 @@ def put(name: str, profile: str):
 @bp.delete("/<profile>")
 def delete(name: str, profile: str):
     svc = services()
-    collections.for_update(svc.es, svc.settings, name)
+    collections.get(svc.es, svc.settings, name)  # 404 when there is no such collection
     stored = PROFILE_NAME.match(profile) and metastore.delete(
-        svc.es, svc.settings, name, metastore.PROFILE, profile
+        svc.es, svc.settings, name, kind=metastore.PROFILE, name=profile
     )
     if not stored:
         raise NotFound(f"collection {name!r} has no search profile {profile!r}")

@@ -173,6 +173,7 @@ def encoded_update(
     vectors: dict[str, Any],
     versions: Mapping[str, str],
     extractions: Mapping[str, Extraction] | None = None,
+    *,
     stamp: str | None = None,
     attempts: int | None = None,
     passages: list[dict[str, Any]] | None = None,

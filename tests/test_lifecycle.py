@@ -128,7 +128,7 @@ def test_extracted_text_joins_the_content_once_without_changing_the_source() -> 
     }
     # Idempotent: a re-encode of the stored result appends nothing twice.
     assert encoder_text({**source, "content": fields["content"]}, found) == "Sign. caption\nSTOP"
-    assert encoded_update(source, {}, {}, found, STAMP)["content"] == "caption\nSTOP"
+    assert encoded_update(source, {}, {}, found, stamp=STAMP)["content"] == "caption\nSTOP"
     assert extracted_fields(source, None) == {} and encoder_text(source, {}) == "Sign. caption"
 
 

@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
 from client.api import ApiClient, ApiClientError
 from core.config import Settings
 from mappings import collections, metastore
+from mmsearch.cli import main
 from workers import reencode_job
 from workers.migrate import migrate
 
@@ -145,11 +147,13 @@ def test_the_migration_keeps_an_item_written_since(
     api: ApiClient, es: Elasticsearch, settings: Settings, light: str
 ) -> None:
     """A profile PUT before the migration ran is newer than the `_meta` one of the same name: it wins,
-    and the other `_meta` items still move."""
+    and the other `_meta` items still move (here by `mmsearch migrate`)."""
     index = api.collection(light)["index"]
     collections.update_meta(es, index, profiles={"p": profile_body(1), "q": profile_body(2)})
     api.request("PUT", f"/v1/collections/{light}/profiles/p", json=profile_body(5))
-    assert collections.migrate_legacy_state(es, settings)[light] == 2
+    ran = CliRunner().invoke(main, ["migrate"])  # `mmsearch migrate`, the by-hand way
+    assert ran.exit_code == 0, ran.output
+    assert f"{light}: 2 profiles/jobs moved" in ran.output
     stored = api.request("GET", f"/v1/collections/{light}/profiles")["profiles"]
     assert stored["p"]["fusion"]["k"] == 15 and stored["q"]["fusion"]["k"] == 12
 

@@ -147,6 +147,12 @@ def get(es: Elasticsearch, settings: Settings, name: str) -> Collection:
     return _from_mapping(name, alias, index, mapping, metastore.read(es, settings, name))
 
 
+def for_update(es: Elasticsearch, settings: Settings, name: str) -> Collection:
+    """The collection read fresh (not from the cache) before a write of its profiles or jobs; 404s.
+    (It no longer moves legacy `_meta` items: `migrate_legacy_state` does, once.)"""
+    return get(es, settings, name)
+
+
 def migrate_legacy_state(es: Elasticsearch, settings: Settings) -> dict[str, int]:
     """The one-off move of profiles and jobs that collections made before the state index keep in their
     write index's `_meta`: each item is created in the state index unless one of its name is there

@@ -53,6 +53,8 @@ from workers.reencode_job import (
     create_job,
     find_job,
     finish,
+    job_view,  # noqa: F401 - re-exported: callers of `reencode.job_view`/`list_jobs` keep working
+    list_jobs,  # noqa: F401
     state_of,
     trim_jobs,
     update_job,

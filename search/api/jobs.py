@@ -1,7 +1,7 @@
 """Re-encode jobs over HTTP: start one, follow it, cancel it before its alias switch.
 
-The work runs on the Celery workers (`workers.reencode`); these routes only start it, cancel it, and read
-the job record (`workers.reencode_job`), a document of the state index keyed by the collection's name.
+The work runs on the Celery workers (`workers.reencode`); these routes only start it and read the job
+record, a document of the state index (`mappings.metastore`) keyed by the collection's name.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from search.api import json_object, services
-from workers import reencode, reencode_job
+from workers import reencode
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/collections/<name>")
 
@@ -36,13 +36,13 @@ def start(name: str):
 @bp.get("/jobs")
 def list_all(name: str):
     svc = services()
-    return jsonify(jobs=reencode_job.list_jobs(svc.es, svc.settings, name))
+    return jsonify(jobs=reencode.list_jobs(svc.es, svc.settings, name))
 
 
 @bp.get("/jobs/<job_id>")
 def show(name: str, job_id: str):
     svc = services()
-    return jsonify(reencode_job.job_view(svc.es, svc.settings, name, job_id))
+    return jsonify(reencode.job_view(svc.es, svc.settings, name, job_id))
 
 
 @bp.delete("/jobs/<job_id>")

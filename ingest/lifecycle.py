@@ -1,6 +1,7 @@
-"""One document's lifecycle: the `ingest` status block every writer sets, and the text its encoders see.
+"""One document's lifecycle: its states and their transitions, the `ingest` status block every writer
+sets, the accessors every reader uses, and the text its encoders see.
 
-    pending --encode--> encoded | failed        (any state --(re)ingest or re-encode copy--> pending)
+    pending --encode--> encoded | failed        (any state --(re)ingest, requeue or re-encode copy--> pending)
 
 `pending`: indexed (BM25 works at once), vectors to come. `encoded`: vectors written, with the versions of
 the encoders that made them. `failed`: the reason, capped. `attempts` counts encode runs since the last
@@ -16,14 +17,96 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
+from core.errors import MmsearchError
 from encoders.extractor import Extraction
 from ingest.pages import append_pages
 from mappings.analysis import stem_text
 
-PENDING, ENCODED, FAILED = "pending", "encoded", "failed"
 MAX_ERROR_CHARS = 2000
+STATUS_FIELD = "ingest.status"  # the indexed field queries filter on
+
+
+class DocumentStatus(StrEnum):
+    """A document's `ingest.status`; str-valued, so stored values and queries are plain strings."""
+
+    PENDING = "pending"
+    ENCODED = "encoded"
+    FAILED = "failed"
+
+
+PENDING, ENCODED, FAILED = DocumentStatus.PENDING, DocumentStatus.ENCODED, DocumentStatus.FAILED
+
+# old status (None: a document not stored yet) -> the statuses a writer may give it. `pending -> pending`
+# is a claim (the attempt counted) or a re-ingest; encoded and failed documents go back only to pending.
+TRANSITIONS: dict[DocumentStatus | None, frozenset[DocumentStatus]] = {
+    None: frozenset({PENDING}),
+    PENDING: frozenset({PENDING, ENCODED, FAILED}),
+    ENCODED: frozenset({PENDING}),
+    FAILED: frozenset({PENDING}),
+}
+
+
+class IllegalTransition(MmsearchError):
+    """A write that would move a document (or a job) between states its lifecycle does not link."""
+
+    status = 409
+
+
+def can_transition(old: DocumentStatus | str | None, new: DocumentStatus | str) -> bool:
+    """Whether a document in status `old` may be given status `new` (unknown statuses may not)."""
+    try:
+        return DocumentStatus(new) in TRANSITIONS[DocumentStatus(old) if old is not None else None]
+    except ValueError:
+        return False
+
+
+def check_transition(old: DocumentStatus | str | None, new: DocumentStatus | str) -> DocumentStatus:
+    """`new` as a status, or IllegalTransition when a document in `old` may not move there."""
+    if not can_transition(old, new):
+        raise IllegalTransition(f"a document cannot go from {old!r} to {new!r}")
+    return DocumentStatus(new)
+
+
+# --- accessors ------------------------------------------------------------------------------------
+
+
+def _ingest(source: Mapping[str, Any]) -> Mapping[str, Any]:
+    return source.get("ingest") or {}
+
+
+def status_of(source: Mapping[str, Any]) -> DocumentStatus | None:
+    """A stored document's status (None for a source without one, e.g. fetched without `ingest`)."""
+    status = _ingest(source).get("status")
+    try:
+        return DocumentStatus(status) if status is not None else None
+    except ValueError:
+        return None
+
+
+def attempts_of(source: Mapping[str, Any]) -> int:
+    """Encode runs counted since the document was last (re)queued."""
+    return int(_ingest(source).get("attempts") or 0)
+
+
+def error_of(source: Mapping[str, Any]) -> str | None:
+    return _ingest(source).get("error")
+
+
+def encoders_of(source: Mapping[str, Any]) -> dict[str, str]:
+    """Vector field -> "name@version" of the encoders that wrote the document's vectors."""
+    return dict(_ingest(source).get("encoders") or {})
+
+
+def sha256_of(source: Mapping[str, Any]) -> str | None:
+    """The stored file's digest (its blob key), None for a document without a file."""
+    return (source.get("source") or {}).get("sha256")
+
+
+def mime_of(source: Mapping[str, Any]) -> str | None:
+    return (source.get("source") or {}).get("mime")
 
 
 def now_iso() -> str:
@@ -63,19 +146,9 @@ def failed(reason: str, attempts: int | None = None) -> dict[str, Any]:
     return block
 
 
-def status_of(source: Mapping[str, Any]) -> str | None:
-    """A stored document's `ingest.status` (None for a document written before statuses existed)."""
-    return (source.get("ingest") or {}).get("status")
-
-
-def sha256_of(source: Mapping[str, Any]) -> str | None:
-    """The blob key of a stored document's original bytes (None for JSON documents)."""
-    return (source.get("source") or {}).get("sha256")
-
-
 def next_attempt(source: Mapping[str, Any]) -> int:
     """The number of the encode run now under way for a stored document."""
-    return int((source.get("ingest") or {}).get("attempts") or 0) + 1
+    return attempts_of(source) + 1
 
 
 def claim_update(source: Mapping[str, Any], max_attempts: int, stamp: str | None = None) -> dict[str, Any]:
@@ -100,6 +173,7 @@ def encoded_update(
     vectors: dict[str, Any],
     versions: Mapping[str, str],
     extractions: Mapping[str, Extraction] | None = None,
+    *,
     stamp: str | None = None,
     attempts: int | None = None,
     passages: list[dict[str, Any]] | None = None,

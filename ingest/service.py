@@ -229,20 +229,20 @@ class IngestService:
     def put_profile(self, name: str, profile: str, body: dict[str, Any]) -> bool:
         """Save one profile (replacing only that name); True when it is new. A collection holds at most
         `MAX_PROFILES` (a count checked before the write: two racing PUTs may pass it by one)."""
-        stored = collections.for_update(self.es, self.settings, name).profiles  # 404: no such collection
+        stored = collections.get(self.es, self.settings, name).profiles  # fresh; 404: no such collection
         if profile not in stored and len(stored) >= MAX_PROFILES:
             raise Conflict(
                 f"collection {name!r} has {len(stored)} search profiles, the most it may have "
                 f"({MAX_PROFILES}); delete one first"
             )
-        created = metastore.put(self.es, self.settings, name, metastore.PROFILE, profile, body)
+        created = metastore.put(self.es, self.settings, name, kind=metastore.PROFILE, name=profile, body=body)
         collections.CACHE.invalidate(name)
         return created
 
     def delete_profile(self, name: str, profile: str) -> bool:
         """Remove one profile; False when the collection has none of that name."""
-        collections.for_update(self.es, self.settings, name)
-        deleted = metastore.delete(self.es, self.settings, name, metastore.PROFILE, profile)
+        collections.get(self.es, self.settings, name)  # 404: no such collection
+        deleted = metastore.delete(self.es, self.settings, name, kind=metastore.PROFILE, name=profile)
         collections.CACHE.invalidate(name)
         return bool(deleted)
 

@@ -5,7 +5,8 @@ cluster itself is the source of truth. Search profiles and re-encode jobs are do
 (`mappings.metastore`), keyed by collection name: writers of different items never overwrite each other.
 
 Collections made before the state index kept profiles and jobs in `_meta`: they are read from there while
-the state index holds nothing for the collection, and the first write moves them over (`for_update`).
+the state index holds nothing for the collection, and moved over once by `migrate_legacy_state` (worker
+start-up, `mmsearch migrate`), not by the writes.
 """
 
 from __future__ import annotations
@@ -146,18 +147,34 @@ def get(es: Elasticsearch, settings: Settings, name: str) -> Collection:
     return _from_mapping(name, alias, index, mapping, metastore.read(es, settings, name))
 
 
-def for_update(es: Elasticsearch, settings: Settings, name: str) -> Collection:
-    """The collection, read fresh, before a write of its profiles or jobs: a collection whose items are
-    still in `_meta` has them moved to the state index first (`op_type=create`: an item another writer
-    stored meanwhile is kept), so a write never hides the items it did not touch."""
-    collection = get(es, settings, name)
-    if collection.legacy:
-        for kind, items in ((metastore.PROFILE, collection.profiles), (metastore.JOB, collection.jobs)):
-            for item, body in items.items():
-                metastore.create(es, settings, name, kind, item, body)
-        update_meta(es, collection.index, profiles={}, jobs={})  # moved: never read from here again
-        collection.legacy = False
-    return collection
+def upgrade(es: Elasticsearch, settings: Settings) -> dict[str, int]:
+    """Every one-off upgrade of collections made by older versions, off the request path (reads never
+    write mappings): crawl fields where they are missing, then the legacy `_meta` state moved. Idempotent;
+    returns what `migrate_legacy_state` moved."""
+    ensure_source_fields(es, settings)
+    return migrate_legacy_state(es, settings)
+
+
+def migrate_legacy_state(es: Elasticsearch, settings: Settings) -> dict[str, int]:
+    """The one-off move of profiles and jobs that collections made before the state index keep in their
+    write index's `_meta`: each item is created in the state index unless one of its name is there
+    (`op_type=create`: a newer item wins), then `_meta` drops them, so they are never read from there
+    again. Run at worker start-up and by `mmsearch migrate`; safe to repeat. Returns collection ->
+    items moved, for the collections that had any."""
+    moved: dict[str, int] = {}
+    for name in list_names(es, settings):
+        collection = get(es, settings, name)
+        meta = collection.meta
+        items = [(metastore.PROFILE, meta.get("profiles") or {}), (metastore.JOB, meta.get("jobs") or {})]
+        if not any(found for _, found in items):
+            continue
+        for kind, found in items:
+            for item, body in found.items():
+                metastore.create(es, settings, name, kind=kind, name=item, body=body)
+        update_meta(es, collection.index, profiles={}, jobs={})
+        CACHE.invalidate(name)
+        moved[name] = sum(len(found) for _, found in items)
+    return moved
 
 
 def index_meta(es: Elasticsearch, index: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ PUT then a GET (another process, a search that looks a profile up) sees the writ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,7 +84,9 @@ def _document(collection: str, kind: str, name: str, body: dict[str, Any]) -> di
     return {"collection": collection, "kind": kind, "name": name, "updated_at": now, "body": body}
 
 
-def put(es: Elasticsearch, settings: Settings, collection: str, kind: str, name: str, body: dict) -> bool:
+def put(
+    es: Elasticsearch, settings: Settings, collection: str, *, kind: str, name: str, body: dict[str, Any]
+) -> bool:
     """Write one item whole (last writer wins on this item only); returns whether it is new."""
     resp = es.index(
         index=ensure_index(es, settings),
@@ -95,7 +97,9 @@ def put(es: Elasticsearch, settings: Settings, collection: str, kind: str, name:
     return resp["result"] == "created"
 
 
-def create(es: Elasticsearch, settings: Settings, collection: str, kind: str, name: str, body: dict) -> bool:
+def create(
+    es: Elasticsearch, settings: Settings, collection: str, *, kind: str, name: str, body: dict[str, Any]
+) -> bool:
     """Write one item unless it exists; returns whether it was written."""
     try:
         es.index(
@@ -110,7 +114,7 @@ def create(es: Elasticsearch, settings: Settings, collection: str, kind: str, na
     return True
 
 
-def delete(es: Elasticsearch, settings: Settings, collection: str, kind: str, name: str) -> bool:
+def delete(es: Elasticsearch, settings: Settings, collection: str, *, kind: str, name: str) -> bool:
     """Remove one item; returns whether it was there."""
     try:
         es.delete(index=index_name(settings), id=doc_id(collection, kind, name), refresh=True)
@@ -129,20 +133,22 @@ def update(
     es: Elasticsearch,
     settings: Settings,
     collection: str,
+    *,
     kind: str,
     name: str,
-    change: Callable[[dict[str, Any]], bool],
+    change: Callable[[Mapping[str, Any]], dict[str, Any] | None],
 ) -> dict[str, Any] | None:
-    """Read-modify-write of one item under optimistic concurrency: `change` edits the fresh body in
-    place and says whether to write it; on a conflict (another writer got there first) the read and
-    `change` run again. Returns the body written, or None when the item is missing or `change` declined."""
+    """Read-modify-write of one item under optimistic concurrency: `change` gets the fresh body and
+    returns the body to write (None: leave it); on a conflict (another writer got there first) the read
+    and `change` run again. Returns the body written, or None when the item is missing or `change`
+    declined."""
     index, item = index_name(settings), doc_id(collection, kind, name)
     try:
         found = es.get(index=index, id=item)
     except NotFoundError:
         return None
-    body = found["_source"]["body"]
-    if not change(body):
+    body = change(found["_source"]["body"])
+    if body is None:
         return None
     es.index(
         index=index,

@@ -25,6 +25,7 @@ COMMANDS: list[click.Command] = [
     commands_stack.status,
     commands_stack.worker,
     commands_stack.serve,
+    commands_stack.migrate,
     commands_keys.keys,
     # collections and their documents
     commands_data.collections,

@@ -1,4 +1,5 @@
-"""`mmsearch up`, `down`, `status`, `worker` and `serve`: the services, embedded or in the foreground."""
+"""`mmsearch up`, `down`, `status`, `worker`, `serve` and `migrate`: the services, embedded or in the
+foreground, and the one-off moves of data older versions wrote."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from rich.table import Table
 
 import stack
 from core.config import get_settings
+from core.es import get_client
+from mappings.collections import upgrade
 from mmsearch.common import console
 from search.security import InsecureConfiguration, check_bind
 
@@ -61,3 +64,13 @@ def serve(workers: int) -> None:
         raise click.ClickException(str(exc)) from None
     argv = stack.api_command(settings, workers)
     os.execv(argv[0], argv)
+
+
+@click.command()
+def migrate() -> None:
+    """Upgrade collections made by older versions: crawl fields added to their mappings, profiles and jobs
+    kept in `_meta` moved to the state index (a starting worker does it too; safe to repeat)."""
+    moved = upgrade(get_client(), get_settings())
+    for name, count in sorted(moved.items()):
+        console.print(f"{name}: {count} profiles/jobs moved to the state index")
+    console.print(f"{len(moved)} collections migrated")

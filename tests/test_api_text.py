@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from client.api import ApiClient, ApiClientError
-from mappings import collections
+from mappings import metastore
 
 pytestmark = pytest.mark.integration
 
@@ -130,13 +130,15 @@ def test_title_boosts_below_one_keep_their_ratio(api: ApiClient, encoded: str) -
     assert [h["id"] for h in only_title["hits"]] == ["ocean"]
 
 
-def test_a_profile_saved_by_another_process_is_usable_at_once(api: ApiClient, encoded: str, es) -> None:
+def test_a_profile_saved_by_another_process_is_usable_at_once(
+    api: ApiClient, encoded: str, es, settings
+) -> None:
     """The API caches collections per process for a few seconds; a named profile must not wait for that
     (e.g. `mmsearch tune` saves through one gunicorn process and searches through another)."""
     with pytest.raises(ApiClientError, match="no search profile"):
         api.search(encoded, "yeast", profile="fresh")  # caches the collection without the profile
-    index = api.collection(encoded)["index"]
-    collections.update_meta(es, index, profiles={"fresh": {"fusion": {"method": "rrf", "k": 10}}})
+    profile = {"fusion": {"method": "rrf", "k": 10}}
+    metastore.put(es, settings, encoded, kind=metastore.PROFILE, name="fresh", body=profile)
     assert api.search(encoded, "yeast", profile="fresh")["fusion"]["method"] == "rrf"
     api.request("DELETE", f"/v1/collections/{encoded}/profiles/fresh")
 

@@ -27,7 +27,7 @@ from mmsearch.common import errors
 ROOT = Path(__file__).resolve().parents[1]
 # The commands README.md lists.
 COMMANDS = {
-    "up", "down", "status", "worker", "serve", "collections", "ingest", "crawl", "search", "demo",
+    "up", "down", "status", "worker", "serve", "migrate", "collections", "ingest", "crawl", "search", "demo",
     "eval", "tune", "train", "reencode", "bench", "improve", "rerank", "kibana", "keys",
 }  # fmt: skip
 

@@ -4,22 +4,36 @@ the encoders see (the same string at index time, in training and in the benchmar
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime
+
+import pytest
 
 from encoders.extractor import Extraction
 from ingest.documents import from_json, parse_documents
 from ingest.lifecycle import (
     MAX_ERROR_CHARS,
+    TRANSITIONS,
+    DocumentStatus,
+    IllegalTransition,
+    attempts_of,
+    can_transition,
+    check_transition,
     claim_update,
     encoded_update,
     encoder_text,
+    encoders_of,
+    error_of,
     extracted_fields,
     failed,
     failed_update,
+    mime_of,
     next_attempt,
     now_iso,
     pending,
     requeued,
+    sha256_of,
+    status_of,
 )
 
 STAMP = "2024-05-06T07:08:09.123+00:00"
@@ -114,7 +128,7 @@ def test_extracted_text_joins_the_content_once_without_changing_the_source() -> 
     }
     # Idempotent: a re-encode of the stored result appends nothing twice.
     assert encoder_text({**source, "content": fields["content"]}, found) == "Sign. caption\nSTOP"
-    assert encoded_update(source, {}, {}, found, STAMP)["content"] == "caption\nSTOP"
+    assert encoded_update(source, {}, {}, found, stamp=STAMP)["content"] == "caption\nSTOP"
     assert extracted_fields(source, None) == {} and encoder_text(source, {}) == "Sign. caption"
 
 
@@ -135,3 +149,57 @@ def test_a_claim_counts_the_attempt_until_the_limit_then_fails() -> None:
         and over["attempts"] == 3
         and "gave up after 3 encode attempts" in over["error"]
     )
+
+
+def test_statuses_are_stored_as_the_plain_strings_they_always_were() -> None:
+    assert [s.value for s in DocumentStatus] == ["pending", "encoded", "failed"]
+    assert json.dumps({"status": DocumentStatus.FAILED}) == '{"status": "failed"}'
+    assert DocumentStatus.PENDING == "pending" and pending(STAMP)["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "legal"),
+    [
+        (None, "pending", True),  # a new document
+        (None, "encoded", False),
+        ("pending", "pending", True),  # a claim, a re-ingest
+        ("pending", "encoded", True),
+        ("pending", "failed", True),
+        ("encoded", "pending", True),  # re-ingest, re-encode copy
+        ("failed", "pending", True),  # requeue
+        ("encoded", "failed", False),  # a late last resort never fails an encoded document
+        ("failed", "encoded", False),  # only a pending (claimed) document is encoded
+        ("failed", "failed", False),
+        ("pending", "lost", False),
+        ("lost", "pending", False),
+    ],
+)
+def test_the_transition_table_decides_every_status_change(old: str | None, new: str, legal: bool) -> None:
+    assert can_transition(old, new) is legal
+    if legal:
+        assert check_transition(old, new) == new
+    else:
+        with pytest.raises(IllegalTransition) as err:
+            check_transition(old, new)
+        assert err.value.status == 409 and repr(new) in str(err.value)
+
+
+def test_every_status_has_a_row_in_the_transition_table() -> None:
+    assert set(TRANSITIONS) == {None, *DocumentStatus}
+
+
+def test_accessors_read_stored_documents_of_any_age() -> None:
+    stored = {
+        "source": {"sha256": "ab" * 32, "mime": "image/png"},
+        "ingest": {"status": "encoded", "attempts": 2, "encoders": {"clip": "clip@v1"}, "error": None},
+    }
+    assert status_of(stored) is DocumentStatus.ENCODED
+    assert sha256_of(stored) == "ab" * 32 and mime_of(stored) == "image/png"
+    assert encoders_of(stored) == {"clip": "clip@v1"} and attempts_of(stored) == 2
+    assert error_of(failed_update("boom")) == "boom" and status_of(failed_update("boom")) == "failed"
+    # text documents have no file; a source fetched without `ingest` (or with null) has no status
+    bare = {"source": None, "ingest": None}
+    assert sha256_of(bare) is None and status_of(bare) is None and encoders_of(bare) == {}
+    assert attempts_of({}) == 0 and status_of({"ingest": {"status": "bogus"}}) is None
+    encoders_of(stored)["text"] = "x"  # a copy: the stored document is left alone
+    assert stored["ingest"]["encoders"] == {"clip": "clip@v1"}

@@ -14,12 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
 from client.api import ApiClient, ApiClientError
 from core.config import Settings
 from mappings import collections, metastore
-from workers import reencode
+from mmsearch.cli import main
+from workers import reencode_job
+from workers.migrate import migrate
 
 pytestmark = pytest.mark.integration
 WRITERS = 8
@@ -69,19 +72,21 @@ def fake_job(job_id: str, status: str = "encoding") -> dict[str, Any]:
 
 def test_concurrent_updates_of_one_job_all_land(es: Elasticsearch, settings: Settings, light: str) -> None:
     """Two writers each bump their own counter of the same job record: no increment is lost."""
-    metastore.create(es, settings, light, metastore.JOB, "j1", {**fake_job("j1"), "a": 0, "b": 0})
+    metastore.create(
+        es, settings, light, kind=metastore.JOB, name="j1", body={**fake_job("j1"), "a": 0, "b": 0}
+    )
     rounds = 12
 
     def bump(key: str) -> None:
         for _ in range(rounds):
-            changed = reencode.update_job(
-                es, settings, light, "j1", ("encoding",), lambda job: job.update({key: job[key] + 1})
+            changed = reencode_job.update_job(
+                es, settings, light, "j1", expected={"encoding"}, change=lambda job: {key: job[key] + 1}
             )
             assert changed is not None
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(bump, ["a", "b"]))
-    job = reencode.find_job(es, settings, light, "j1")
+    job = reencode_job.find_job(es, settings, light, "j1")
     assert (job["a"], job["b"]) == (rounds, rounds)
 
 
@@ -91,13 +96,13 @@ def test_a_cancel_racing_the_switch_leaves_one_outcome(
     """Both steps change the record only from `encoding`: exactly one of them happens."""
     for attempt in range(4):
         job_id = f"race{attempt}"
-        metastore.create(es, settings, light, metastore.JOB, job_id, fake_job(job_id))
+        metastore.create(es, settings, light, kind=metastore.JOB, name=job_id, body=fake_job(job_id))
         start = threading.Barrier(2)
 
         def move(status: str, job_id: str = job_id, start: threading.Barrier = start) -> bool:
             start.wait()
-            moved = reencode.update_job(
-                es, settings, light, job_id, ("encoding",), lambda job: job.update(status=status)
+            moved = reencode_job.update_job(
+                es, settings, light, job_id, expected={"encoding"}, change=lambda _: {"status": status}
             )
             return moved is not None
 
@@ -107,14 +112,15 @@ def test_a_cancel_racing_the_switch_leaves_one_outcome(
             )
         assert sum(outcomes.values()) == 1, outcomes
         winner = next(status for status, won in outcomes.items() if won)
-        assert reencode.find_job(es, settings, light, job_id)["status"] == winner
+        assert reencode_job.find_job(es, settings, light, job_id)["status"] == winner
 
 
 def test_a_collection_made_before_the_state_index_keeps_its_profiles_and_jobs(
     api: ApiClient, es: Elasticsearch, settings: Settings, light: str
 ) -> None:
-    """Profiles and jobs in `_meta` (as older versions wrote them) are read from there until the first
-    write, which moves them; one deleted afterwards does not come back from `_meta`."""
+    """Profiles and jobs in `_meta` (as older versions wrote them) are read from there until the one-off
+    migration (run at worker start-up) moves them; one deleted afterwards does not come back from
+    `_meta`, and a second run moves nothing."""
     index = api.collection(light)["index"]
     old = {"fusion": {"method": "rrf", "k": 7}}
     collections.update_meta(
@@ -122,21 +128,41 @@ def test_a_collection_made_before_the_state_index_keeps_its_profiles_and_jobs(
     )
     assert api.request("GET", f"/v1/collections/{light}/profiles")["profiles"] == {"old": old, "gone": old}
     assert [job["id"] for job in api.request("GET", f"/v1/collections/{light}/jobs")["jobs"]] == ["j0"]
+    assert stored_items(es, settings, light) == 0  # reads do not migrate
+
+    assert migrate(settings, threading.Event())  # what a starting worker runs
+    assert stored_items(es, settings, light) == 3  # old, gone, j0
+    meta = collections.index_meta(es, index)
+    assert not meta.get("profiles") and not meta.get("jobs")
+    assert collections.migrate_legacy_state(es, settings).get(light) is None  # nothing left to move
 
     api.request("PUT", f"/v1/collections/{light}/profiles/new", json=profile_body(1))
     api.request("DELETE", f"/v1/collections/{light}/profiles/gone")
     assert sorted(api.request("GET", f"/v1/collections/{light}/profiles")["profiles"]) == ["new", "old"]
     assert api.collection(light)["jobs"]["j0"]["status"] == "done"
     assert stored_items(es, settings, light) == 3  # old, new, j0
-    meta = collections.index_meta(es, index)
-    assert not meta.get("profiles") and not meta.get("jobs")
+
+
+def test_the_migration_keeps_an_item_written_since(
+    api: ApiClient, es: Elasticsearch, settings: Settings, light: str
+) -> None:
+    """A profile PUT before the migration ran is newer than the `_meta` one of the same name: it wins,
+    and the other `_meta` items still move (here by `mmsearch migrate`)."""
+    index = api.collection(light)["index"]
+    collections.update_meta(es, index, profiles={"p": profile_body(1), "q": profile_body(2)})
+    api.request("PUT", f"/v1/collections/{light}/profiles/p", json=profile_body(5))
+    ran = CliRunner().invoke(main, ["migrate"])  # `mmsearch migrate`, the by-hand way
+    assert ran.exit_code == 0, ran.output
+    assert f"{light}: 2 profiles/jobs moved" in ran.output
+    stored = api.request("GET", f"/v1/collections/{light}/profiles")["profiles"]
+    assert stored["p"]["fusion"]["k"] == 15 and stored["q"]["fusion"]["k"] == 12
 
 
 def test_deleting_a_collection_deletes_its_state(
     api: ApiClient, es: Elasticsearch, settings: Settings, light: str
 ) -> None:
     api.request("PUT", f"/v1/collections/{light}/profiles/default", json=profile_body(0))
-    metastore.create(es, settings, light, metastore.JOB, "j1", fake_job("j1", "done"))
+    metastore.create(es, settings, light, kind=metastore.JOB, name="j1", body=fake_job("j1", "done"))
     assert stored_items(es, settings, light) == 2
     api.delete_collection(light)
     assert stored_items(es, settings, light) == 0

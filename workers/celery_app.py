@@ -2,27 +2,34 @@
 
 Workers run the prefork pool (one child by default): the parent survives a child killed for memory and
 enforces the tasks' time limits, which the solo pool cannot. The reconciler (`workers.reconcile`) runs
-as a thread in each worker's parent process."""
+as a thread in each worker's parent process.
+
+Importing this module reads no settings: what comes from them (broker, visibility timeout, the tasks'
+time limits and retries) is filled in by `from_settings` when the app's configuration is first used
+(Celery's `on_configure`: a worker starting, or the API's first enqueue), so importing the API builds
+nothing and a process configured by its environment gets that environment's values.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Celery
 from kombu import Queue
 
-from core.config import get_settings
-
-settings = get_settings()
+from core.config import Settings, get_settings
 
 DEFAULT_QUEUE = "mmsearch"  # re-encode jobs and anything unrouted
 # Encoding batches go to a queue per modality, so a GPU worker can take images and audio
 # (`mmsearch worker --queues mmsearch.image,mmsearch.audio`) while a CPU worker takes the rest.
 # A worker started without --queues consumes all of them.
 MODALITY_QUEUES = {m: f"{DEFAULT_QUEUE}.{m}" for m in ("text", "image", "audio", "document")}
+ENCODE_TASK = "mmsearch.encode_batch"
+JOB_TASKS = ("mmsearch.reencode_copy", "mmsearch.reencode_finish", "mmsearch.drop_index")
 
 app = Celery(
-    "mmsearch", broker=settings.broker_url, include=["workers.tasks", "workers.reencode", "workers.reconcile"]
+    "mmsearch", include=["workers.tasks", "workers.reencode", "workers.reconcile", "workers.migrate"]
 )
 app.conf.update(
     task_serializer="json",
@@ -34,7 +41,6 @@ app.conf.update(
     task_default_queue=DEFAULT_QUEUE,
     task_queues=[Queue(name) for name in (DEFAULT_QUEUE, *MODALITY_QUEUES.values())],
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": settings.visibility_timeout, "socket_connect_timeout": 3},
     # With Redis down, a request that indexed documents answers at once; the reconciler enqueues them later.
     task_publish_retry_policy={
         "max_retries": 2,
@@ -44,6 +50,30 @@ app.conf.update(
     },
     worker_hijack_root_logger=False,
 )
+
+
+def from_settings(settings: Settings) -> dict[str, Any]:
+    """The configuration that comes from settings; per-task options go in as annotations, which Celery
+    applies to each task when the app is finalized (after this)."""
+    limit = settings.task_soft_time_limit
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": 3,
+        },
+        "task_annotations": {
+            ENCODE_TASK: {"soft_time_limit": limit, "time_limit": limit + 60},
+            **{name: {"max_retries": settings.task_max_retries} for name in JOB_TASKS},
+        },
+    }
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(from_settings(get_settings()))
+
+
 # one INFO line per Elasticsearch request drowns the task log
 logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
 

@@ -1,82 +1,182 @@
 """Encode a batch of stored documents with their index's encoders and write the vectors back.
 
-Plain functions (no Celery here) so the logic is testable and reusable by re-encode jobs. Writes are
-partial updates guarded by `if_seq_no`/`if_primary_term`: a document changed since it was read is left
-to the task its change queued, and one deleted meanwhile is skipped, so retries and duplicates are
-harmless. Only `pending` documents are encoded: a batch delivered again after its work was done does
-nothing.
+Plain functions and one runner object (no Celery here) so the logic is testable. Writes are partial
+updates guarded by `if_seq_no`/`if_primary_term`: a document changed since it was read is left to the task
+its change queued, and one deleted meanwhile is skipped, so retries and duplicates are harmless. Only
+`pending` documents are encoded: a batch delivered again after its work was done does nothing.
 
-A batch is worked through in chunks of its modality's size (`encode_chunk_sizes`): each chunk is claimed
-(the attempt counted on the documents), decoded item by item, encoded and written before the next one is
-decoded, so memory is bounded whatever the batch holds. A document whose last run died without a result
-is worked alone, so a poison input that kills the worker ends `failed` by itself after
-`task_max_attempts` runs instead of taking its neighbours along or looping forever.
+A batch is worked through in chunks of its modality's size (`encode_chunk_sizes`). A chunk runs as four
+steps, each returning what it produced and the failures it met: claim (the attempt counted on the
+documents, here), decode and encode (`workers.inference`), write (here). Memory is bounded whatever the
+batch holds. A document whose last run died without a result is worked alone, so a poison input that
+kills the worker ends `failed` by itself after `task_max_attempts` runs instead of taking its neighbours
+along or looping forever.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from elasticsearch import Elasticsearch
 
 from core.config import get_settings
 from core.es import bulk, error_reason, streaming_bulk
 from encoders import Encoder, get_encoder
-from encoders.extractor import Extraction, get_extractor
 from ingest.blobstore import BlobStore
 from ingest.lifecycle import (
+    ENCODED,
+    FAILED,
     PENDING,
-    cap_error,
+    attempts_of,
+    can_transition,
+    check_transition,
     claim_update,
-    content_and_pages,
     encoded_update,
-    encoder_text,
+    error_of,
     failed_update,
+    status_of,
 )
-from ingest.pages import pages_to_ocr
-from ingest.passages import passages_for
 from mappings.collections import index_meta
-from media.decode import load_audio, load_image
-from media.filetypes import IngestError
-from media.pdf import render_pages
-from workers.metrics import record_encode
+from workers.inference import Decoded, Encoded, decode, encode
 
 log = logging.getLogger(__name__)
 
-
-class Unavailable(RuntimeError):
-    """A shard could not serve a read or write (e.g. recovering after a restart): retry, skip nothing."""
+Doc = Mapping[str, Any]  # a hit of an mget: `_id`, `_seq_no`, `_primary_term`, `_source`
 
 
-@dataclass
+class ShardUnavailable(RuntimeError):
+    """A shard could not serve a read or write (e.g. recovering after a restart): retry, skip nothing.
+    (Not `core.errors.Unavailable`, the 503 a client sees: this one never leaves the worker.)"""
+
+
+@dataclass(frozen=True)
 class BatchResult:
+    """Counts of a batch (or of one of its chunks); results of chunks add up."""
+
     encoded: int = 0
     failed: int = 0
     skipped: int = 0
-    errors: dict[str, str] = field(default_factory=dict)
+
+    def __add__(self, other: BatchResult) -> BatchResult:
+        return BatchResult(
+            self.encoded + other.encoded, self.failed + other.failed, self.skipped + other.skipped
+        )
 
 
-@dataclass
-class Progress:
-    """What one delivery of a batch has done so far; kept across its in-process retries, so a retry
-    after an Elasticsearch outage neither counts an attempt twice nor redoes written documents."""
+@dataclass(frozen=True)
+class Claimed:
+    """The documents a claim made this run's (with the claim's sequence numbers), the attempt number
+    each new claim stored, and the documents failed (over the limit) or skipped (changed) by it."""
 
-    claimed: dict[str, int] = field(default_factory=dict)  # id -> the attempt number it was claimed with
-    done: set[str] = field(default_factory=set)
-    current: list[str] = field(default_factory=list)  # the chunk being worked on
+    docs: tuple[Doc, ...]
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    result: BatchResult = BatchResult()
 
 
-@dataclass
-class Passages:
-    """A batch's long documents cut into passages: doc id -> passage objects (vectors filled in by
-    `encode_passages`), and the ids cut off at `max_passages`."""
+# --- the runner -----------------------------------------------------------------------------------
 
-    by_doc: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    truncated: set[str] = field(default_factory=set)
+
+class EncodeRun:
+    """One delivery of an encode batch. It owns its progress, kept across in-process retries (after an
+    Elasticsearch outage), so a retry neither counts an attempt twice nor redoes written documents, and
+    the task can tell, at its time limit, which chunk was under way and which documents never started."""
+
+    def __init__(self, index: str, ids: Sequence[str]) -> None:
+        self.index = index
+        self.ids = list(ids)
+        self.claimed: dict[str, int] = {}  # id -> the attempt number it was claimed with
+        self.done: set[str] = set()
+        self.current: list[str] = []  # the chunk being worked on
+
+    def remaining(self) -> list[str]:
+        """The ids not started yet (neither done nor in the chunk under way)."""
+        return [doc_id for doc_id in self.ids if doc_id not in self.done and doc_id not in self.current]
+
+    def __call__(self, es: Elasticsearch) -> BatchResult:
+        """Encode the `pending` documents among the batch's ids, chunk by chunk."""
+        settings = get_settings()
+        docs = pending_docs(es, self.index, [doc_id for doc_id in self.ids if doc_id not in self.done])
+        result = BatchResult(skipped=len(self.ids) - len(docs))
+        for chunk in chunks(docs, settings.encode_chunk_sizes):
+            self.current = [doc["_id"] for doc in chunk]
+            claimed = claim(
+                es, self.index, chunk, already=self.claimed.keys(), max_attempts=settings.task_max_attempts
+            )
+            self.claimed.update(claimed.attempts)
+            result += claimed.result
+            if claimed.docs:
+                result += encode_chunk(es, self.index, claimed.docs, self.claimed)
+            self.done.update(self.current)
+            self.current = []
+        return result
+
+
+def pending_docs(es: Elasticsearch, index: str, ids: Sequence[str]) -> list[Doc]:
+    """The documents among `ids` that are (still) `pending`, as stored now."""
+    if not ids:
+        return []
+    resp = es.mget(index=index, ids=ids, source_excludes=["search_stemmed", "vectors", "passages"])
+    _raise_unavailable(resp)
+    return [d for d in resp["docs"] if d.get("found") and status_of(d["_source"]) == PENDING]
+
+
+def chunks(docs: Iterable[Doc], sizes: Mapping[str, int]) -> list[list[Doc]]:
+    """Chunks of one modality each, of that modality's size; a document whose last run died goes alone."""
+    out: list[list[Doc]] = []
+    by_modality: dict[str, list[Doc]] = {}
+    for doc in docs:
+        if attempts_of(doc["_source"]):
+            out.append([doc])
+        else:
+            by_modality.setdefault(doc["_source"].get("modality") or "text", []).append(doc)
+    for modality, group in by_modality.items():
+        size = max(1, sizes.get(modality, sizes.get("text", 64)))
+        out.extend(group[start : start + size] for start in range(0, len(group), size))
+    return out
+
+
+# --- claim ----------------------------------------------------------------------------------------
+
+
+def claim(
+    es: Elasticsearch, index: str, chunk: Sequence[Doc], *, already: Collection[str], max_attempts: int
+) -> Claimed:
+    """Count the attempt on each document before any work (guarded writes); those in `already` were
+    claimed before an outage of this same delivery and are not counted again. A document over the limit
+    is failed here instead."""
+    partials = {
+        doc["_id"]: claim_update(doc["_source"], max_attempts) for doc in chunk if doc["_id"] not in already
+    }
+    by_id = {doc["_id"]: doc for doc in chunk}
+    actions = [_guarded(index, by_id[doc_id], partial) for doc_id, partial in partials.items()]
+    owned = {doc_id: doc for doc_id, doc in by_id.items() if doc_id not in partials}
+    attempts: dict[str, int] = {}
+    failed = skipped = 0
+    for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True):
+        out = item["update"]
+        if not ok:
+            skipped += _refused(out)
+            continue
+        partial = partials[out["_id"]]
+        if status_of(partial) == FAILED:
+            log.warning("document %s in %s: %s", out["_id"], index, error_of(partial))
+            failed += 1
+            continue
+        owned[out["_id"]] = {
+            **by_id[out["_id"]],
+            "_seq_no": out["_seq_no"],
+            "_primary_term": out["_primary_term"],
+        }
+        attempts[out["_id"]] = attempts_of(partial)
+    docs = tuple(owned[doc["_id"]] for doc in chunk if doc["_id"] in owned)
+    return Claimed(docs, attempts, BatchResult(failed=failed, skipped=skipped))
+
+
+# --- the chunk: decode, encode, write ---------------------------------------------------------------
 
 
 _META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -92,335 +192,108 @@ def _meta(es: Elasticsearch, index: str) -> dict[str, Any]:
 
 
 def encoders_for(es: Elasticsearch, index: str) -> list[Encoder]:
+    """The encoders the index's `_meta` names, with the models its vectors come from."""
     return [
         get_encoder(name, desc.get("model")) for name, desc in _meta(es, index).get("encoders", {}).items()
     ]
 
 
-def load_media(doc: dict[str, Any], store: BlobStore) -> dict[str, Any]:
-    """Decode one image/audio blob, once for every model that needs it; raises for a bad file."""
-    settings = get_settings()
-    src = doc["_source"]
-    sha, modality = src.get("source", {}).get("sha256"), src.get("modality")
-    if not sha or modality not in ("image", "audio"):
-        return {}
-    data = store.path(sha).read_bytes()
-    if modality == "image":
-        return {"image": load_image(data, max_pixels=settings.max_image_pixels)}
-    return {"audio": load_audio(data, max_seconds=settings.max_audio_seconds)}
-
-
-def run_extractors(names: list[str], media: dict[str, Any]) -> dict[str, Extraction]:
-    """OCR / speech-to-text of one document: text for the lexical fields and the text encoders."""
-    found: dict[str, Extraction] = {}
-    for name in names:
-        extractor = get_extractor(name)
-        if extractor.input_kind in media:
-            found[name] = extractor.extract([media[extractor.input_kind]])[0]
-    return found
-
-
-def ocr_scanned_pages(source: dict[str, Any], store: BlobStore) -> dict[str, Extraction]:
-    """A PDF's pages without a text layer, rendered one at a time and read by the `ocr` extractor: an
-    extraction whose segments carry page numbers, appended to the content. Only for collections with it."""
-    settings = get_settings()
-    numbers = pages_to_ocr(source.get("pages") or [])[: settings.max_ocr_pages]
-    if not numbers or source.get("source", {}).get("mime") != "application/pdf":
-        return {}
-    extractor = get_extractor("ocr")
-    data = store.path(source["source"]["sha256"]).read_bytes()
-    segments = [
-        {"page": number, "text": extractor.extract([image])[0].text}
-        for number, image in render_pages(data, numbers, settings.ocr_dpi, settings.max_image_pixels)
-    ]
-    text = "\n\n".join(seg["text"] for seg in segments if seg["text"])
-    return {"ocr": Extraction(text, segments, {"pages": len(segments)})}
-
-
-def encode_documents(
-    es: Elasticsearch, index: str, ids: list[str], progress: Progress | None = None
+def encode_chunk(
+    es: Elasticsearch, index: str, docs: Sequence[Doc], attempts: Mapping[str, int]
 ) -> BatchResult:
-    """Encode the `pending` documents among `ids`, chunk by chunk; see the module's docstring."""
-    progress = progress or Progress()
-    settings = get_settings()
-    todo = [doc_id for doc_id in ids if doc_id not in progress.done]
-    resp = (
-        es.mget(index=index, ids=todo, source_excludes=["search_stemmed", "vectors", "passages"])
-        if todo
-        else {}
-    )
-    _raise_unavailable(resp)
-    docs = [d for d in resp.get("docs", []) if d.get("found")]
-    docs = [d for d in docs if (d["_source"].get("ingest") or {}).get("status") == PENDING]
-    result = BatchResult(skipped=len(ids) - len(docs))
-    for chunk in _chunks(docs, settings.encode_chunk_sizes):
-        progress.current = [d["_id"] for d in chunk]
-        chunk = _claim(es, index, chunk, progress, result, settings.task_max_attempts)
-        if chunk:
-            _encode_chunk(es, index, chunk, progress, result)
-        progress.done.update(progress.current)
-        progress.current = []
-    return result
-
-
-def _chunks(docs: list[dict[str, Any]], sizes: dict[str, int]) -> list[list[dict[str, Any]]]:
-    """Chunks of one modality each, of that modality's size; a document whose last run died goes alone."""
-    chunks: list[list[dict[str, Any]]] = []
-    by_modality: dict[str, list[dict[str, Any]]] = {}
-    for doc in docs:
-        if (doc["_source"].get("ingest") or {}).get("attempts"):
-            chunks.append([doc])
-        else:
-            by_modality.setdefault(doc["_source"].get("modality") or "text", []).append(doc)
-    for modality, group in by_modality.items():
-        size = max(1, sizes.get(modality, sizes.get("text", 64)))
-        chunks.extend(group[start : start + size] for start in range(0, len(group), size))
-    return chunks
-
-
-def _claim(
-    es: Elasticsearch,
-    index: str,
-    chunk: list[dict[str, Any]],
-    progress: Progress,
-    result: BatchResult,
-    max_attempts: int,
-) -> list[dict[str, Any]]:
-    """Count the attempt on each document before any work (guarded writes); returns the documents this
-    run now owns, with their new sequence numbers. A document over the limit is failed here instead."""
-    partials = {
-        doc["_id"]: claim_update(doc["_source"], max_attempts)
-        for doc in chunk
-        if doc["_id"] not in progress.claimed  # else claimed before an outage of this same delivery
-    }
-    by_id = {d["_id"]: d for d in chunk}
-    actions = [{**_guard(index, by_id[doc_id]), "doc": partial} for doc_id, partial in partials.items()]
-    for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True):
-        out = item["update"]
-        doc = by_id[out["_id"]]
-        if not ok:
-            _write_refused(out, result)
-            del by_id[out["_id"]]
-            continue
-        doc["_seq_no"], doc["_primary_term"] = out["_seq_no"], out["_primary_term"]
-        partial = partials[out["_id"]]
-        if partial["ingest"].get("status") == "failed":
-            log.warning("document %s in %s: %s", out["_id"], index, partial["ingest"]["error"])
-            result.failed += 1
-            del by_id[out["_id"]]
-        else:
-            progress.claimed[out["_id"]] = partial["ingest"]["attempts"]
-    return list(by_id.values())
-
-
-def _encode_chunk(
-    es: Elasticsearch, index: str, docs: list[dict[str, Any]], progress: Progress, result: BatchResult
-) -> None:
     """Decode and extract item by item, encode the chunk per encoder, write the chunk's results."""
     meta = _meta(es, index)
     encoders = encoders_for(es, index)
-    store = BlobStore.from_settings(get_settings())
-    inputs: dict[str, dict[str, Any]] = {}
-    extractions: dict[str, dict[str, Extraction]] = {}
-    for doc in docs:
-        doc_id = doc["_id"]
-        try:
-            media = load_media(doc, store)
-        except (IngestError, OSError) as exc:
-            result.errors[doc_id] = cap_error(f"decode: {exc}")
-            continue
-        try:
-            extractions[doc_id] = run_extractors(meta.get("extractors", []), media)
-            if "ocr" in meta.get("extractors", []):
-                extractions[doc_id].update(ocr_scanned_pages(doc["_source"], store))
-        except Exception as exc:  # noqa: BLE001 - a poison input fails its document, not the batch
-            result.errors[doc_id] = cap_error(f"extract: {type(exc).__name__}: {exc}")
-            continue
-        inputs[doc_id] = {"text": encoder_text(doc["_source"], extractions[doc_id]), **media}
-
-    vectors: dict[str, dict[str, Any]] = {d["_id"]: {} for d in docs}
-    for encoder in encoders:
-        todo = [
-            (doc_id, kinds[encoder.input_kind])
-            for doc_id, kinds in inputs.items()
-            if doc_id not in result.errors and kinds.get(encoder.input_kind)
-        ]
-        for doc_id, vector in _encode_isolating_failures(encoder, todo, result.errors):
-            vectors[doc_id][encoder.name] = encoder.field_value(vector)
-    passages = encode_passages(
-        [enc for enc in encoders if enc.name in meta.get("passages", [])], docs, extractions, result.errors
-    )
-    del inputs  # the decoded media of this chunk
-
-    versions = {enc.name: enc.version for enc in encoders}
+    decoded = decode(docs, meta.get("extractors", []), BlobStore.from_settings(get_settings()))
+    encoded = encode(encoders, [enc for enc in encoders if enc.name in meta.get("passages", [])], decoded)
     actions = [
-        _update_action(
-            index,
-            d,
-            vectors[d["_id"]],
-            versions,
-            result.errors.get(d["_id"]),
-            extractions.get(d["_id"]),
-            progress.claimed.get(d["_id"]),
-            passages,
+        _guarded(
+            index, doc, update_body(doc, decoded=decoded, encoded=encoded, attempt=attempts.get(doc["_id"]))
         )
-        for d in docs
+        for doc in docs
     ]
+    return write(es, actions, failed={**decoded.failures, **encoded.failures})
+
+
+def update_body(doc: Doc, *, decoded: Decoded, encoded: Encoded, attempt: int | None) -> dict[str, Any]:
+    """The document's partial update after its chunk: failed with the first reason met, else encoded.
+    The status change is checked against the lifecycle's transitions (from the stored `pending`)."""
+    doc_id, source = doc["_id"], doc["_source"]
+    error = decoded.failures.get(doc_id) or encoded.failures.get(doc_id)
+    if error:
+        check_transition(status_of(source), FAILED)
+        return failed_update(error, attempt)
+    check_transition(status_of(source), ENCODED)
+    return encoded_update(
+        source,
+        dict(encoded.vectors.get(doc_id, {})),
+        encoded.versions,
+        decoded.extractions.get(doc_id),
+        attempts=attempt,
+        passages=encoded.passages.by_doc.get(doc_id),
+        passages_truncated=doc_id in encoded.passages.truncated,
+    )
+
+
+def write(es: Elasticsearch, actions: Sequence[dict[str, Any]], failed: Collection[str]) -> BatchResult:
+    """Send the chunk's guarded updates; `failed`: the ids whose update marks them failed."""
+    counts = {"encoded": 0, "failed": 0, "skipped": 0}
     for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3):
         out = item["update"]
         if not ok:
-            _write_refused(out, result)
-        elif out["_id"] in result.errors:
-            result.failed += 1
+            counts["skipped"] += _refused(out)
         else:
-            result.encoded += 1
+            counts["failed" if out["_id"] in failed else "encoded"] += 1
+    return BatchResult(**counts)
 
 
-def _raise_unavailable(resp: dict[str, Any]) -> None:
+# --- guarded writes -------------------------------------------------------------------------------
+
+
+def _raise_unavailable(resp: Mapping[str, Any]) -> None:
     """An mget answers per document; one whose shard is unavailable carries an error, not `found`. A deleted
     index (the collection is gone) is not an outage: its documents are skipped like deleted ones."""
     for doc in resp.get("docs", []):
         error = doc.get("error")
         if error and not (isinstance(error, dict) and error.get("type") == "index_not_found_exception"):
-            raise Unavailable(f"reading {doc.get('_id')} failed: {error_reason(doc['error'])}")
+            raise ShardUnavailable(f"reading {doc.get('_id')} failed: {error_reason(doc['error'])}")
 
 
-def _write_refused(out: dict[str, Any], result: BatchResult) -> None:
+def _refused(out: Mapping[str, Any]) -> int:
     """A guarded write refused: changed since read (409: its own task encodes it) or deleted (404) is a
-    skip; an overloaded or unavailable shard is retried; anything else is an error of the batch."""
+    skip (returns 1); an overloaded or unavailable shard is retried; anything else is an error of the
+    batch."""
     status = out.get("status") or 0
     if status in (404, 409):
-        result.skipped += 1
-        return
+        return 1
     if status == 429 or status >= 500:
-        raise Unavailable(f"writing to {out['_id']} failed: {error_reason(out.get('error'))}")
+        raise ShardUnavailable(f"writing to {out['_id']} failed: {error_reason(out.get('error'))}")
     raise RuntimeError(f"writing to {out['_id']} failed: {error_reason(out.get('error'))}")
 
 
-def _guard(index: str, doc: dict[str, Any]) -> dict[str, Any]:
+def _guarded(index: str, doc: Doc, partial: dict[str, Any]) -> dict[str, Any]:
+    """A partial update that applies only if the document is as read (`if_seq_no`/`if_primary_term`)."""
     return {
         "_op_type": "update",
         "_index": index,
         "_id": doc["_id"],
         "if_seq_no": doc["_seq_no"],
         "if_primary_term": doc["_primary_term"],
+        "doc": partial,
     }
 
 
-def encode_passages(
-    encoders: list[Encoder],
-    docs: list[dict[str, Any]],
-    extractions: dict[str, dict[str, Extraction]],
-    errors: dict[str, str],
-) -> Passages:
-    """Cut each long content (after OCR / speech-to-text) with the first passage encoder's tokenizer and
-    encode every passage of the batch in one go per encoder; a failing passage fails its document."""
-    out = Passages()
-    if not encoders:
-        return out
-    settings = get_settings()
-    cutter = encoders[0]
-    for doc in docs:
-        doc_id, src = doc["_id"], doc["_source"]
-        if doc_id in errors:
-            continue
-        found = extractions.get(doc_id) or {}
-        content, pages = src.get("content") or "", src.get("pages") or []
-        if found:  # as this update stores them (OCR'd pages, a transcript added), so the offsets hold
-            content, pages = content_and_pages(src, found)
-        segments = src.get("segments") or [s for e in found.values() for s in e.segments]
-        try:
-            cut, truncated = passages_for(
-                content,
-                cutter.token_spans,  # type: ignore[attr-defined] - encoders with splits_passages have it
-                cutter.window,  # type: ignore[attr-defined]
-                settings.passage_overlap,
-                settings.max_passages,
-                pages=pages,
-                segments=segments,
-            )
-        except Exception as exc:  # noqa: BLE001 - a tokenizer error fails this document only
-            errors[doc_id] = cap_error(f"passages: {type(exc).__name__}: {exc}")
-            continue
-        if cut:
-            out.by_doc[doc_id] = cut
-        if truncated:
-            out.truncated.add(doc_id)
-    for encoder in encoders:
-        todo = [
-            (doc_id, p["text"]) for doc_id, cut in out.by_doc.items() for p in cut if doc_id not in errors
-        ]
-        encoded: dict[str, list[Any]] = {}
-        for doc_id, vector in _encode_isolating_failures(encoder, todo, errors):
-            encoded.setdefault(doc_id, []).append(encoder.field_value(vector))
-        for doc_id, vectors in encoded.items():
-            for passage, vector in zip(out.by_doc[doc_id], vectors, strict=False):
-                passage.setdefault("vectors", {})[encoder.name] = vector
-    return out
-
-
-def _encode_isolating_failures(
-    encoder: Encoder, todo: list[tuple[str, Any]], errors: dict[str, str]
-) -> list[tuple[str, np.ndarray]]:
-    """Encode the batch at once; if it fails, one by one, so one poison input fails alone."""
-    if not todo:
-        return []
-    started = time.perf_counter()
-    try:
-        matrix = encoder.encode([item for _, item in todo])
-        record_encode(encoder.name, len(todo), 0, time.perf_counter() - started)
-        return list(zip([doc_id for doc_id, _ in todo], matrix, strict=True))
-    except Exception:  # noqa: BLE001 - any model error: retry item by item to find the poison
-        log.warning("batch of %d failed in %s; retrying one by one", len(todo), encoder.name, exc_info=True)
-    out = []
-    for doc_id, item in todo:
-        try:
-            out.append((doc_id, encoder.encode([item])[0]))
-        except Exception as exc:  # noqa: BLE001
-            errors[doc_id] = cap_error(f"{encoder.name}: {type(exc).__name__}: {exc}")
-    record_encode(encoder.name, len(out), len(todo) - len(out), time.perf_counter() - started)
-    return out
-
-
-def _update_action(
-    index: str,
-    doc: dict[str, Any],
-    vectors: dict[str, Any],
-    versions: dict[str, str],
-    error: str | None,
-    extractions: dict[str, Extraction] | None,
-    attempts: int | None,
-    passages: Passages,
-) -> dict[str, Any]:
-    """A write guarded by the claim's sequence number: a document changed since is left to its own task."""
-    source = doc["_source"]
-    if error:
-        partial = failed_update(error, attempts)
-    else:
-        partial = encoded_update(
-            source,
-            vectors,
-            versions,
-            extractions,
-            attempts=attempts,
-            passages=passages.by_doc.get(doc["_id"]),
-            passages_truncated=doc["_id"] in passages.truncated,
-        )
-    return {**_guard(index, doc), "doc": partial}
-
-
-def mark_failed(es: Elasticsearch, index: str, ids: list[str], reason: str) -> int:
-    """Last resort when a batch cannot go on: say why on each of its documents still `pending` (never on
-    one already encoded). Returns how many were marked."""
+def mark_failed(es: Elasticsearch, index: str, ids: Sequence[str], reason: str) -> int:
+    """Last resort when a batch cannot go on: say why on each of its documents that may still fail (the
+    `pending` ones: never one already encoded). Returns how many were marked."""
     if not ids:
         return 0
     resp = es.mget(index=index, ids=ids, source_includes=["ingest.status"])
     _raise_unavailable(resp)
-    docs = resp["docs"]
     actions = [
-        {**_guard(index, d), "doc": failed_update(reason)}
-        for d in docs
-        if d.get("found") and (d["_source"].get("ingest") or {}).get("status") == PENDING
+        _guarded(index, d, failed_update(reason))
+        for d in resp["docs"]
+        if d.get("found") and can_transition(status_of(d["_source"]), FAILED)
     ]
     ok, _ = bulk(es, actions, raise_on_error=False)
     return ok

@@ -7,7 +7,7 @@ from typing import Any
 
 from core.config import Settings
 from core.es import Client
-from workers import reencode
+from workers import reencode, reencode_job
 
 
 class ReencodeJobs:
@@ -19,10 +19,10 @@ class ReencodeJobs:
         return reencode.start_reencode(self.es, self.settings, name, models)
 
     def list(self, name: str) -> list[dict[str, Any]]:
-        return reencode.list_jobs(self.es, self.settings, name)
+        return reencode_job.list_jobs(self.es, self.settings, name)
 
     def show(self, name: str, job_id: str) -> dict[str, Any]:
-        return reencode.job_view(self.es, self.settings, name, job_id)
+        return reencode_job.job_view(self.es, self.settings, name, job_id)
 
     def cancel(self, name: str, job_id: str) -> dict[str, Any]:
         return reencode.cancel_job(self.es, self.settings, name, job_id)

@@ -28,7 +28,7 @@ from elasticsearch import Elasticsearch
 
 from core.config import Settings, get_settings
 from core.es import get_client
-from ingest.lifecycle import PENDING
+from ingest.lifecycle import STATUS_FIELD, DocumentStatus
 from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES
 from workers.tasks import enqueue
 
@@ -48,7 +48,7 @@ def stale_pending(es: Elasticsearch, settings: Settings) -> dict[str, list[tuple
     query = {
         "bool": {
             "filter": [
-                {"term": {"ingest.status": PENDING}},
+                {"term": {STATUS_FIELD: DocumentStatus.PENDING.value}},
                 {"range": {"updated_at": {"lte": f"now-{settings.reconcile_after}s"}}},
             ]
         }

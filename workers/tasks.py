@@ -24,15 +24,15 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from core.config import get_settings
 from core.es import get_client
-from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES, app
-from workers.encoding import Progress, Unavailable, encode_documents, mark_failed
+from workers.celery_app import DEFAULT_QUEUE, ENCODE_TASK, MODALITY_QUEUES, app
+from workers.encoding import EncodeRun, ShardUnavailable, mark_failed
 
 log = logging.getLogger(__name__)
 
 
 def unreachable(exc: BaseException) -> bool:
     """Elasticsearch down, restarting or overloaded: worth waiting for, not the documents' fault."""
-    if isinstance(exc, ESConnectionError | ConnectionTimeout | Unavailable):
+    if isinstance(exc, ESConnectionError | ConnectionTimeout | ShardUnavailable):
         return True
     return isinstance(exc, ApiError) and exc.meta.status in (429, 502, 503, 504)
 
@@ -62,22 +62,16 @@ def _retrying() -> Retrying:
     )
 
 
-@app.task(
-    bind=True,
-    base=EncodeTask,
-    name="mmsearch.encode_batch",
-    acks_late=True,
-    soft_time_limit=get_settings().task_soft_time_limit,
-    time_limit=get_settings().task_soft_time_limit + 60,
-)
+# Time limits come from settings when the app is configured (`workers.celery_app.from_settings`).
+@app.task(bind=True, base=EncodeTask, name=ENCODE_TASK, acks_late=True)
 def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
-    progress = Progress()
+    run = EncodeRun(index, ids)  # its progress survives the in-process retries
     try:
-        result = _retrying()(encode_documents, get_client(), index, ids, progress)
+        result = _retrying()(run, get_client())
     except SoftTimeLimitExceeded:
         reason = f"over the task time limit ({get_settings().task_soft_time_limit} s) while encoding"
-        failed = mark_failed(get_client(), index, progress.current, reason)
-        rest = [doc_id for doc_id in ids if doc_id not in progress.done and doc_id not in progress.current]
+        failed = mark_failed(get_client(), index, run.current, reason)
+        rest = run.remaining()
         if rest:
             encode_batch.apply_async((index, rest), queue=self.request.delivery_info.get("routing_key"))
         log.error("encode batch in %s over its time limit: %d failed, %d requeued", index, failed, len(rest))

@@ -339,6 +339,7 @@ def _node_config(settings: Settings, node_dir: Path) -> list[str]:
         "discovery.type: single-node",
         f"path.data: {json.dumps(str(node_dir / 'data'))}",
         f"path.logs: {json.dumps(str(node_dir / 'logs'))}",
+        f"path.repo: {json.dumps(str(node_dir / 'snapshots'))}",  # `mmsearch snapshot`: fs repository root
         "# Developer disks are often fuller than the default watermarks allow; never go read-only for that.",
         "cluster.routing.allocation.disk.threshold_enabled: false",
         "# The product creates its indices with their mappings; a late write to a deleted one must fail,",

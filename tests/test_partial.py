@@ -10,9 +10,9 @@ import pytest
 
 from client.api import ApiClient, ApiClientError
 from core.config import Settings
+from core.engine import ELASTICSEARCH, OPENSEARCH
+from core.es import make_client
 from mappings.collections import alias_for
-
-pytestmark = pytest.mark.integration
 
 DOCS = [
     {"id": "reef", "title": "Coral reefs", "text": "Coral reefs bleach when sea temperatures rise."},
@@ -48,12 +48,14 @@ def missing_shard(es, settings: Settings, encoded: str) -> Iterator[str]:
     es.options(ignore_status=404).indices.delete(index=index)
 
 
+@pytest.mark.integration
 def test_a_whole_search_says_it_is_whole(api: ApiClient, encoded: str) -> None:
     out = api.search(encoded, QUERY)
     assert out["partial"] is False and out["partial_details"] == []
     assert out["hits"][0]["id"] == "reef"
 
 
+@pytest.mark.integration
 def test_missing_shards_give_a_partial_answer_that_says_so(
     api: ApiClient, es, settings: Settings, encoded: str, missing_shard: str
 ) -> None:
@@ -75,3 +77,14 @@ def test_missing_shards_give_a_partial_answer_that_says_so(
     again = api.search(encoded, QUERY, allow_partial=False)
     assert again["partial"] is False and again["partial_details"] == []
     assert [h["id"] for h in again["hits"]] == [h["id"] for h in whole["hits"]]
+
+
+def test_both_clients_resend_a_503_as_they_do_a_request_to_an_unreachable_node() -> None:
+    """A write whose whole request meets 503 (no master yet, a shard being promoted) is sent again by the
+    transport like one that found no node; per-item 503s of a bulk the engine itself holds back until the
+    primary is back (the bulk `timeout`, 1 minute), and workers retry both for `es_retry_seconds`."""
+    settings = Settings(es_port=9)
+    elastic = make_client(settings, ELASTICSEARCH).transport
+    opensearch = make_client(settings, OPENSEARCH).raw.transport
+    for transport in (elastic, opensearch):
+        assert {502, 503, 504} <= set(transport.retry_on_status) and transport.max_retries == 3

@@ -178,11 +178,14 @@ MAX_REASONS = 3  # distinct shard failure reasons reported per sub-query
 def incomplete(responses: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The responses that did not hear from every shard in time: a shard failed or missing (no replica
     left, a node lost) or the search timed out. Each names its sub-query, the shard counts and the
-    reasons, so a thinner list is never mistaken for a whole one."""
+    reasons, so a thinner list is never mistaken for a whole one. Elasticsearch counts a missing shard
+    as `failed`; OpenSearch only leaves it out of `successful` (which counts `skipped` shards: they
+    answered that they hold no match), so both are read."""
     out = []
     for name, resp in responses.items():
         shards = resp.get("_shards", {})
-        if not shards.get("failed") and not resp.get("timed_out"):
+        whole = shards.get("successful", 0) >= shards.get("total", 0) and not shards.get("failed")
+        if whole and not resp.get("timed_out"):
             continue
         reasons = {str(f.get("reason", {}).get("type", "unknown")) for f in shards.get("failures", [])}
         out.append(

@@ -350,8 +350,8 @@ def _engine_error(what: str, status: int, reason: str, allow_partial: bool) -> S
 def _incomplete_message(incomplete: list[dict[str, Any]]) -> str:
     """Why a search that had to be whole is refused: which sub-queries missed how many shards."""
     parts = [
-        f"{item['subquery']}: {item['failed']} of {item['total']} shards failed"
-        + (", timed out" if item["timed_out"] else "")
+        f"{item['subquery']}: {item['total'] - item['successful']} of {item['total']} "
+        "shards did not answer" + (", timed out" if item["timed_out"] else "")
         for item in incomplete
     ]
     return (

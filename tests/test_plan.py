@@ -184,6 +184,11 @@ def test_responses_missing_shards_or_time_are_named_with_their_counts() -> None:
         },
     ]
     assert plan.incomplete({"lexical": shards(5, 0, timed_out=False)}) == []
+    # OpenSearch leaves a missing shard out of `successful` without counting it `failed`
+    left_out = {"_shards": {"total": 2, "successful": 1, "skipped": 0, "failed": 0}}
+    assert [d["subquery"] for d in plan.incomplete({"lexical": left_out})] == ["lexical"]
+    skipped = {"_shards": {"total": 2, "successful": 2, "skipped": 1, "failed": 0}}  # skipped: no match there
+    assert plan.incomplete({"lexical": skipped}) == []
 
 
 def service(max_window: int = 1000) -> SearchService:

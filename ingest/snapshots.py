@@ -38,7 +38,6 @@ ENGINE_DIR = "engine"  # under the root: the engine's fs repository
 SIDECAR_DIR = "mmsearch"  # under the root: one folder per snapshot, manifest and blobs
 MANIFEST = "manifest.json"
 SNAPSHOT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")  # what the engine accepts, lower case
-RESTORE_TIMEOUT = "120s"
 
 
 class SnapshotError(MmsearchError):
@@ -116,14 +115,17 @@ def create(
         "snapshot": snapshot,
         "repository": REPOSITORY,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "collections": {name: _save_collection(es, settings, name, indices[name], folder) for name in names},
+        "collections": {
+            name: _save_collection(es, settings, name=name, indices=indices[name], folder=folder)
+            for name in names
+        },
     }
     _write_json(folder / MANIFEST, manifest)
     return manifest
 
 
 def _save_collection(
-    es: Elasticsearch, settings: Settings, name: str, indices: list[str], folder: Path
+    es: Elasticsearch, settings: Settings, *, name: str, indices: list[str], folder: Path
 ) -> dict[str, Any]:
     """One collection's entry of the manifest, its referenced blobs copied into the snapshot's store."""
     alias = collections.alias_for(settings, name)
@@ -166,7 +168,7 @@ def restore(
         raise Conflict(f"collection {', '.join(existing)} exists: delete it before restoring it")
     ensure_repository(es, base)
     indices = [index for name in names for index in saved[name]["indices"]]
-    with _engine(f"restoring {snapshot!r}"):
+    with _engine(f"restoring {snapshot!r}"):  # waits until every primary shard is back
         es.snapshot.restore(
             repository=REPOSITORY,
             snapshot=snapshot,
@@ -175,7 +177,6 @@ def restore(
             include_global_state=False,
             wait_for_completion=True,
         )
-    es.cluster.health(index=",".join(indices), wait_for_status="yellow", timeout=RESTORE_TIMEOUT)
     blobs = _restore_blobs(settings, base / SIDECAR_DIR / snapshot, [saved[n]["blobs"] for n in names])
     for name in names:
         for kind, items in saved[name]["state"].items():

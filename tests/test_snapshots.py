@@ -78,7 +78,14 @@ def test_a_deleted_collection_comes_back_from_a_snapshot_whole(
 
         cli("snapshot", "restore", snap, "--collection", name)
         after = [api.search(name, **params) for params in searches]
-        assert [ranked(out) for out in after] == [ranked(out) for out in before]
+        assert ranked(after[0]) == ranked(before[0])  # the profile's fusion (RRF) over vectors and BM25
+        if settings.engine == "opensearch":
+            # OpenSearch's restore drops the soft-deleted versions that the worker's updates left (a
+            # live index keeps them for its retention leases, even through a force-merge); BM25's
+            # document counts then change, so its scores may, though never the documents or their order.
+            assert [hit for hit, _ in ranked(after[1])] == [hit for hit, _ in ranked(before[1])]
+        else:
+            assert ranked(after[1]) == ranked(before[1])
         assert [h["passages"] for h in after[0]["hits"] if "passages" in h] == [
             h["passages"] for h in before[0]["hits"] if "passages" in h
         ]

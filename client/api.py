@@ -15,6 +15,8 @@ from urllib3.util.retry import Retry
 
 from core.config import Settings, get_settings
 
+IDEMPOTENT_METHODS = {"GET", "HEAD", "PUT", "OPTIONS"}
+
 
 class ApiClientError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
@@ -41,7 +43,19 @@ class ApiClient:
         return cls(settings.api_base, settings.api_key or None)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
+        """One call; a replayable one (`_replayable`) is sent once more when its connection drops.
+
+        A pooled connection idle for about the server's keep-alive can be closed by the server just as a
+        request goes out on it: the request fails with "connection reset" or "remote end closed" though
+        the server never read it. urllib3 retries that for GET/HEAD only (`read` retries), never for a
+        search, which is a POST; a search reads only, so sending it again is safe."""
+        url = f"{self.base_url}{path}"
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError:
+            if not _replayable(method, path, kwargs):
+                raise
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
         _raise_for_error(resp)
         return resp.json() if resp.content else None
 
@@ -175,6 +189,15 @@ class ApiClient:
 
     def document(self, name: str, doc_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/collections/{name}/documents/{doc_id}")
+
+
+def _replayable(method: str, path: str, kwargs: dict[str, Any]) -> bool:
+    """Whether sending a request twice does what sending it once does: reads, a PUT (whole replacement)
+    and a search (a POST that reads). Never an upload (its file handles are consumed) or a DELETE (the
+    second would answer 404 had the first been applied)."""
+    if "files" in kwargs:
+        return False
+    return method.upper() in IDEMPOTENT_METHODS or (method.upper() == "POST" and path.endswith("/search"))
 
 
 def _raise_for_error(resp: requests.Response) -> None:

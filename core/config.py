@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     redis_url: str = Field("", validation_alias=AliasChoices("REDIS_URL", "MMSEARCH_REDIS_URL"))
 
     data_dir: Path = Path("data")
+    # `mmsearch snapshot`: where manifests and blob copies go (the engine's `path.repo` when unset).
+    snapshot_dir: Path | None = None
     models_dir: Path | None = None
     es_version: str = "9.2.4"
     opensearch_version: str = "3.5.0"  # its k-NN plugin is `<this>.0`

@@ -38,6 +38,9 @@ _PARAMS = {
     "if_primary_term": "if_primary_term",
     "op_type": "op_type",
     "conflicts": "conflicts",
+    "allow_partial_search_results": "allow_partial_search_results",
+    "wait_for_completion": "wait_for_completion",
+    "wait_for_active_shards": "wait_for_active_shards",
 }
 # Body keywords named differently from the body field they fill (or that are the whole body).
 _BODY_FIELDS = {"meta": "_meta", "source_": "_source"}
@@ -89,6 +92,7 @@ class _Namespace:
 
     _path_args: dict[str, tuple[str, ...]] = {}
     _whole_body: dict[str, str] = {"put_settings": "settings"}  # keywords that are the whole body
+    _path_renames: dict[str, dict[str, str]] = {}  # path keywords that opensearch-py spells differently
 
     def __init__(self, target: Any, options: dict[str, Any]) -> None:
         self._target = target
@@ -102,7 +106,8 @@ class _Namespace:
 
         @functools.wraps(method)
         def call(**kwargs: Any) -> Any:
-            paths = {key: kwargs.pop(key) for key in path_args if key in kwargs}
+            renames = self._path_renames.get(name, {})
+            paths = {renames.get(key, key): kwargs.pop(key) for key in path_args if key in kwargs}
             if name in self._whole_body:
                 kwargs["document"] = kwargs.pop(self._whole_body[name])
             params, body = _split(kwargs)
@@ -126,6 +131,22 @@ class _Client(_Namespace):
     _path_args = {"mget": ("index",), "msearch": ("index",), "search": ("index",), "count": ("index",)}
 
 
+class _Snapshots(_Namespace):
+    _path_args = {
+        "create_repository": ("name",),
+        "get_repository": ("name",),
+        "create": ("repository", "snapshot"),
+        "get": ("repository", "snapshot"),
+        "restore": ("repository", "snapshot"),
+        "delete": ("repository", "snapshot"),
+    }
+    _path_renames = {"create_repository": {"name": "repository"}, "get_repository": {"name": "repository"}}
+
+
+class _Nodes(_Namespace):
+    _path_args = {"info": ("node_id", "metric")}
+
+
 class OpenSearchClient:
     """The Elasticsearch-client calls the product makes, answered by an OpenSearch cluster."""
 
@@ -137,6 +158,8 @@ class OpenSearchClient:
         self._docs = _Client(raw, self._options)
         self.indices = _Namespace(raw.indices, self._options)
         self.cluster = _Namespace(raw.cluster, self._options)
+        self.snapshot = _Snapshots(raw.snapshot, self._options)
+        self.nodes = _Nodes(raw.nodes, self._options)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         return getattr(self._docs, name)

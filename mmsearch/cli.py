@@ -15,6 +15,7 @@ from mmsearch import (
     commands_models,
     commands_quality,
     commands_recipe,
+    commands_snapshot,
     commands_stack,
 )
 
@@ -29,6 +30,7 @@ COMMANDS: list[click.Command] = [
     commands_keys.keys,
     # collections and their documents
     commands_data.collections,
+    commands_snapshot.snapshot,
     commands_data.ingest,
     commands_data.crawl,
     commands_data.search,

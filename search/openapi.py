@@ -113,7 +113,10 @@ OPERATIONS: dict[str, Op] = {
         tag="documents",
     ),
     "search.search": Op(
-        "Hybrid search, by text (JSON) or by example (multipart)", r.SearchResponse, "search"
+        "Hybrid search, by text (JSON) or by example (multipart); `partial` says when shards were "
+        "missing or timed out (503 instead with `allow_partial: false`)",
+        r.SearchResponse,
+        "search",
     ),
     "profiles.list_profiles": Op("Search profiles", r.ProfileList, tag="profiles"),
     "profiles.show": Op("A search profile", r.ProfileOut, tag="profiles"),

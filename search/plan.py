@@ -169,3 +169,31 @@ def passage_hits(responses: Mapping[str, Mapping[str, Any]]) -> dict[str, list[d
     return {
         doc_id: sorted(ps, key=lambda p: -p["score"])[:PASSAGE_HITS] for doc_id, ps in found.items() if ps
     }
+
+
+SHARD_COUNTS = ("total", "successful", "skipped", "failed")
+MAX_REASONS = 3  # distinct shard failure reasons reported per sub-query
+
+
+def incomplete(responses: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The responses that did not hear from every shard in time: a shard failed or missing (no replica
+    left, a node lost) or the search timed out. Each names its sub-query, the shard counts and the
+    reasons, so a thinner list is never mistaken for a whole one. Elasticsearch counts a missing shard
+    as `failed`; OpenSearch only leaves it out of `successful` (which counts `skipped` shards: they
+    answered that they hold no match), so both are read."""
+    out = []
+    for name, resp in responses.items():
+        shards = resp.get("_shards", {})
+        whole = shards.get("successful", 0) >= shards.get("total", 0) and not shards.get("failed")
+        if whole and not resp.get("timed_out"):
+            continue
+        reasons = {str(f.get("reason", {}).get("type", "unknown")) for f in shards.get("failures", [])}
+        out.append(
+            {
+                "subquery": name,
+                "timed_out": bool(resp.get("timed_out")),
+                **{key: int(shards.get(key, 0)) for key in SHARD_COUNTS},
+                "reasons": sorted(reasons)[:MAX_REASONS],
+            }
+        )
+    return out

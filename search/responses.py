@@ -121,6 +121,18 @@ class Hit(Open):
     passages: list[Passage] | None = None  # a long document's best passages, best first
 
 
+class PartialDetail(BaseModel):
+    """A sub-query (or the page fetch) that did not hear from every shard in time."""
+
+    subquery: str
+    timed_out: bool
+    total: int
+    successful: int
+    skipped: int
+    failed: int
+    reasons: list[str]
+
+
 class SearchResponse(Open):
     collection: str
     mode: str
@@ -130,6 +142,9 @@ class SearchResponse(Open):
     total_lexical: int | None
     fusion: dict[str, Any] | None
     took_ms: float
+    # Some shards failed, were missing or timed out: the hits come from the rest (details say where).
+    partial: bool
+    partial_details: list[PartialDetail]
     hits: list[Hit]
 
 

@@ -66,6 +66,11 @@ class SearchRequest(BaseModel):
     like: str | None = Field(None, max_length=512)  # find items similar to this document id
     # A cross-encoder over the top fused hits; `false` turns off a profile's reranking for this search.
     rerank: RerankRequest | Literal[False] | None = None
+    allow_partial: bool = Field(
+        True,
+        description="When shards are missing or time out, answer from the rest (`partial: true` says so); "
+        "false: answer 503 instead.",
+    )
 
     @field_validator("filters")
     @classmethod

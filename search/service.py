@@ -13,7 +13,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from core.config import Settings
-from core.errors import BackendError, MmsearchError, NotFound
+from core.errors import BackendError, MmsearchError, NotFound, Unavailable
 from core.es import engine_of, error_reason
 from encoders import EncoderError, get_encoder
 from encoders.rerank import get_reranker
@@ -41,6 +41,13 @@ class SearchBackendError(SearchError, BackendError):
     """A sub-query failed inside Elasticsearch through no fault of the request."""
 
     status = 502
+
+
+class SearchIncomplete(SearchError, Unavailable):
+    """Shards were missing or the search timed out, and the request said `allow_partial: false`; or
+    no shard of the collection answered at all."""
+
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -146,11 +153,17 @@ class SearchService:
         )
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
-        responses = self._msearch(collection.alias, bodies)
+        responses = self._msearch(collection.alias, bodies, req.allow_partial)
         rankings = plan.rankings(responses)
         fused = fusion.fuse(rankings, profile.fusion)
         method = fusion.applied_method(rankings, profile.fusion)
         reranked = self.rerank(collection.alias, req, profile, fused)
+        hits, page_resp = self._page(
+            collection.alias, req, reranked.hits if reranked else fused, responses, method, reranked
+        )
+        incomplete = plan.incomplete({**responses, **({"page": page_resp} if page_resp else {})})
+        if incomplete and not req.allow_partial:
+            raise SearchIncomplete(_incomplete_message(incomplete))
         return {
             "collection": collection.name,
             "mode": req.mode,
@@ -161,9 +174,9 @@ class SearchService:
             "fusion": profile.fusion.model_dump() if method != "none" else None,
             "rerank": reranked.summary if reranked else None,
             "took_ms": round((time.perf_counter() - started) * 1000, 2),
-            "hits": self._page(
-                collection.alias, req, reranked.hits if reranked else fused, responses, method, reranked
-            ),
+            "partial": bool(incomplete),
+            "partial_details": incomplete,
+            "hits": hits,
         }
 
     def rerank(
@@ -307,19 +320,22 @@ class SearchService:
             raise SearchError(f"`like`: document {doc_id!r} has no vectors yet (is it still pending?)")
         return vectors
 
-    def _msearch(self, alias: str, bodies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _msearch(
+        self, alias: str, bodies: dict[str, dict[str, Any]], allow_partial: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """Every sub-query in one round trip; `allow_partial` goes to the engine in each header, so a
+        search missing shards fails there (an error item) instead of answering from what it has."""
         if not bodies:
             return {}
         searches: list[dict[str, Any]] = []
         for body in bodies.values():
-            searches.extend([{"index": alias}, body])
+            searches.extend([{"index": alias, "allow_partial_search_results": allow_partial}, body])
         resp = self.es.msearch(searches=searches)
         out = {}
         for name, item in zip(bodies, resp["responses"], strict=True):
             if "error" in item:
-                reason = error_reason(item["error"])
-                raise (SearchError if item.get("status", 500) < 500 else SearchBackendError)(
-                    f"{name} sub-query failed: {reason}"
+                raise _engine_error(
+                    f"{name} sub-query", item.get("status", 500), error_reason(item["error"]), allow_partial
                 )
             out[name] = item
         return out
@@ -332,18 +348,19 @@ class SearchService:
         responses: dict[str, dict[str, Any]],
         method: str,
         reranked: Reranked | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """The requested slice of the fused list, each hit with its source, highlights, best passages and
-        explanation: the sources come in one request for the page only (sub-queries return ids)."""
+        explanation: the sources come in one request for the page only (sub-queries return ids). Also
+        the engine's response to that request (None when the page is empty), for its shard counts."""
         page = fused[req.from_ : req.from_ + req.size]
         if not page:
-            return []
+            return [], None
         try:
             body = plan.page_fetch(req, [h.doc_id for h in page], self.engine)
-            resp = self.es.search(index=alias, body=body)
+            resp = self.es.search(index=alias, body=body, allow_partial_search_results=req.allow_partial)
         except ApiError as exc:
-            raise (SearchError if exc.meta.status < 500 else SearchBackendError)(
-                f"fetching the page failed: {error_reason(exc)}"
+            raise _engine_error(
+                "fetching the page", exc.meta.status, error_reason(exc), req.allow_partial
             ) from None
         found = {h["_id"]: h for h in resp["hits"]["hits"]}
         passages = plan.passage_hits(responses)
@@ -355,7 +372,7 @@ class SearchService:
         for hit in hits:
             if hit["id"] in passages:
                 hit["passages"] = passages[hit["id"]]  # a long document's best passages, with page/time
-        return hits
+        return hits, dict(resp)
 
     @staticmethod
     def _hit(
@@ -385,3 +402,28 @@ class SearchService:
                 **({"rerank": rerank} if rerank else {}),
             }
         return out
+
+
+def _engine_error(what: str, status: int, reason: str, allow_partial: bool) -> SearchError:
+    """The error for a failed engine request: the client's fault (4xx), shards unavailable (503: retry
+    later, or allow a partial answer), or anything else the engine got wrong (502)."""
+    if status < 500:
+        return SearchError(f"{what} failed: {reason}")
+    if status == 503:
+        hint = "" if allow_partial else " (the request set allow_partial: false)"
+        return SearchIncomplete(f"{what} failed: shards of the collection are unavailable{hint}: {reason}")
+    return SearchBackendError(f"{what} failed: {reason}")
+
+
+def _incomplete_message(incomplete: list[dict[str, Any]]) -> str:
+    """Why a search that had to be whole is refused: which sub-queries missed how many shards."""
+    parts = [
+        f"{item['subquery']}: {item['total'] - item['successful']} of {item['total']} "
+        "shards did not answer" + (", timed out" if item["timed_out"] else "")
+        for item in incomplete
+    ]
+    return (
+        "the search could not reach every shard and the request set allow_partial: false ("
+        + "; ".join(parts)
+        + "); retry later, or allow a partial answer"
+    )

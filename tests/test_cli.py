@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The commands README.md lists.
 COMMANDS = {
     "up", "down", "status", "worker", "serve", "migrate", "collections", "ingest", "crawl", "search", "demo",
-    "eval", "tune", "train", "reencode", "bench", "improve", "rerank", "kibana", "keys",
+    "eval", "tune", "train", "reencode", "bench", "improve", "rerank", "kibana", "keys", "snapshot",
 }  # fmt: skip
 
 

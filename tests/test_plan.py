@@ -9,11 +9,17 @@ from elasticsearch import Elasticsearch
 
 from core.config import Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
-from core.errors import BackendError, MmsearchError, NotFound
+from core.errors import BackendError, MmsearchError, NotFound, Unavailable
 from mappings.collections import Collection
 from search import plan
 from search.schema import Profile, SearchRequest
-from search.service import SearchBackendError, SearchError, SearchNotFound, SearchService
+from search.service import (
+    SearchBackendError,
+    SearchError,
+    SearchIncomplete,
+    SearchNotFound,
+    SearchService,
+)
 
 ENCODERS = {
     "text": {"query_kinds": ["text"], "element_type": "float"},
@@ -138,6 +144,51 @@ def test_search_errors_are_mmsearch_errors_with_their_status() -> None:
     assert issubclass(SearchNotFound, NotFound) and issubclass(SearchNotFound, SearchError)
     assert SearchNotFound("x").status == 404
     assert issubclass(SearchBackendError, BackendError) and SearchBackendError("x").status == 502
+    assert issubclass(SearchIncomplete, Unavailable) and SearchIncomplete("x").status == 503
+
+
+def shards(total: int, failed: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "_shards": {"total": total, "successful": total - failed, "skipped": 0, "failed": failed},
+        **extra,
+    }
+
+
+def test_responses_missing_shards_or_time_are_named_with_their_counts() -> None:
+    failure = {"shard": 0, "index": "x", "reason": {"type": "no_shard_available_action_exception"}}
+    missing = shards(3, 1)
+    missing["_shards"]["failures"] = [failure, failure]
+    responses = {
+        "lexical": shards(3, 0),
+        "vector:text": missing,
+        "page": shards(3, 0, timed_out=True),
+    }
+    assert plan.incomplete(responses) == [
+        {
+            "subquery": "vector:text",
+            "timed_out": False,
+            "total": 3,
+            "successful": 2,
+            "skipped": 0,
+            "failed": 1,
+            "reasons": ["no_shard_available_action_exception"],
+        },
+        {
+            "subquery": "page",
+            "timed_out": True,
+            "total": 3,
+            "successful": 3,
+            "skipped": 0,
+            "failed": 0,
+            "reasons": [],
+        },
+    ]
+    assert plan.incomplete({"lexical": shards(5, 0, timed_out=False)}) == []
+    # OpenSearch leaves a missing shard out of `successful` without counting it `failed`
+    left_out = {"_shards": {"total": 2, "successful": 1, "skipped": 0, "failed": 0}}
+    assert [d["subquery"] for d in plan.incomplete({"lexical": left_out})] == ["lexical"]
+    skipped = {"_shards": {"total": 2, "successful": 2, "skipped": 1, "failed": 0}}  # skipped: no match there
+    assert plan.incomplete({"lexical": skipped}) == []
 
 
 def service(max_window: int = 1000) -> SearchService:

@@ -68,7 +68,7 @@ def node_config(settings: Settings, engine: Engine, spec: NodeSpec, home: Path) 
         *_discovery(engine, spec),
         f"path.data: {json.dumps(str(spec.node_dir / 'data'))}",
         f"path.logs: {json.dumps(str(spec.node_dir / 'logs'))}",
-        f"path.repo: {json.dumps(str(spec.node_dir / 'snapshots'))}",  # `mmsearch snapshot`: fs repository root
+        f"path.repo: {json.dumps(str(spec.node_dir / 'snapshots'))}",  # `mmsearch snapshot`'s fs repository
         "# Developer disks are often fuller than the default watermarks allow; never go read-only for that.",
         "cluster.routing.allocation.disk.threshold_enabled: false",
         "# The product creates its indices with their mappings; a late write to a deleted one must fail,",

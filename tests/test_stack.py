@@ -118,6 +118,7 @@ def test_both_engines_share_one_node_config_but_for_security(settings: Settings,
     assert os_.pop("plugins.security.disabled") is True
     assert es.pop("path.data").endswith("/es/data") and os_.pop("path.data").endswith("/os/data")
     assert es.pop("path.logs").endswith("/es/logs") and os_.pop("path.logs").endswith("/os/logs")
+    assert es.pop("path.repo").endswith("/es/snapshots") and os_.pop("path.repo").endswith("/os/snapshots")
     assert es == os_
     assert es["discovery.type"] == "single-node"
     assert (es["http.port"], es["transport.port"]) == (settings.es_port, settings.es_port + 100)

@@ -155,10 +155,7 @@ def fine_tune(
     The model is written to a scratch directory and renamed into place, so a half-written model never
     appears under its name.
     """
-    encoders = client.collection(collection)["encoders"]
-    if "text" not in encoders:
-        raise ValueError(f"collection {collection!r} has no text encoder to fine-tune")
-    base_ref = encoders["text"]["model"]
+    base_ref = text_model_ref(client, collection)
     now = datetime.now(UTC)
     version = version or version_name(base_ref, collection, now)
     target = model_roots(settings)[0] / version
@@ -188,14 +185,7 @@ def fine_tune(
             "loss": LOSS,
             **asdict(config),
             **run,
-            # `tune` and `eval` read this to stay on queries the model never saw.
-            "split": {
-                "qrels": str(qrels_path.resolve()),
-                "seed": config.seed,
-                "holdout": config.holdout,
-                "fit": len(fit),
-                "held": held,
-            },
+            "split": split_record(qrels_path, config, fit, held),
             "created_at": now.isoformat(timespec="seconds"),
         }
         (scratch / CARD).write_text(json.dumps(card, indent=2) + "\n")
@@ -203,3 +193,23 @@ def fine_tune(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return model_ref(settings, target), card
+
+
+def text_model_ref(client: ApiClient, collection: str) -> str:
+    """The model the collection's text encoder runs now: the starting point of fine-tuning."""
+    encoders = client.collection(collection)["encoders"]
+    if "text" not in encoders:
+        raise ValueError(f"collection {collection!r} has no text encoder to fine-tune")
+    return str(encoders["text"]["model"])
+
+
+def split_record(qrels_path: Path, config: TrainConfig, fit: list[str], held: list[str]) -> dict[str, Any]:
+    """The card's record of the query split: `tune` and `eval` read it to stay on queries the model
+    never saw."""
+    return {
+        "qrels": str(qrels_path.resolve()),
+        "seed": config.seed,
+        "holdout": config.holdout,
+        "fit": len(fit),
+        "held": held,
+    }

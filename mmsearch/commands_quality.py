@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -248,12 +249,7 @@ def tune(
         window=window,
     )
     client = api()
-    bars: list[Any] = []
-
-    def progress(stage: str, total: int):  # noqa: ANN202 - a tqdm update callback
-        bars.append(progress_bar(total=total, desc=stage, leave=False))
-        return bars[-1].update
-
+    progress, bars = _stage_bars()
     with errors():
         queries, judgments = _load(dataset, qrels)
         if not all_queries:
@@ -267,6 +263,18 @@ def tune(
     _print_tune(result.report)
     if json_out:
         _write_json(json_out, result.report)
+
+
+def _stage_bars() -> tuple[Callable[[str, int], Callable[..., Any]], list[Any]]:
+    """A `progress(stage, total)` for `tuning.tune` that opens one bar per stage, and the bars opened (to
+    close when it returns)."""
+    bars: list[Any] = []
+
+    def progress(stage: str, total: int) -> Callable[..., Any]:
+        bars.append(progress_bar(total=total, desc=stage, leave=False))
+        return bars[-1].update
+
+    return progress, bars
 
 
 def _unseen(client: Any, collection: str, qrels: Path, queries: dict[str, str]) -> dict[str, str]:

@@ -137,9 +137,10 @@ def post(drill: Drill, send: Callable[[], requests.Response]) -> dict[str, Any]:
     raise RuntimeError("the API did not answer for 10 minutes")
 
 
-def ingest(drill: Drill, base: str, name: str, items: list[tuple[str, Any]], accepted: set[str]) -> None:
-    """Post the items in chunks (NDJSON for text, multipart for images), collecting the accepted ids."""
+def ingest(drill: Drill, base: str, name: str, items: list[tuple[str, Any]]) -> set[str]:
+    """Post the items in chunks (NDJSON for text, multipart for images); returns the accepted ids."""
     url = f"{base}/v1/collections/{name}"
+    accepted: set[str] = set()
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
         texts = [doc for kind, doc in chunk if kind == "text"]
@@ -154,6 +155,7 @@ def ingest(drill: Drill, base: str, name: str, items: list[tuple[str, Any]], acc
             parts = [("file", (fname, data, "image/png")) for fname, data in files]
             out = post(drill, lambda p=parts: requests.post(f"{url}/files", files=p, timeout=60))
             accepted.update(f["id"] for f in out["files"] if f["status"] in ("pending", "duplicate"))
+    return accepted
 
 
 def counts(settings: Settings, name: str) -> dict[str, int]:
@@ -204,6 +206,50 @@ def check(settings: Settings, index_alias: str, accepted: set[str]) -> dict[str,
     }
 
 
+def wait_settled(
+    settings: Settings, name: str, accepted: int, monkey: threading.Thread, *, timeout: float
+) -> None:
+    """Until every accepted document is in the collection, none is pending and the chaos thread is done
+    (or `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = counts(settings, name)
+        if now.get("total") == accepted and not now.get("pending") and not monkey.is_alive():
+            break
+        time.sleep(2)
+
+
+def report(
+    n: int, accepted: int, result: dict[str, Any], drill: Drill, *, timings: dict[str, float]
+) -> Report:
+    """The drill's one row (PASS when nothing accepted is missing, pending, duplicated or failed
+    without a reason) and its notes."""
+    ok = result["missing"] == 0 and result["unexpected"] == 0 and result["pending"] == 0
+    ok = ok and result["failed_without_reason"] == 0 and result["indexed"] == accepted
+    row = {
+        "submitted": n,
+        "accepted": accepted,
+        "indexed": result["indexed"],
+        "encoded": result["encoded"],
+        "failed": result["failed"],
+        "pending": result["pending"],
+        "missing": result["missing"],
+        "duplicates/unexpected": result["unexpected"],
+        "worker kills": drill.kills,
+        "ES restarts": drill.es_restarts,
+        "Redis restarts": drill.redis_restarts,
+        **{label: round(seconds, 1) for label, seconds in timings.items()},
+        "verdict": "PASS" if ok else "FAIL",
+    }
+    notes = [f"failure reasons: {r}" for r in result["reasons"]] + [
+        f"requests retried while a service restarted: {drill.retried_requests}",
+        *drill.events,
+    ]
+    return Report(
+        name="drill", title="Reliability drill (kills and restarts during ingest)", rows=[row], notes=notes
+    )
+
+
 def run(
     n: int = 200,
     kills: int = 10,
@@ -226,19 +272,14 @@ def run(
         drill,
         lambda: requests.post(f"{base}/v1/collections", json={"name": name, "encoders": ["text", "phash"]}),
     )
-    items, accepted, stop = documents(n), set(), threading.Event()
+    items, stop = documents(n), threading.Event()
     monkey = threading.Thread(target=chaos, args=(drill, name, kills, stop), daemon=True)
     began = time.monotonic()
     monkey.start()
     try:
-        ingest(drill, base, name, items, accepted)
+        accepted = ingest(drill, base, name, items)
         ingest_s = time.monotonic() - began
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            now = counts(settings, name)
-            if now.get("total") == len(accepted) and not now.get("pending") and not monkey.is_alive():
-                break
-            time.sleep(2)
+        wait_settled(settings, name, len(accepted), monkey, timeout=timeout)
         stop.set()
         monkey.join(timeout=120)
         settled_s = time.monotonic() - began
@@ -247,31 +288,7 @@ def run(
         stop.set()
         os.killpg(api.pid, signal.SIGTERM)
         os.killpg(drill.worker.pid, signal.SIGTERM)
-    ok = result["missing"] == 0 and result["unexpected"] == 0 and result["pending"] == 0
-    ok = ok and result["failed_without_reason"] == 0 and result["indexed"] == len(accepted)
-    row = {
-        "submitted": n,
-        "accepted": len(accepted),
-        "indexed": result["indexed"],
-        "encoded": result["encoded"],
-        "failed": result["failed"],
-        "pending": result["pending"],
-        "missing": result["missing"],
-        "duplicates/unexpected": result["unexpected"],
-        "worker kills": drill.kills,
-        "ES restarts": drill.es_restarts,
-        "Redis restarts": drill.redis_restarts,
-        "ingest s": round(ingest_s, 1),
-        "settled s": round(settled_s, 1),
-        "verdict": "PASS" if ok else "FAIL",
-    }
-    notes = [f"failure reasons: {r}" for r in result["reasons"]] + [
-        f"requests retried while a service restarted: {drill.retried_requests}",
-        *drill.events,
-    ]
-    return Report(
-        name="drill", title="Reliability drill (kills and restarts during ingest)", rows=[row], notes=notes
-    )
+    return report(n, len(accepted), result, drill, timings={"ingest s": ingest_s, "settled s": settled_s})
 
 
 @click.command()

@@ -108,14 +108,8 @@ def train_reranker(
     scoring head starts from nothing, so it learns 20x faster than the reused body (on SciFact, pairwise
     cross-entropy with one rate for both was still at chance after an epoch; this recipe learns in one).
     """
-    from datasets import Dataset
     from sentence_transformers import CrossEncoder
-    from sentence_transformers.cross_encoder import (
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
-    from torch import nn
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
 
     groups = [g for g in groups if g.negatives]
     if not groups:
@@ -123,37 +117,18 @@ def train_reranker(
     width = min(len(g.negatives) for g in groups)  # the loss takes a fixed number of negative columns
     device = pick_device(settings.device)
     model = CrossEncoder(base_path, device=device, num_labels=1, max_length=MAX_LENGTH)
-    dataset = Dataset.from_dict(
-        {
-            "query": [g.query for g in groups],
-            "positive": [g.positive for g in groups],
-            **{f"negative_{i + 1}": [g.negatives[i] for g in groups] for i in range(width)},
-        }
-    )
-
-    class MinedNegativesLoss(MultipleNegativesRankingLoss):
-        """Only the mined negatives: another query's passage is too easy to teach anything."""
-
-        def get_in_batch_negatives(self, anchors: list[str], candidates: list[list[str]]) -> Iterator:
-            return iter(())
-
-    loss = MinedNegativesLoss(model, scale=1.0, activation_fn=nn.Identity())  # softmax of raw scores
+    dataset = _group_dataset(groups, width)
+    loss = _mined_negatives_loss(model)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mmsearch-rerank-") as scratch:
-        args = CrossEncoderTrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=epochs,
-            per_device_train_batch_size=groups_per_batch,
+        args = _training_arguments(
+            scratch,
+            device=device,
+            epochs=epochs,
+            groups_per_batch=groups_per_batch,
             learning_rate=learning_rate,
-            learning_rate_mapping={HEAD: head_learning_rate},
-            weight_decay=0.01,
-            warmup_steps=0.1,
-            fp16=use_fp16(device),
-            use_cpu=device == "cpu",
-            save_strategy="no",
-            report_to="none",
+            head_learning_rate=head_learning_rate,
             logging_steps=max(1, len(groups) // groups_per_batch // 10),
-            disable_tqdm=not sys.stderr.isatty(),  # a log file gets the loss lines, not a bar per step
             seed=seed,
         )
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
@@ -169,3 +144,62 @@ def train_reranker(
         "final_loss": round(float(output.training_loss), 4),
         "train_seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _group_dataset(groups: list[RerankGroup], width: int) -> Any:
+    """Columns query, positive, negative_1..negative_`width`: one row per group."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "query": [g.query for g in groups],
+            "positive": [g.positive for g in groups],
+            **{f"negative_{i + 1}": [g.negatives[i] for g in groups] for i in range(width)},
+        }
+    )
+
+
+def _mined_negatives_loss(model: Any) -> Any:
+    """Softmax cross-entropy of the raw scores over a group's judged passage and its mined negatives."""
+    from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+    from torch import nn
+
+    class MinedNegativesLoss(MultipleNegativesRankingLoss):
+        """Only the mined negatives: another query's passage is too easy to teach anything."""
+
+        def get_in_batch_negatives(self, anchors: list[str], candidates: list[list[str]]) -> Iterator:
+            return iter(())
+
+    return MinedNegativesLoss(model, scale=1.0, activation_fn=nn.Identity())  # softmax of raw scores
+
+
+def _training_arguments(
+    scratch: str,
+    *,
+    device: str,
+    epochs: int,
+    groups_per_batch: int,
+    learning_rate: float,
+    head_learning_rate: float,
+    logging_steps: int,
+    seed: int,
+) -> Any:
+    """The trainer's settings: the scoring head at its own learning rate, nothing saved mid-run."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    return CrossEncoderTrainingArguments(
+        output_dir=scratch,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=groups_per_batch,
+        learning_rate=learning_rate,
+        learning_rate_mapping={HEAD: head_learning_rate},
+        weight_decay=0.01,
+        warmup_steps=0.1,
+        fp16=use_fp16(device),
+        use_cpu=device == "cpu",
+        save_strategy="no",
+        report_to="none",
+        logging_steps=logging_steps,
+        disable_tqdm=not sys.stderr.isatty(),  # a log file gets the loss lines, not a bar per step
+        seed=seed,
+    )

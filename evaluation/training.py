@@ -10,7 +10,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,15 +155,60 @@ def fine_tune(
     The model is written to a scratch directory and renamed into place, so a half-written model never
     appears under its name.
     """
-    encoders = client.collection(collection)["encoders"]
-    if "text" not in encoders:
-        raise ValueError(f"collection {collection!r} has no text encoder to fine-tune")
-    base_ref = encoders["text"]["model"]
+    base_ref = text_model_ref(client, collection)
     now = datetime.now(UTC)
     version = version or version_name(base_ref, collection, now)
     target = model_roots(settings)[0] / version
     if target.exists():
         raise ValueError(f"{target} exists; choose another --name")
+    data = training_data(client, collection, dataset_dir, qrels_path, config=config, progress=progress)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        base_path = resolve_model_path(base_ref, settings.models_dir)
+        run = train(base_path, data.examples, scratch, settings, config, data.held_set)
+        card = {
+            "version": version,
+            "base_model": base_ref,
+            "collection": collection,
+            "dataset": str(dataset_dir),
+            "qrels": str(qrels_path),
+            **data.counts,
+            "loss": LOSS,
+            **asdict(config),
+            **run,
+            "split": split_record(qrels_path, config, data.fit, data.held),
+            "created_at": now.isoformat(timespec="seconds"),
+        }
+        (scratch / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        scratch.rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return model_ref(settings, target), card
+
+
+@dataclass
+class TrainingData:
+    """What fine-tuning learns from and is checked on."""
+
+    examples: list[Example]
+    counts: dict[str, int]
+    held_set: EvalSet | None  # the held-back queries' pool to rank, when some are held back
+    fit: list[str]  # query ids trained on
+    held: list[str]  # query ids held back
+
+
+def training_data(
+    client: ApiClient,
+    collection: str,
+    dataset_dir: Path,
+    qrels_path: Path,
+    *,
+    config: TrainConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainingData:
+    """The judged queries split (seeded) into those trained on, turned into examples, and those held back,
+    turned into an evaluation set."""
     queries = load_queries(find(dataset_dir, "queries"))
     qrels = load_qrels(qrels_path)
     fit, held = split_queries(qrels, queries, config.holdout, config.seed)
@@ -173,33 +218,24 @@ def fine_tune(
     held_set = (
         held_eval_set(client, collection, dataset_dir, {q: queries[q] for q in held}, qrels) if held else None
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
-    try:
-        base_path = resolve_model_path(base_ref, settings.models_dir)
-        run = train(base_path, examples, scratch, settings, config, held_set)
-        card = {
-            "version": version,
-            "base_model": base_ref,
-            "collection": collection,
-            "dataset": str(dataset_dir),
-            "qrels": str(qrels_path),
-            **counts,
-            "loss": LOSS,
-            **asdict(config),
-            **run,
-            # `tune` and `eval` read this to stay on queries the model never saw.
-            "split": {
-                "qrels": str(qrels_path.resolve()),
-                "seed": config.seed,
-                "holdout": config.holdout,
-                "fit": len(fit),
-                "held": held,
-            },
-            "created_at": now.isoformat(timespec="seconds"),
-        }
-        (scratch / CARD).write_text(json.dumps(card, indent=2) + "\n")
-        scratch.rename(target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return model_ref(settings, target), card
+    return TrainingData(examples, counts, held_set, fit, held)
+
+
+def text_model_ref(client: ApiClient, collection: str) -> str:
+    """The model the collection's text encoder runs now: the starting point of fine-tuning."""
+    encoders = client.collection(collection)["encoders"]
+    if "text" not in encoders:
+        raise ValueError(f"collection {collection!r} has no text encoder to fine-tune")
+    return str(encoders["text"]["model"])
+
+
+def split_record(qrels_path: Path, config: TrainConfig, fit: list[str], held: list[str]) -> dict[str, Any]:
+    """The card's record of the query split: `tune` and `eval` read it to stay on queries the model
+    never saw."""
+    return {
+        "qrels": str(qrels_path.resolve()),
+        "seed": config.seed,
+        "holdout": config.holdout,
+        "fit": len(fit),
+        "held": held,
+    }

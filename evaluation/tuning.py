@@ -256,18 +256,10 @@ def tune(
     candidates = profiles(grid, names)
     step = progress("score candidates", len(candidates)) if progress else None
     matrix = score_matrix(qrels, comps, candidates, names, step)
-    lexical = single_rankings(qrels, comps.lexical[1.0])
-    vectors = {name: single_rankings(qrels, comps.vector[(name, 100)]) for name in names}
-
     splits = folds(len(qrels), n_folds)
     chosen, held_out = cross_validate(matrix, splits)
     best = int(np.argmax(matrix.mean(axis=1)))
-    cv = {
-        "tuned": summary(held_out, matrix[best]),
-        "defaults": summary(fixed_folds(matrix[0], splits), matrix[0]),
-        "lexical": summary(fixed_folds(lexical, splits), lexical),
-        **{name: summary(fixed_folds(row, splits), row) for name, row in vectors.items()},
-    }
+    cv = cv_summaries(matrix, held_out, best, splits, rows=baselines(qrels, comps, names))
     # The search over the grid is only worth keeping if it generalises: when its cross-validated score
     # does not beat the defaults', the in-sample winner is noise and the defaults are saved instead.
     selected = "tuned" if cv["tuned"]["mean"] > cv["defaults"]["mean"] else "defaults"
@@ -285,19 +277,50 @@ def tune(
         "chosen": describe(candidates[best]),
         "selected": selected,
     }
-    scores = {
+    scores = profile_scores(cv, selected, n_folds, len(qrels))
+    profile = candidates[best].model_copy(update={"scores": scores})
+    return TuneResult(profile, report, comps, names)
+
+
+def baselines(qrels: Judgments, comps: Components, names: list[str]) -> dict[str, np.ndarray]:
+    """Per-query nDCG@10 of each sub-query alone: lexical, then every vector field at 100 candidates."""
+    return {
+        "lexical": single_rankings(qrels, comps.lexical[1.0]),
+        **{name: single_rankings(qrels, comps.vector[(name, 100)]) for name in names},
+    }
+
+
+def cv_summaries(
+    matrix: np.ndarray,
+    held_out: list[float],
+    best: int,
+    splits: list[np.ndarray],
+    *,
+    rows: dict[str, np.ndarray],
+) -> dict[str, dict[str, Any]]:
+    """Cross-validated scores of the tuned choice, the defaults (row 0) and each single sub-query."""
+    return {
+        "tuned": summary(held_out, matrix[best]),
+        "defaults": summary(fixed_folds(matrix[0], splits), matrix[0]),
+        **{name: summary(fixed_folds(row, splits), row) for name, row in rows.items()},
+    }
+
+
+def profile_scores(
+    cv: dict[str, dict[str, Any]], selected: str, n_folds: int, queries: int
+) -> dict[str, Any]:
+    """What the saved profile records of how it was chosen and how well it scored."""
+    return {
         "metric": METRIC,
         "selected": selected,
         "cv_mean": cv[selected]["mean"],
         "cv_std": cv[selected]["std"],
         "folds": n_folds,
-        "queries": len(qrels),
+        "queries": queries,
         "fit_all": cv[selected]["all_queries"],
         "baselines_cv": {name: cv[name]["mean"] for name in cv if name != "tuned"},
         "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    profile = candidates[best].model_copy(update={"scores": scores})
-    return TuneResult(profile, report, comps, names)
 
 
 def save_profile(client: ApiClient, collection: str, name: str, profile: Profile) -> dict[str, Any]:

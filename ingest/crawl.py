@@ -24,6 +24,8 @@ from media.filetypes import IngestError
 
 log = logging.getLogger(__name__)
 
+FileId = tuple[int, int]  # (st_dev, st_ino)
+
 
 class PathNotFound(IngestError):
     """The folder (or file) to walk doesn't exist."""
@@ -45,22 +47,26 @@ def iter_files(root: Path | str, follow_symlinks: bool = False) -> Iterator[Path
         yield base
     if not base.is_dir():
         return
-    seen: set[tuple[int, int]] = set()
+    seen: set[FileId] = set()
     stack = [base]
     while stack:
         directory = stack.pop()
-        if not _first_visit(directory.stat(), seen):
+        key = _identity(directory.stat())
+        if key in seen:
             continue
-        files, subdirs = _scan(directory, base, follow_symlinks, seen)
-        yield from files
+        seen.add(key)
+        files, subdirs = _scan(directory, base, follow_symlinks)
+        for path, key in files:  # a file reached twice (hard link, followed symlink) is yielded once
+            if key not in seen:
+                seen.add(key)
+                yield path
         stack.extend(reversed(subdirs))
 
 
-def _scan(
-    directory: Path, base: Path, follow_symlinks: bool, seen: set[tuple[int, int]]
-) -> tuple[list[Path], list[Path]]:
-    """One directory's files to yield and subdirectories to walk, both as real paths inside `base`."""
-    files: list[Path] = []
+def _scan(directory: Path, base: Path, follow_symlinks: bool) -> tuple[list[tuple[Path, FileId]], list[Path]]:
+    """One directory's files (with their identity, to visit each once) and subdirectories to walk, both as
+    real paths inside `base`."""
+    files: list[tuple[Path, FileId]] = []
     subdirs: list[Path] = []
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
@@ -74,8 +80,8 @@ def _scan(
         path, st = target
         if stat.S_ISDIR(st.st_mode):
             subdirs.append(path)
-        elif stat.S_ISREG(st.st_mode) and _first_visit(st, seen):
-            files.append(path)
+        elif stat.S_ISREG(st.st_mode):
+            files.append((path, _identity(st)))
     return files, subdirs
 
 
@@ -97,12 +103,9 @@ def _target(entry: os.DirEntry, base: Path, follow_symlinks: bool) -> tuple[Path
         return None
 
 
-def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
-    key = (st.st_dev, st.st_ino)
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
+def _identity(st: os.stat_result) -> FileId:
+    """(device, inode): the same for every path that reaches one file or directory."""
+    return (st.st_dev, st.st_ino)
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -72,35 +72,37 @@ def split(content: str, spans: Sequence[Span], max_tokens: int, overlap: int) ->
             current.append((first, last))
             continue
         for sentence in _sentences(content, para, starts):
-            _add_sentence(sentence, current, out, spans, max_tokens, overlap)
+            done, after = _add_sentence(sentence, current, spans, max_tokens=max_tokens, overlap=overlap)
+            out.extend(done)
+            current[:] = after
         flush()  # a split paragraph ends its passage; the next paragraph starts fresh
     flush()
     return out
 
 
 def _add_sentence(
-    sentence: Span,
-    current: list[Span],
-    out: list[Passage],
-    spans: Sequence[Span],
-    max_tokens: int,
-    overlap: int,
-) -> None:
-    """Pack one sentence (a token range) into the passage under way, carrying whole sentences over."""
+    sentence: Span, current: list[Span], spans: Sequence[Span], *, max_tokens: int, overlap: int
+) -> tuple[list[Passage], list[Span]]:
+    """Pack one sentence (a token range) into the passage under way (`current`), carrying whole sentences
+    over; returns (the passages it completed, the passage under way after it)."""
     first, last = sentence
+    done: list[Passage] = []
     while last - first > max_tokens:  # a run-on "sentence": cut by tokens
-        _add_sentence((first, first + max_tokens), current, out, spans, max_tokens, overlap)
+        cut, current = _add_sentence(
+            (first, first + max_tokens), current, spans, max_tokens=max_tokens, overlap=overlap
+        )
+        done.extend(cut)
         first += max_tokens - overlap
     if current and last - current[0][0] > max_tokens:
         start, end = current[0][0], current[-1][1]
-        out.append(Passage(spans[start][0], spans[end - 1][1], end - start))
-        carried = []
+        done.append(Passage(spans[start][0], spans[end - 1][1], end - start))
+        carried: list[Span] = []
         for item in reversed(current):  # the tail of whole sentences that fits the overlap
             if end - item[0] > overlap or last - item[0] > max_tokens:
                 break
             carried.insert(0, item)
-        current[:] = carried
-    current.append((first, last))
+        current = carried
+    return done, [*current, (first, last)]
 
 
 def _units(content: str, separator: re.Pattern[str], start: int = 0, end: int | None = None) -> list[Span]:

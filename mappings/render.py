@@ -35,8 +35,8 @@ def index_body(
 
     `passages`: long texts get nested passages with a vector per text encoder (`_meta.passages` names
     those encoders; `[]` = off). A `meta` carried from an older generation keeps its choice."""
-    meta = dict(meta or {})
-    enabled = passages and meta.pop("passages", None) != []
+    carried = dict(meta or {})  # a copy: the caller's dict stays as it was
+    enabled = passages and carried.pop("passages", None) != []
     split_by = [enc for enc in encoders if enc.splits_passages] if enabled else []
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(
@@ -56,7 +56,7 @@ def index_body(
         "collection": collection,
         "encoders": {enc.name: enc.describe() for enc in encoders},
         "profiles": {},
-        **meta,
+        **carried,
         "passages": [enc.name for enc in split_by],
     }
     return body

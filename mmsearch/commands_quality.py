@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
+from client.api import ApiClient
 from client.progress import progress as progress_bar
 from mmsearch.common import api, console, errors, wait_encoded
 
@@ -83,35 +85,29 @@ def evaluate(
     `hybrid-rrf` and `hybrid-linear` force that method with its defaults. Every mode uses the profile's
     lexical boosts and kNN candidates."""
     from evaluation import runs as evaluation
-    from ingest.beir import find
 
     qrels_path = _find_qrels(dataset, qrels)
     collection = collection or dataset.name.lower()
     client = api()
     with errors():
         queries, judgments = _load(dataset, qrels_path)
-        reused = evaluation.ensure_collection(client, collection, find(dataset, "corpus"))
-        counts = wait_encoded(client, collection)
-        if counts.get("failed"):
-            console.print(f"[yellow]{counts['failed']} documents failed to encode (lexical only)[/]")
+        reused, counts = _ready_collection(client, collection, dataset)
         stored = client.collection(collection)["profiles"]
         in_effect = profile or ("default" if "default" in stored else None)
         names = _modes(modes, in_effect)
         params = {"size": size, **({"profile": profile} if profile else {})}
-        results = {}
-        for mode in names:
-            with progress_bar(total=len(queries), desc=mode, unit="q", leave=False) as bar:
-                request = {**evaluation.MODES[mode], **params}
-                result = evaluation.mode_result(
-                    *evaluation.run_queries(client, collection, queries, request, threads, bar.update)
-                )
-            results[mode] = {
-                "request": request,
-                "metrics": evaluation.scores(judgments, result.run),
-                "latency_ms": evaluation.latency_summary(
-                    result.latencies_ms, result.server_ms, result.wall_s
-                ),
-            }
+        results = {
+            mode: _mode_report(
+                client,
+                collection,
+                queries,
+                judgments,
+                request={**evaluation.MODES[mode], **params},
+                mode=mode,
+                threads=threads,
+            )
+            for mode in names
+        }
     report = {
         "dataset": str(dataset),
         "qrels": str(qrels_path),
@@ -130,6 +126,43 @@ def evaluate(
     if plot_out:
         evaluation.plot({m: r["metrics"] for m, r in results.items()}, title, plot_out)
         console.print(f"wrote {plot_out}")
+
+
+def _ready_collection(client: ApiClient, collection: str, dataset: Path) -> tuple[bool, dict[str, int]]:
+    """The collection loaded from the dataset's corpus unless it already holds it, and encoded; returns
+    (whether it was reused, its document counts)."""
+    from evaluation.runs import ensure_collection
+    from ingest.beir import find
+
+    reused = ensure_collection(client, collection, find(dataset, "corpus"))
+    counts = wait_encoded(client, collection)
+    if counts.get("failed"):
+        console.print(f"[yellow]{counts['failed']} documents failed to encode (lexical only)[/]")
+    return reused, counts
+
+
+def _mode_report(
+    client: ApiClient,
+    collection: str,
+    queries: dict[str, str],
+    judgments: dict[str, dict[str, int]],
+    *,
+    request: dict[str, Any],
+    mode: str,
+    threads: int,
+) -> dict[str, Any]:
+    """One mode's run over the judged queries: the request, its metrics and its latencies."""
+    from evaluation import runs as evaluation
+
+    with progress_bar(total=len(queries), desc=mode, unit="q", leave=False) as bar:
+        result = evaluation.mode_result(
+            *evaluation.run_queries(client, collection, queries, request, threads, bar.update)
+        )
+    return {
+        "request": request,
+        "metrics": evaluation.scores(judgments, result.run),
+        "latency_ms": evaluation.latency_summary(result.latencies_ms, result.server_ms, result.wall_s),
+    }
 
 
 def _modes(modes: str | None, profile: str | None) -> list[str]:
@@ -216,12 +249,7 @@ def tune(
         window=window,
     )
     client = api()
-    bars: list[Any] = []
-
-    def progress(stage: str, total: int):  # noqa: ANN202 - a tqdm update callback
-        bars.append(progress_bar(total=total, desc=stage, leave=False))
-        return bars[-1].update
-
+    progress, bars = _stage_bars()
     with errors():
         queries, judgments = _load(dataset, qrels)
         if not all_queries:
@@ -235,6 +263,18 @@ def tune(
     _print_tune(result.report)
     if json_out:
         _write_json(json_out, result.report)
+
+
+def _stage_bars() -> tuple[Callable[[str, int], Callable[..., Any]], list[Any]]:
+    """A `progress(stage, total)` for `tuning.tune` that opens one bar per stage, and the bars opened (to
+    close when it returns)."""
+    bars: list[Any] = []
+
+    def progress(stage: str, total: int) -> Callable[..., Any]:
+        bars.append(progress_bar(total=total, desc=stage, leave=False))
+        return bars[-1].update
+
+    return progress, bars
 
 
 def _unseen(client: Any, collection: str, qrels: Path, queries: dict[str, str]) -> dict[str, str]:

@@ -166,6 +166,14 @@ def rerank(
         adopted = result["weight"] > 0 and result["with"] > result["without"]
         if adopted:
             save_profile(client, collection, "default", result["profile"])
+    show_rerank(result, ref, top_k, adopted)
+    if json_out:
+        report = {**{k: v for k, v in result.items() if k != "profile"}, "model": ref, "adopted": adopted}
+        commands_quality._write_json(json_out, {**report, "card": card})
+
+
+def show_rerank(result: dict[str, Any], ref: str, top_k: int, adopted: bool) -> None:
+    """The held-back score at each reranker weight, and the verdict on the `default` profile."""
     table = Table("reranker weight", "held-back nDCG@10", title=f"{result['queries']} held-back queries")
     for weight, value in result["by_weight"].items():
         table.add_row("0 (fusion alone)" if weight == 0 else str(weight), f"{value:.4f}")
@@ -183,6 +191,3 @@ def rerank(
         f"without: {cv_without['mean']:.4f}); server ms {result['server_ms_without']} vs "
         f"{result['server_ms_with']}; {verdict}"
     )
-    if json_out:
-        report = {**{k: v for k, v in result.items() if k != "profile"}, "model": ref, "adopted": adopted}
-        commands_quality._write_json(json_out, {**report, "card": card})

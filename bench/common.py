@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def results_dir(settings: Settings | None = None) -> Path:
     """Where benchmarks write their JSON: under the data directory, never inside the installed package."""
-    return (settings or get_settings()).data_dir / "bench"
+    return (settings or get_settings()).engine.data_dir / "bench"
 
 
 @dataclass
@@ -121,9 +121,9 @@ def spawned_api(extra_env: dict[str, str], settings: Settings | None = None) -> 
     (same Elasticsearch, Redis and Celery workers), e.g. a task batch size of 1 or no query cache."""
     import stack
 
-    settings = (settings or get_settings()).model_copy(update={"api_port": free_port(), "api_url": ""})
+    settings = (settings or get_settings()).replace(api={"api_port": free_port(), "api_url": ""})
     argv = [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "4", "--timeout", "120"]
-    argv += ["--bind", f"127.0.0.1:{settings.api_port}", "search.app:create_app()"]
+    argv += ["--bind", f"127.0.0.1:{settings.api.api_port}", "search.app:create_app()"]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             argv,

@@ -16,7 +16,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from core.config import Settings
+from core.config import ModelSettings, Settings
 from encoders.text import TextEncoder
 from encoders.timm_cnn import TimmEncoder
 
@@ -46,8 +46,8 @@ def main() -> None:
         ("text", lambda s: TextEncoder(settings=s), texts, "text"),
         ("timm (random weights)", lambda s: TimmEncoder(settings=s, pretrained=False), images, "image"),
     ]:
-        gpu_vectors, gpu_rate = _timed(make(Settings(device="cuda")), items, kind)
-        cpu_vectors, cpu_rate = _timed(make(Settings(device="cpu")), items[:64], kind)
+        gpu_vectors, gpu_rate = _timed(make(Settings(models=ModelSettings(device="cuda"))), items, kind)
+        cpu_vectors, cpu_rate = _timed(make(Settings(models=ModelSettings(device="cpu"))), items[:64], kind)
         cosine = np.sum(gpu_vectors[:64] * cpu_vectors, axis=1) / (
             np.linalg.norm(gpu_vectors[:64], axis=1) * np.linalg.norm(cpu_vectors, axis=1)
         )

@@ -32,7 +32,14 @@ from rich.console import Console
 
 import stack
 from bench.common import Report, save, show
-from core.config import Settings
+from core.config import (
+    ApiSettings,
+    BrokerSettings,
+    EngineSettings,
+    SecuritySettings,
+    Settings,
+    WorkerSettings,
+)
 from core.es import make_client, scan
 
 DATA_DIR = Path("/tmp/mmsearch-drill")
@@ -83,19 +90,13 @@ def drill_settings(data_dir: Path, es_port: int, redis_port: int, api_port: int)
     """Embedded services on the drill's own ports, a short reconciler deadline and the default (hour-long)
     visibility timeout; child processes get every setting from `stack.child_env`."""
     settings = Settings(
-        ELASTICSEARCH_URL="",
-        REDIS_URL="",
-        data_dir=data_dir,
-        es_port=es_port,
-        redis_port=redis_port,
-        api_port=api_port,
-        api_url="",
-        api_keys=[],
-        es_heap="512m",
-        task_batch_size=32,
-        visibility_timeout=3600,
-        reconcile_after=20,
-        reconcile_interval=5,
+        engine=EngineSettings(ELASTICSEARCH_URL="", data_dir=data_dir, es_port=es_port, es_heap="512m"),
+        broker=BrokerSettings(REDIS_URL="", redis_port=redis_port),
+        api=ApiSettings(api_port=api_port, api_url=""),
+        security=SecuritySettings(api_keys=[]),
+        workers=WorkerSettings(
+            task_batch_size=32, visibility_timeout=3600, reconcile_after=20, reconcile_interval=5
+        ),
     )
     return settings, {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -160,7 +161,7 @@ def ingest(drill: Drill, base: str, name: str, items: list[tuple[str, Any]]) -> 
 
 def counts(settings: Settings, name: str) -> dict[str, int]:
     try:
-        resp = requests.get(f"{settings.api_base}/v1/collections/{name}", timeout=10)
+        resp = requests.get(f"{settings.api.api_base}/v1/collections/{name}", timeout=10)
         return resp.json()["documents"] if resp.status_code == 200 else {}
     except (requests.RequestException, ValueError, KeyError):
         return {}
@@ -267,7 +268,7 @@ def run(
     api = stack.start_api(settings, env)
     stack.wait_for_api(settings, pid=api.pid)
     name = f"drill-{uuid.uuid4().hex[:8]}"
-    base = settings.api_base
+    base = settings.api.api_base
     post(
         drill,
         lambda: requests.post(f"{base}/v1/collections", json={"name": name, "encoders": ["text", "phash"]}),
@@ -283,7 +284,7 @@ def run(
         stop.set()
         monkey.join(timeout=120)
         settled_s = time.monotonic() - began
-        result = check(settings, f"{settings.index_prefix}{name}", accepted)
+        result = check(settings, f"{settings.engine.index_prefix}{name}", accepted)
     finally:
         stop.set()
         os.killpg(api.pid, signal.SIGTERM)

@@ -41,10 +41,10 @@ def cluster(settings: Settings, url: str | None, engine: str | None) -> Settings
     """`settings` pointed at another cluster (`engine` None: asked of the cluster itself)."""
     update: dict[str, Any] = {}
     if url:
-        update |= {"elasticsearch_url": url, "engine": engine or "auto"}
+        update |= {"elasticsearch_url": url, "kind": engine or "auto"}
     elif engine:
-        update["engine"] = engine
-    return settings.model_copy(update=update)
+        update["kind"] = engine
+    return settings.replace(engine=update)
 
 
 def stored_documents(es: Client, alias: str) -> Iterator[dict[str, Any]]:

@@ -45,7 +45,7 @@ def end_to_end(client: ApiClient, docs: list[dict[str, Any]]) -> tuple[float, in
 
 def run(dataset: Path, n: int = 500) -> Report:
     docs = corpus_docs(dataset, n)
-    batch = get_settings().task_batch_size
+    batch = get_settings().workers.task_batch_size
     bare = bare_encoder(docs)
     with spawned_api({}) as client:
         batched, batched_tasks = end_to_end(client, docs)

@@ -98,7 +98,11 @@ def reference(docs: list[dict[str, Any]], queries: dict[str, str], qrels: dict[s
     owners, texts = [], []
     for doc in docs:
         cut, _ = passages_for(
-            doc["text"], encoder.token_spans, encoder.window, settings.passage_overlap, settings.max_passages
+            doc["text"],
+            encoder.token_spans,
+            encoder.window,
+            settings.models.passage_overlap,
+            settings.limits.max_passages,
         )
         for p in cut or [{"text": doc["text"]}]:
             owners.append(doc["id"])

@@ -33,7 +33,7 @@ def untrained_model() -> str:
     settings = get_settings()
     target = model_roots(settings)[0] / "rerank-bench-minilm-l6"
     if not target.exists():
-        CrossEncoder(resolve_model_path("all-MiniLM-L6-v2", settings.models_dir), num_labels=1).save(
+        CrossEncoder(resolve_model_path("all-MiniLM-L6-v2", settings.models.models_dir), num_labels=1).save(
             str(target)
         )
     return model_ref(settings, target)
@@ -63,7 +63,7 @@ def run(client: ApiClient, collection: str, dataset: Path, n: int = 50, model: s
         rows,
         [
             f"model {model} (MiniLM-L6 cross-encoder, {MAX_LENGTH} tokens per pair), device "
-            f"{pick_device(get_settings().device)}",
+            f"{pick_device(get_settings().models.device)}",
             "server ms = the API's took_ms (encoding, _msearch, fusion, rerank, page fetch);",
             "stage ms = the reranking stage alone (fetching the window's texts + the cross-encoder);",
             "Elasticsearch, the API and this client share the machine's CPUs.",

@@ -134,7 +134,7 @@ def run(
     held_queries = {q: queries[q] for q in held_ids}
     held_qrels = {q: qrels[q] for q in held_ids}
     base_ref = client.collection(collection)["encoders"]["text"]["model"]
-    base = resolve_model_path(base_ref, settings.models_dir)
+    base = resolve_model_path(base_ref, settings.models.models_dir)
 
     base_scores = evaluate(base, doc_ids, texts, held_queries, held_qrels, lexical)
     rows = [_row("base model", base_scores, base_scores, train_s=0.0)]
@@ -157,7 +157,7 @@ def run(
             f"trained on {len(train_ids)} judged queries, scored on the other {len(held_ids)} (seed 13)",
             f"hybrid = BM25 top {WINDOW} of '{collection}' fused with exact vector top {WINDOW} by the API's "
             "default fusion",
-            f"base model {base_ref}; device {pick_device(settings.device)}",
+            f"base model {base_ref}; device {pick_device(settings.models.device)}",
         ],
     )
 

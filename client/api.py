@@ -40,7 +40,7 @@ class ApiClient:
     def from_settings(cls, settings: Settings | None = None) -> ApiClient:
         """A client of the API these settings describe, sending `MMSEARCH_API_KEY` when set."""
         settings = settings or get_settings()
-        return cls(settings.api_base, settings.api_key or None)
+        return cls(settings.api.api_base, settings.security.api_key or None)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One call; a replayable one (`_replayable`) is sent once more when its connection drops.

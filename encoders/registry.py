@@ -42,7 +42,7 @@ class Registry(Generic[T]):
                 self._instances.move_to_end(key)
             else:
                 self._instances[key] = self.cls(name)(model=model)
-                while len(self._instances) > get_settings().max_loaded_models:
+                while len(self._instances) > get_settings().models.max_loaded_models:
                     self._instances.popitem(last=False)
             return self._instances[key]
 

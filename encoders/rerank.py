@@ -49,10 +49,10 @@ class Reranker:
     def _load(self) -> Any:
         from sentence_transformers import CrossEncoder
 
-        device = pick_device(self.settings.device)
+        device = pick_device(self.settings.models.device)
         try:
             model = CrossEncoder(
-                resolve_model_path(self.ref, self.settings.models_dir),
+                resolve_model_path(self.ref, self.settings.models.models_dir),
                 device=device,
                 num_labels=1,
                 max_length=MAX_LENGTH,
@@ -115,7 +115,7 @@ def train_reranker(
     if not groups:
         raise ValueError("no reranker examples: do the judgments name documents of the corpus?")
     width = min(len(g.negatives) for g in groups)  # the loss takes a fixed number of negative columns
-    device = pick_device(settings.device)
+    device = pick_device(settings.models.device)
     model = CrossEncoder(base_path, device=device, num_labels=1, max_length=MAX_LENGTH)
     dataset = _group_dataset(groups, width)
     loss = _mined_negatives_loss(model)

@@ -37,7 +37,7 @@ class TextEncoder(Encoder):
     splits_passages = True
 
     def default_model(self) -> str:
-        return self.settings.text_model
+        return self.settings.models.text_model
 
     @property
     def dims(self) -> int:
@@ -61,8 +61,8 @@ class TextEncoder(Encoder):
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
-        device = pick_device(self.settings.device)
-        path = resolve_model_path(self.model_ref, self.settings.models_dir)
+        device = pick_device(self.settings.models.device)
+        path = resolve_model_path(self.model_ref, self.settings.models.models_dir)
         model = SentenceTransformer(path, device=device)
         if use_fp16(device):
             model.half()
@@ -71,7 +71,7 @@ class TextEncoder(Encoder):
     def _encode(self, items: Sequence[Any], kind: str) -> np.ndarray:
         vectors = self.model.encode(
             list(items),
-            batch_size=self.settings.encode_batch_size,
+            batch_size=self.settings.models.encode_batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,

@@ -53,10 +53,10 @@ class TimmEncoder(Encoder):
         self, model: str | None = None, settings: Settings | None = None, pretrained: bool | None = None
     ) -> None:
         super().__init__(model=model, settings=settings)
-        self.pretrained = self.settings.timm_pretrained if pretrained is None else pretrained
+        self.pretrained = self.settings.models.timm_pretrained if pretrained is None else pretrained
 
     def default_model(self) -> str:
-        return self.settings.timm_model
+        return self.settings.models.timm_model
 
     @property
     def version(self) -> str:
@@ -72,9 +72,9 @@ class TimmEncoder(Encoder):
         import torch
         from timm.data import create_transform, resolve_data_config
 
-        device = pick_device(self.settings.device)
+        device = pick_device(self.settings.models.device)
         if self.pretrained:
-            checkpoint = local_checkpoint(self.model_ref, self.settings.models_dir)
+            checkpoint = local_checkpoint(self.model_ref, self.settings.models.models_dir)
             overlay = {"file": str(checkpoint)} if checkpoint else None
             model = timm.create_model(
                 self.model_ref, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay
@@ -94,7 +94,7 @@ class TimmEncoder(Encoder):
         model, transform, device, dtype = self.model
         images = check_images(items, self.name)
         out = []
-        batch = self.settings.encode_batch_size
+        batch = self.settings.models.encode_batch_size
         for start in range(0, len(images), batch):
             pixels = torch.stack([transform(image) for image in images[start : start + batch]])
             with torch.inference_mode():

@@ -90,14 +90,14 @@ class Example:
 
 def model_roots(settings: Settings) -> list[Path]:
     """Where models may live: MODELS_DIR when set, and `<data_dir>/models` where training saves otherwise."""
-    roots = [settings.models_dir] if settings.models_dir else []
-    return [*roots, settings.data_dir / "models"]
+    roots = [settings.models.models_dir] if settings.models.models_dir else []
+    return [*roots, settings.engine.data_dir / "models"]
 
 
 def model_ref(settings: Settings, path: Path) -> str:
     """How a collection names a saved model: its bare name under MODELS_DIR (portable across hosts that
     mount it), else the absolute path."""
-    if settings.models_dir and path.parent.resolve() == settings.models_dir.resolve():
+    if settings.models.models_dir and path.parent.resolve() == settings.models.models_dir.resolve():
         return path.name
     return str(path.resolve())
 
@@ -137,7 +137,7 @@ def train(
 
     if not examples:
         raise ValueError("no training examples: do the judgments name documents of the corpus?")
-    device = pick_device(settings.device)
+    device = pick_device(settings.models.device)
     model = SentenceTransformer(base_path, device=device)
     inference_length = model.max_seq_length
     model.max_seq_length = min(config.max_seq_length, inference_length)

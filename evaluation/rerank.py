@@ -73,7 +73,7 @@ def fit(
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         run = train_reranker(
-            resolve_model_path(base_ref, settings.models_dir), groups, scratch, settings, epochs
+            resolve_model_path(base_ref, settings.models.models_dir), groups, scratch, settings, epochs
         )
         card = {"version": name, "kind": "cross-encoder", "base_model": base_ref, **info, **run}
         card["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")

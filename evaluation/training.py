@@ -48,7 +48,7 @@ def split_queries(
 def model_card(client: ApiClient, settings: Settings, collection: str) -> dict[str, Any] | None:
     """The card `mmsearch train` saved beside the collection's text model (None for a stock model)."""
     ref = client.collection(collection)["encoders"].get("text", {}).get("model")
-    path = Path(resolve_model_path(ref, settings.models_dir)) / CARD if ref else None
+    path = Path(resolve_model_path(ref, settings.models.models_dir)) / CARD if ref else None
     return json.loads(path.read_text()) if path and path.is_file() else None
 
 
@@ -165,7 +165,7 @@ def fine_tune(
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
-        base_path = resolve_model_path(base_ref, settings.models_dir)
+        base_path = resolve_model_path(base_ref, settings.models.models_dir)
         run = train(base_path, data.examples, scratch, settings, config, data.held_set)
         card = {
             "version": version,

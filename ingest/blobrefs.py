@@ -45,7 +45,7 @@ def release(es: Elasticsearch, settings: Settings, shas: Iterable[str | None]) -
         return []
     store = BlobStore.from_settings(settings)
     since = store.clock()  # before the refresh: a put from now on keeps its blob
-    pattern = f"{settings.index_prefix}*"
+    pattern = f"{settings.engine.index_prefix}*"
     es.indices.refresh(index=pattern, ignore_unavailable=True, allow_no_indices=True)
     in_use = referenced(es, pattern, wanted)
     return [sha for sha in wanted if sha not in in_use and store.delete_unless_touched(sha, since)]

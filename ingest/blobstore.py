@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from core.config import Settings
+from core.config import LimitSettings, Settings
 from media.decode import DEFAULT_MAX_PIXELS, load_image
 from media.filetypes import IngestError
 
 CHUNK = 1 << 20
-DEFAULT_THUMB_SIDE: int = Settings.model_fields["thumbnail_side"].default  # its cache file has no size suffix
+# its cache file has no size suffix
+DEFAULT_THUMB_SIDE: int = LimitSettings.model_fields["thumbnail_side"].default
 MAX_THUMB_SIDE = 2048
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -51,7 +52,7 @@ class BlobStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobStore:
         """The store under `<data_dir>/blobs`, with the same image limit the extractors use."""
-        return cls(settings.data_dir / "blobs", settings.max_image_pixels)
+        return cls(settings.engine.data_dir / "blobs", settings.limits.max_image_pixels)
 
     def path(self, sha: str) -> Path:
         """Where the blob `sha` lives (whether or not it exists); raises `InvalidSha`."""

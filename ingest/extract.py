@@ -72,10 +72,10 @@ class _Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> _Limits:
         return cls(
-            max_pixels=settings.max_image_pixels,
-            max_audio_seconds=settings.max_audio_seconds,
-            max_text_chars=settings.max_text_chars,
-            max_unpacked_bytes=settings.max_unpacked_bytes,
+            max_pixels=settings.limits.max_image_pixels,
+            max_audio_seconds=settings.limits.max_audio_seconds,
+            max_text_chars=settings.limits.max_text_chars,
+            max_unpacked_bytes=settings.limits.max_unpacked_bytes,
         )
 
 

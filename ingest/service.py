@@ -92,7 +92,10 @@ class IngestService:
         position, so a retried request replaces what its first try wrote instead of duplicating it."""
         collection = self.collection(name)
         parsed = parse_documents(
-            body, content_type, self.settings.max_documents_per_request, self.settings.max_text_chars
+            body,
+            content_type,
+            self.settings.limits.max_documents_per_request,
+            self.settings.limits.max_text_chars,
         )
         bodies = {
             position: from_json(collection.name, doc, idempotent_id(key, position) if key else None)

@@ -55,8 +55,8 @@ def _engine(what: str) -> Iterator[None]:
 
 def root(es: Elasticsearch, settings: Settings) -> Path:
     """The snapshot root: configured, else the first `path.repo` the engine's nodes declare."""
-    if settings.snapshot_dir:
-        return Path(settings.snapshot_dir)
+    if settings.engine.snapshot_dir:
+        return Path(settings.engine.snapshot_dir)
     info = es.nodes.info(metric="settings")
     for node in info["nodes"].values():
         repo = node.get("settings", {}).get("path", {}).get("repo")

@@ -64,7 +64,7 @@ def validate_name(name: str) -> str:
 
 
 def alias_for(settings: Settings, name: str) -> str:
-    return f"{settings.index_prefix}{validate_name(name)}"
+    return f"{settings.engine.index_prefix}{validate_name(name)}"
 
 
 def physical_index(settings: Settings, name: str, generation: int) -> str:
@@ -87,7 +87,9 @@ def create(
     alias = alias_for(settings, name)
     if es.indices.exists_alias(name=alias) or es.indices.exists(index=alias):
         raise CollectionExists(f"collection {name!r} already exists")
-    instances = [get_encoder(enc, (models or {}).get(enc)) for enc in encoders or settings.default_encoders]
+    instances = [
+        get_encoder(enc, (models or {}).get(enc)) for enc in encoders or settings.models.default_encoders
+    ]
     for instance in instances:
         try:
             instance.dims  # noqa: B018 - loads the model: a wrong name fails here, not in every worker batch
@@ -194,7 +196,9 @@ def ensure_source_fields(es: Elasticsearch, settings: Settings) -> list[str]:
     """Give every collection index made before `source.{root,path,mtime}` existed those fields (a no-op
     for the others): a one-off upgrade step, so that reads never write mappings. Returns the indices."""
     indices = sorted(
-        es.indices.get(index=f"{settings.index_prefix}*", ignore_unavailable=True, allow_no_indices=True)
+        es.indices.get(
+            index=f"{settings.engine.index_prefix}*", ignore_unavailable=True, allow_no_indices=True
+        )
     )
     indices = [index for index in indices if index != metastore.index_name(settings)]
     for index in indices:
@@ -203,12 +207,12 @@ def ensure_source_fields(es: Elasticsearch, settings: Settings) -> list[str]:
 
 
 def list_names(es: Elasticsearch, settings: Settings) -> list[str]:
-    aliases = es.indices.get_alias(index=f"{settings.index_prefix}*", ignore_unavailable=True)
+    aliases = es.indices.get_alias(index=f"{settings.engine.index_prefix}*", ignore_unavailable=True)
     names = {
-        alias[len(settings.index_prefix) :]
+        alias[len(settings.engine.index_prefix) :]
         for spec in aliases.values()
         for alias in spec.get("aliases", {})
-        if alias.startswith(settings.index_prefix)
+        if alias.startswith(settings.engine.index_prefix)
     }
     return sorted(names)
 

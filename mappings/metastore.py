@@ -39,7 +39,7 @@ MAPPINGS: dict[str, Any] = {
 
 
 def index_name(settings: Settings) -> str:
-    return f"{settings.index_prefix}.state"
+    return f"{settings.engine.index_prefix}.state"
 
 
 def doc_id(collection: str, kind: str, name: str) -> str:
@@ -55,7 +55,7 @@ def ensure_index(es: Elasticsearch, settings: Settings) -> str:
     try:
         es.indices.create(
             index=index,
-            settings={"number_of_shards": 1, "number_of_replicas": settings.number_of_replicas},
+            settings={"number_of_shards": 1, "number_of_replicas": settings.engine.number_of_replicas},
             mappings=MAPPINGS,
         )
     except BadRequestError as exc:

@@ -40,8 +40,8 @@ def index_body(
     split_by = [enc for enc in encoders if enc.splits_passages] if enabled else []
     body = copy.deepcopy(_template())
     body["settings"]["index"].update(
-        number_of_shards=settings.number_of_shards,
-        number_of_replicas=settings.number_of_replicas,
+        number_of_shards=settings.engine.number_of_shards,
+        number_of_replicas=settings.engine.number_of_replicas,
         **engine.index_settings(),
     )
     mappings = body["mappings"]

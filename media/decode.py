@@ -19,12 +19,12 @@ import soundfile as sf
 import soxr
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.config import Settings
+from core.config import LimitSettings
 from media.filetypes import IngestError
 
 # Callers pass the configured limits; these defaults are the settings' own, so each number lives once.
-DEFAULT_MAX_PIXELS: int = Settings.model_fields["max_image_pixels"].default
-DEFAULT_MAX_AUDIO_SECONDS: float = Settings.model_fields["max_audio_seconds"].default
+DEFAULT_MAX_PIXELS: int = LimitSettings.model_fields["max_image_pixels"].default
+DEFAULT_MAX_AUDIO_SECONDS: float = LimitSettings.model_fields["max_audio_seconds"].default
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # PIL may parse nothing else
 # Containers libsndfile reads natively: a failure on these means a broken file, not a missing codec.
 _SNDFILE_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")

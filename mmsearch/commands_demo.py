@@ -99,7 +99,9 @@ def demo(collection: str, reset: bool) -> None:
                 "query by example: astronaut.png",
                 client.search_by_example(collection, example, size=3, explain=True),
             )
-    console.print(f"Search page: {settings.api_base}/   API: {settings.api_base}/v1/collections/{collection}")
+    console.print(
+        f"Search page: {settings.api.api_base}/   API: {settings.api.api_base}/v1/collections/{collection}"
+    )
     console.print("Stop everything with: make down")
 
 

@@ -73,8 +73,12 @@ def install(
 ) -> None:
     """Import the saved objects through the saved-objects API, overwriting earlier versions."""
     settings = get_settings()
-    url = url or settings.kibana_url
-    auth = (settings.kibana_username, settings.kibana_password) if settings.kibana_username else None
+    url = url or settings.engine.kibana_url
+    auth = (
+        (settings.engine.kibana_username, settings.engine.kibana_password)
+        if settings.engine.kibana_username
+        else None
+    )
     rendered = _render(collections, pending_minutes, flavour)
     with errors():
         if wait:

@@ -38,7 +38,7 @@ def errors() -> Iterator[None]:
     except (FileNotFoundError, TimeoutError, ValueError) as exc:  # before OSError: they say what is wrong
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # requests' connection errors are OSErrors
-        raise click.ClickException(f"cannot reach the API at {get_settings().api_base}: {exc}") from None
+        raise click.ClickException(f"cannot reach the API at {get_settings().api.api_base}: {exc}") from None
 
 
 def echo_json(data: object) -> None:

@@ -51,11 +51,11 @@ def create_app(
     services = Services(
         settings, search_service, IngestService(es, settings, enqueue), ReencodeJobs(es, settings)
     )
-    configure_logging(settings.log_format)
+    configure_logging(settings.api.log_format)
     app = Flask(__name__, static_folder=None)
     app.url_map.merge_slashes = False  # `//x` is a 404, not a redirect to an absolute URL built from Host
     register_request_ids(app)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes
     app.json.sort_keys = False
     app.extensions["mmsearch"] = services
     for blueprint in BLUEPRINTS:
@@ -65,7 +65,7 @@ def create_app(
     @app.before_request
     def _refuse_oversize_body() -> None:
         """Flask refuses a large body only once a route reads it, maybe after asking Elasticsearch."""
-        if (request.content_length or 0) > settings.max_body_bytes:
+        if (request.content_length or 0) > settings.limits.max_body_bytes:
             raise RequestEntityTooLarge()
 
     security.install(app, settings)
@@ -76,7 +76,7 @@ def create_app(
         passed the security checks and rate limits, so no anonymous caller makes the server buffer."""
         chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
         if request.content_length is None and chunked:
-            _buffer_chunked_body(settings.max_body_bytes)
+            _buffer_chunked_body(settings.limits.max_body_bytes)
 
     openapi.install(app)
 

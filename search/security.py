@@ -76,7 +76,7 @@ def find_key(settings: Settings, token: str) -> ApiKey | None:
         return None
     digest = hash_key(token)
     found = None
-    for entry in settings.api_keys:
+    for entry in settings.security.api_keys:
         if hmac.compare_digest(digest, entry.sha256):
             found = entry
     return found
@@ -102,9 +102,13 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(settings: Settings) -> None:
     """Refuse a non-loopback address without keys, unless `MMSEARCH_ALLOW_OPEN_API` says it is meant."""
-    if not settings.api_keys and not settings.allow_open_api and not is_loopback(settings.api_host):
+    if (
+        not settings.security.api_keys
+        and not settings.security.allow_open_api
+        and not is_loopback(settings.api.api_host)
+    ):
         raise InsecureConfiguration(
-            f"refusing to serve on {settings.api_host} with no API keys: set MMSEARCH_API_KEYS "
+            f"refusing to serve on {settings.api.api_host} with no API keys: set MMSEARCH_API_KEYS "
             "(`mmsearch keys create`), bind to 127.0.0.1, or set MMSEARCH_ALLOW_OPEN_API=true"
         )
 
@@ -113,17 +117,17 @@ def trusted_hosts(settings: Settings) -> list[str] | None:
     """Host names the app answers; None = any (`["*"]`). Without keys only loopback names: a page on a
     rebound DNS name would otherwise reach a keyless local API with the browser's help. With keys also the
     API's own names, so a forged Host cannot steer redirects or links built from it."""
-    if settings.trusted_hosts:
-        return None if "*" in settings.trusted_hosts else settings.trusted_hosts
-    return LOOPBACK_NAMES + own_host_names(settings) if settings.api_keys else LOOPBACK_NAMES
+    if settings.security.trusted_hosts:
+        return None if "*" in settings.security.trusted_hosts else settings.security.trusted_hosts
+    return LOOPBACK_NAMES + own_host_names(settings) if settings.security.api_keys else LOOPBACK_NAMES
 
 
 def own_host_names(settings: Settings) -> list[str]:
     """The names this API is known by: where it binds (unless a wildcard), the host of `api_url`, and the
     machine's name. Others (a proxy's public name, a compose service name) go in MMSEARCH_TRUSTED_HOSTS."""
-    names = [urlsplit(settings.api_base).hostname or "", socket.gethostname()]  # no getfqdn: a DNS query
-    wildcard = settings.api_host in ("0.0.0.0", "::", "[::]", "")
-    names += [] if wildcard else [settings.api_host]
+    names = [urlsplit(settings.api.api_base).hostname or "", socket.gethostname()]  # no getfqdn: a DNS query
+    wildcard = settings.api.api_host in ("0.0.0.0", "::", "[::]", "")
+    names += [] if wildcard else [settings.api.api_host]
     return sorted({name for name in names if name})
 
 
@@ -137,9 +141,9 @@ class BadSignedUrl(MmsearchError):
 def signing_secret(settings: Settings) -> bytes:
     """The explicit secret, else the random one kept under the data dir. Never derived from the key
     entries: those are hashes meant to be safe to store, and whoever read them could sign URLs."""
-    if settings.url_signing_secret:
-        return settings.url_signing_secret.encode()
-    return _secret_file(settings.data_dir / SECRET_FILE)
+    if settings.security.url_signing_secret:
+        return settings.security.url_signing_secret.encode()
+    return _secret_file(settings.engine.data_dir / SECRET_FILE)
 
 
 @functools.lru_cache(maxsize=8)
@@ -170,9 +174,9 @@ def _signature(settings: Settings, path: str, expires: int) -> str:
 
 def signed_url(settings: Settings, path: str, now: float | None = None) -> str:
     """`path` itself without keys; else `path?expires=..&sig=..`: a GET that needs no header (img, audio)."""
-    if not settings.api_keys:
+    if not settings.security.api_keys:
         return path
-    expires = int(now or time.time()) + settings.signed_url_ttl
+    expires = int(now or time.time()) + settings.security.signed_url_ttl
     return f"{path}?expires={expires}&sig={_signature(settings, path, expires)}"
 
 
@@ -182,9 +186,10 @@ def check_signature(settings: Settings, path: str, expires: str | None, sig: str
     if not expires or not expires.isascii() or not expires.isdigit() or len(expires) > 20:
         raise BadSignedUrl("`expires` of a signed URL must be a Unix time in ASCII digits")
     now = time.time()
-    if int(expires) > now + settings.signed_url_ttl + 60:  # a minute of clock skew between API hosts
+    ttl = settings.security.signed_url_ttl
+    if int(expires) > now + ttl + 60:  # a minute of clock skew between API hosts
         raise Forbidden(
-            f"signed URL `expires` lies beyond the {settings.signed_url_ttl} s a signed URL may live "
+            f"signed URL `expires` lies beyond the {ttl} s a signed URL may live "
             "(MMSEARCH_SIGNED_URL_TTL); search again for fresh links"
         )
     expected = _signature(settings, path, int(expires)).encode()
@@ -221,7 +226,7 @@ def add_media_urls(settings: Settings, collection: str, result: dict[str, Any]) 
 def _authenticate(settings: Settings) -> None:
     g.api_key = None
     metrics = request.endpoint == METRICS_ENDPOINT
-    if not settings.api_keys or not (request.path.startswith("/v1/") or metrics):
+    if not settings.security.api_keys or not (request.path.startswith("/v1/") or metrics):
         return
     if request.method == "GET" and request.endpoint in MEDIA_ENDPOINTS and "sig" in request.args:
         check_signature(settings, request.path, request.args.get("expires"), request.args.get("sig"))
@@ -232,7 +237,7 @@ def _authenticate(settings: Settings) -> None:
     key = find_key(settings, token.strip()) if scheme.lower() == "bearer" else None
     if key is None:
         raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
-    needed = settings.metrics_scope if metrics else required_scope(request.method, request.endpoint)
+    needed = settings.security.metrics_scope if metrics else required_scope(request.method, request.endpoint)
     if SCOPE_RANK[key.scope] < SCOPE_RANK[needed]:
         raise Forbidden(f"API key {key.name!r} has scope {key.scope!r}; this call needs {needed!r}")
     g.api_key = key
@@ -302,10 +307,14 @@ def rate_limits(settings: Settings) -> list[ApplicationLimit]:
     """One budget per key (or client address) for writes, another for reads: a search loop cannot spend
     the write budget, nor a bulk load the read one."""
     limits = []
-    if settings.write_rate_limit:
-        limits.append(ApplicationLimit(settings.write_rate_limit, scope="writes", exempt_when=_is_read))
-    if settings.read_rate_limit:
-        limits.append(ApplicationLimit(settings.read_rate_limit, scope="reads", exempt_when=_not_a_v1_read))
+    if settings.security.write_rate_limit:
+        limits.append(
+            ApplicationLimit(settings.security.write_rate_limit, scope="writes", exempt_when=_is_read)
+        )
+    if settings.security.read_rate_limit:
+        limits.append(
+            ApplicationLimit(settings.security.read_rate_limit, scope="reads", exempt_when=_not_a_v1_read)
+        )
     return limits
 
 
@@ -329,7 +338,7 @@ def install(app: Flask, settings: Settings) -> Limiter | None:
         _rate_key,
         app=app,
         application_limits=limits,
-        storage_uri=settings.rate_limit_storage or settings.broker_url,
+        storage_uri=settings.security.rate_limit_storage or settings.broker.broker_url,
         storage_options={"socket_timeout": 2, "socket_connect_timeout": 2},
         key_prefix="mmsearch-ratelimit",
         swallow_errors=True,

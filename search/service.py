@@ -76,7 +76,7 @@ class SearchService:
         self.engine = engine_of(es)
         self.settings = settings
         self.encode_query: Callable[[str, str, str, str], tuple[float, ...]] = lru_cache(
-            maxsize=settings.query_cache_size
+            maxsize=settings.api.query_cache_size
         )(self._encode_query)
 
     # --- collections and single documents ----------------------------------------------------------
@@ -109,7 +109,7 @@ class SearchService:
         if source.get("modality") != "image":
             raise NotFound(f"document {doc_id!r} is {source.get('modality')}, thumbnails exist for images")
         store = BlobStore.from_settings(self.settings)
-        return store.thumbnail(sha256_of(source) or "", self.settings.thumbnail_side)
+        return store.thumbnail(sha256_of(source) or "", self.settings.limits.thumbnail_side)
 
     def _file_source(self, name: str, doc_id: str) -> dict[str, Any]:
         alias = self.collection(name).alias
@@ -122,9 +122,9 @@ class SearchService:
         """(kind, decoded item) of an uploaded query example: an image or an audio clip, within limits."""
         kind = detect(data, filename, mime).modality
         if kind == "image":
-            return "image", load_image(data, max_pixels=self.settings.max_image_pixels)
+            return "image", load_image(data, max_pixels=self.settings.limits.max_image_pixels)
         if kind == "audio":
-            return "audio", load_audio(data, max_seconds=min(self.settings.max_audio_seconds, 600))
+            return "audio", load_audio(data, max_seconds=min(self.settings.limits.max_audio_seconds, 600))
         raise UnsupportedType(f"query by example takes an image or an audio clip, not {kind}")
 
     def engine_health(self) -> str:
@@ -193,7 +193,7 @@ class SearchService:
         spec = profile.rerank or Rerank()
         if req.rerank:
             spec = spec.model_copy(update=req.rerank.model_dump(exclude_unset=True))
-        model = spec.model or self.settings.rerank_model
+        model = spec.model or self.settings.models.rerank_model
         started = time.perf_counter()
         window = fused[: spec.top_k]
         texts = self._texts(alias, [h.doc_id for h in window])
@@ -252,9 +252,9 @@ class SearchService:
 
     def window(self, profile: Profile, req: SearchRequest) -> int:
         """Each sub-query's list length: the profile's, at least the page's end, at most the cap."""
-        window = min(max(profile.rank_window, req.from_ + req.size), self.settings.max_window)
+        window = min(max(profile.rank_window, req.from_ + req.size), self.settings.limits.max_window)
         if req.from_ + req.size > window:
-            raise SearchError(f"from + size may not exceed {self.settings.max_window} under fusion")
+            raise SearchError(f"from + size may not exceed {self.settings.limits.max_window} under fusion")
         return window
 
     def query_vectors(

@@ -4,13 +4,10 @@ with `mmsearch worker` and `mmsearch serve`) and the environment that hands them
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-
-from pydantic import AliasChoices
 
 from core.config import Settings
 from stack.processes import data_dir, http_ok, log_file, spawn, wait_until
@@ -39,7 +36,7 @@ def worker_command(
 def api_command(settings: Settings, workers: int = 2) -> list[str]:
     """The API's command line (gunicorn on `api_host:api_port`), for `start_api` and `mmsearch serve`."""
     argv = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", "4", "--timeout", "120"]
-    return argv + ["--bind", f"{settings.api_host}:{settings.api_port}", "search.app:create_app()"]
+    return argv + ["--bind", f"{settings.api.api_host}:{settings.api.api_port}", "search.app:create_app()"]
 
 
 def start_worker(
@@ -58,20 +55,11 @@ def start_api(settings: Settings, extra_env: Mapping[str, str] | None = None) ->
 
 def wait_for_api(settings: Settings, timeout: float = API_START_TIMEOUT, pid: int | None = None) -> None:
     """Block until `/healthz` answers 200; fail early, with its log, if process `pid` dies meanwhile."""
-    url = f"{settings.api_base}/healthz"
+    url = f"{settings.api.api_base}/healthz"
     wait_until(lambda: http_ok(url), timeout, f"API at {url}", pid=pid, log=log_file(settings, "api"))
 
 
 def child_env(settings: Settings, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """`os.environ` plus every setting as its variable, so child processes see this process's config."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    prefix = settings.model_config.get("env_prefix", "")
-    for name, field in type(settings).model_fields.items():
-        value = data_dir(settings) if name == "data_dir" else getattr(settings, name)
-        if value is None:
-            continue
-        alias = field.validation_alias
-        key = str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"{prefix}{name}".upper()
-        env[key] = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    env.update(extra_env or {})
-    return env
+    resolved = settings.replace(engine={"data_dir": data_dir(settings)})
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **resolved.env(), **(extra_env or {})}

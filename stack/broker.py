@@ -19,9 +19,9 @@ COMPONENT = "redis"
 
 def ensure_redis(settings: Settings) -> str:
     """Return the broker URL once Redis answers PING, starting the embedded one first when none does."""
-    url = settings.broker_url
+    url = settings.broker.broker_url
     answers = partial(redis_answers, url)
-    if not settings.embedded_redis:
+    if not settings.broker.embedded_redis:
         wait_until(answers, REDIS_START_TIMEOUT, f"Redis at {url}")
         return url
     if not answers():
@@ -58,7 +58,7 @@ def _start_redis(settings: Settings) -> int:
     """AOF persistence on, so queued tasks survive a restart of Redis."""
     redis_dir = data_dir(settings) / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
-    argv = [_redis_binary(), "--port", str(settings.redis_port), "--bind", "127.0.0.1"]
+    argv = [_redis_binary(), "--port", str(settings.broker.redis_port), "--bind", "127.0.0.1"]
     argv += ["--dir", str(redis_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
     argv += ["--daemonize", "no", "--protected-mode", "yes"]
     proc = spawn(settings, COMPONENT, argv, dict(os.environ))

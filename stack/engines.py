@@ -47,12 +47,12 @@ class Engine:
 
 def engine_for(settings: Settings) -> Engine:
     """The embedded engine: OpenSearch when `MMSEARCH_ENGINE=opensearch`, else Elasticsearch."""
-    return OPENSEARCH if settings.engine == "opensearch" else ELASTICSEARCH
+    return OPENSEARCH if settings.engine.kind == "opensearch" else ELASTICSEARCH
 
 
 def _install_elasticsearch(settings: Settings, java: Path) -> Path:
     """The Maven distribution (server, transport modules, x-pack core and security), unpacked once."""
-    version = settings.es_version
+    version = settings.engine.es_version
     archive = artifacts.fetch_zip(ES_ARTIFACT, "es", "elasticsearch", version)
     return artifacts.install(data_dir(settings), "elasticsearch", version, archive=archive)
 
@@ -67,7 +67,7 @@ def _elasticsearch_security(home: Path) -> list[str]:
 
 def _install_opensearch(settings: Settings, java: Path) -> Path:
     """The distribution plus the k-NN plugin (its Lucene engine needs no native libraries)."""
-    version = settings.opensearch_version
+    version = settings.engine.opensearch_version
     knn_zip = artifacts.fetch_zip(OS_KNN_ARTIFACT, "opensearch", "opensearch-knn", version)
 
     def add_knn(home: Path) -> None:

@@ -48,10 +48,10 @@ def single_node(settings: Settings, engine: Engine) -> NodeSpec:
     return NodeSpec(
         name="mmsearch-embedded",
         component=COMPONENT,
-        http_port=settings.es_port,
-        transport_port=settings.es_port + 100,
+        http_port=settings.engine.es_port,
+        transport_port=settings.engine.es_port + 100,
         node_dir=data_dir(settings) / engine.node_dir,
-        heap=settings.es_heap,
+        heap=settings.engine.es_heap,
     )
 
 
@@ -73,7 +73,7 @@ def node_config(settings: Settings, engine: Engine, spec: NodeSpec, home: Path) 
         "cluster.routing.allocation.disk.threshold_enabled: false",
         "# The product creates its indices with their mappings; a late write to a deleted one must fail,",
         "# not bring it back with guessed mappings.",
-        f'action.auto_create_index: "-{settings.index_prefix}*,+*"',
+        f'action.auto_create_index: "-{settings.engine.index_prefix}*,+*"',
         *engine.security_lines(home),
     ]
 
@@ -123,15 +123,15 @@ def ensure_elasticsearch(settings: Settings) -> str:
     with make_client(settings) as client:
         probe = client.options(request_timeout=2, max_retries=0, retry_on_timeout=False)
         healthy = partial(_healthy, probe)
-        if not settings.embedded_es:
-            wait_until(healthy, ES_START_TIMEOUT, f"Elasticsearch at {settings.es_url}")
+        if not settings.engine.embedded_es:
+            wait_until(healthy, ES_START_TIMEOUT, f"Elasticsearch at {settings.engine.es_url}")
         elif not healthy():
             engine = engine_for(settings)
             spec = single_node(settings, engine)
             pid = running_pid(settings, spec.component) or start_node(settings, engine, spec)
             log = log_file(settings, spec.component)
             wait_until(healthy, ES_START_TIMEOUT, f"embedded {engine.label}", pid=pid, log=log)
-    return settings.es_url
+    return settings.engine.es_url
 
 
 def _healthy(client: Any) -> bool:

@@ -24,7 +24,7 @@ POLL_INTERVAL = 0.5
 
 def data_dir(settings: Settings) -> Path:
     """The data dir as an absolute path: children started elsewhere must see the same one."""
-    return Path(settings.data_dir).expanduser().resolve()
+    return Path(settings.engine.data_dir).expanduser().resolve()
 
 
 def pid_file(settings: Settings, name: str) -> Path:

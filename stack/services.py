@@ -41,7 +41,7 @@ def up(settings: Settings) -> dict[str, dict[str, Any]]:
         worker_pid = start_worker(settings).pid
         write_pid(settings, "worker", worker_pid)
     api_pid = running_pid(settings, "api")
-    if api_pid is None and not http_ok(f"{settings.api_base}/healthz"):
+    if api_pid is None and not http_ok(f"{settings.api.api_base}/healthz"):
         api_pid = start_api(settings).pid
         write_pid(settings, "api", api_pid)
     wait_for_api(settings, pid=api_pid)
@@ -60,12 +60,15 @@ def down(settings: Settings, grace: float = STOP_GRACE) -> list[str]:
 
 def status(settings: Settings) -> list[dict[str, Any]]:
     """One row per component: name, state (running/stopped/external), pid and url."""
-    external = {"elasticsearch": not settings.embedded_es, "redis": not settings.embedded_redis}
+    external = {"elasticsearch": not settings.engine.embedded_es, "redis": not settings.broker.embedded_redis}
     probes: dict[str, tuple[str | None, Callable[[], bool]]] = {
-        "elasticsearch": (settings.es_url, lambda: http_ok(f"{settings.es_url}/_cluster/health")),
-        "redis": (settings.broker_url, lambda: redis_answers(settings.broker_url)),
+        "elasticsearch": (
+            settings.engine.es_url,
+            lambda: http_ok(f"{settings.engine.es_url}/_cluster/health"),
+        ),
+        "redis": (settings.broker.broker_url, lambda: redis_answers(settings.broker.broker_url)),
         "worker": (None, lambda: False),
-        "api": (settings.api_base, lambda: http_ok(f"{settings.api_base}/healthz")),
+        "api": (settings.api.api_base, lambda: http_ok(f"{settings.api.api_base}/healthz")),
     }
     rows = []
     for name in COMPONENTS:
@@ -86,4 +89,4 @@ def _label(settings: Settings, component: str) -> str:
     cluster is asked), not for the slot."""
     if component != "elasticsearch":
         return component
-    return engine_for(settings).name if settings.embedded_es else detect_engine(settings).name
+    return engine_for(settings).name if settings.engine.embedded_es else detect_engine(settings).name

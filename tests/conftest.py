@@ -105,7 +105,7 @@ def api_url(settings: Settings, services: None, worker: WorkerControl) -> Iterat
 
     process = stack.start_api(settings)
     stack.wait_for_api(settings, timeout=120)
-    yield settings.api_base
+    yield settings.api.api_base
     stop_group(process)
 
 

@@ -14,7 +14,7 @@ from elasticsearch import Elasticsearch
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.config import Settings
+from core.config import Settings, env_names
 from core.errors import MmsearchError
 from ingest.documents import PayloadError
 from mappings.collections import CollectionExists, CollectionNotFound
@@ -34,8 +34,18 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def sectioned(**fields: object) -> Settings:
+    """Settings from flat field names (each sent to its section), the rest from the environment."""
+    section_of = {name: section for section, name, _ in env_names()}
+    by_section: dict[str, dict[str, object]] = {}
+    for name, value in fields.items():
+        by_section.setdefault(section_of[name], {})[name] = value
+    return Settings(**{s: Settings.model_fields[s].annotation(**v) for s, v in by_section.items()})
+
+
 def build(**overrides: object) -> Flask:
-    settings = Settings(max_body_bytes=MAX_BODY, **overrides)
+    """The app with a small body limit, an unreachable cluster and `overrides` (flat setting names)."""
+    settings = sectioned(max_body_bytes=MAX_BODY, **overrides)
     es = Elasticsearch(f"http://127.0.0.1:{closed_port()}", max_retries=0, request_timeout=5)
     app = create_app(settings, es=es)
 

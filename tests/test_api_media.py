@@ -77,7 +77,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def collection(api: ApiClient, worker, media: dict[str, Path], settings) -> str:  # noqa: ANN001
     worker.ensure_running()
     # under the API's models root: a collection may only name registered models or directories there
-    clip_dir = tiny_clip_dir(settings.data_dir / "models" / f"tiny-clip-{os.getpid()}")
+    clip_dir = tiny_clip_dir(settings.engine.data_dir / "models" / f"tiny-clip-{os.getpid()}")
     name = "t-media"
     if api.collection_exists(name):
         api.delete_collection(name)

@@ -314,7 +314,7 @@ def test_requeue_recovers_lost_messages(
     worker.kill()
     try:
         api.add_documents(collection, DOCS, refresh=True)
-        broker = redis.Redis.from_url(settings.broker_url)
+        broker = redis.Redis.from_url(settings.broker.broker_url)
         assert broker.llen("mmsearch.text") >= 1  # its batch, on the text queue (maybe behind others')
         broker.delete("mmsearch.text")  # the queued batches are lost
     finally:

@@ -20,7 +20,7 @@ import requests
 from click.testing import CliRunner
 
 import stack
-from core.config import Settings, get_settings
+from core.config import ApiSettings, BrokerSettings, EngineSettings, Settings, get_settings
 from mmsearch.cli import main
 from mmsearch.common import errors
 
@@ -123,20 +123,23 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_serve_runs_the_api_command_of_the_stack(tmp_path: Path) -> None:
-    settings = Settings(api_port=_free_port(), data_dir=tmp_path)
+    settings = Settings(api=ApiSettings(api_port=_free_port()), engine=EngineSettings(data_dir=tmp_path))
     env = stack.child_env(settings)
     proc = _cli(["serve", "--workers", "1"], env)
     try:
         assert _runs(proc, stack.api_command(settings, 1))
         stack.wait_for_api(settings, pid=proc.pid)
-        assert requests.get(f"{settings.api_base}/healthz", timeout=5).json() == {"status": "ok"}
+        assert requests.get(f"{settings.api.api_base}/healthz", timeout=5).json() == {"status": "ok"}
     finally:
         _stop(proc)
 
 
 @pytest.mark.slow
 def test_worker_runs_the_worker_command_of_the_stack(tmp_path: Path) -> None:
-    settings = Settings(redis_url=f"redis://127.0.0.1:{_free_port()}/0", data_dir=tmp_path)
+    settings = Settings(
+        broker=BrokerSettings(redis_url=f"redis://127.0.0.1:{_free_port()}/0"),
+        engine=EngineSettings(data_dir=tmp_path),
+    )
     proc = _cli(
         ["worker", "--queues", "a,b", "--concurrency", "2", "--hostname", "w@%h"], stack.child_env(settings)
     )

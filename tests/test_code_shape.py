@@ -39,6 +39,7 @@ FRAMEWORK_SIGNATURES = {
     "workers/reencode.py:JobTask.on_failure": "Celery Task.on_failure",
 }
 
+
 @dataclass(frozen=True)
 class Function:
     key: str  # "path:Qualified.name"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from core.config import Settings
+from core.config import Settings, env_names
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = {
@@ -19,16 +19,18 @@ FILES = {
 
 
 def _setting_names() -> set[str]:
-    names = set()
-    for name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        names |= {str(a) for a in alias.choices} if isinstance(alias, AliasChoices) else set()
-        names.add(f"MMSEARCH_{name}".upper())
+    names = {key for _, _, key in env_names()}
+    for section in Settings.model_fields.values():  # and every other alias a field accepts
+        for field in section.annotation.model_fields.values():
+            alias = field.validation_alias
+            names |= {str(a) for a in alias.choices} if isinstance(alias, AliasChoices) else set()
     return names
 
 
 @pytest.mark.parametrize("filename", sorted(FILES))
-def test_app_services_use_existing_settings_and_the_files_engine(filename: str) -> None:
+def test_app_services_use_existing_settings_and_the_files_engine(
+    filename: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     compose = yaml.safe_load((ROOT / filename).read_text())
     engine_service, engine = FILES[filename]
     services = compose["services"]
@@ -42,7 +44,12 @@ def test_app_services_use_existing_settings_and_the_files_engine(filename: str) 
         assert env["ELASTICSEARCH_URL"] == f"http://{engine_service}:9200"
         assert env.get("MMSEARCH_ENGINE") == engine
         assert engine_service in service["depends_on"]
-        Settings(**{k: v for k, v in env.items() if k.startswith("MMSEARCH_") and "$" not in v})
+        with monkeypatch.context() as patched:  # the values the settings can read without the shell
+            patched.delenv("MMSEARCH_ENGINE", raising=False)
+            for key, value in env.items():
+                if "$" not in str(value):
+                    patched.setenv(key, str(value))
+            assert Settings().engine.kind == (engine or "auto")
 
 
 def test_the_opensearch_setup_job_installs_the_dashboards_flavour() -> None:

@@ -190,7 +190,8 @@ def test_blobs_go_with_the_last_document_that_references_them(
 def test_no_index_left_references_no_blob(es: Elasticsearch, settings: Settings) -> None:
     from ingest.blobrefs import referenced
 
-    pattern = f"{settings.index_prefix}none-{uuid.uuid4().hex}*"  # as after the last collection's delete
+    # as after the last collection's delete
+    pattern = f"{settings.engine.index_prefix}none-{uuid.uuid4().hex}*"
     assert referenced(es, pattern, ["0" * 64]) == set()
 
 
@@ -224,7 +225,7 @@ def test_a_collection_older_than_the_crawl_fields_gets_them_from_the_upgrade_ste
     body = index_body(name, [], settings, engine_of(es))
     for field in ("root", "path", "mtime"):
         del body["mappings"]["properties"]["source"]["properties"][field]
-    alias = f"{settings.index_prefix}{name}"
+    alias = f"{settings.engine.index_prefix}{name}"
     es.indices.create(index=f"{alias}-000001", **body, aliases={alias: {"is_write_index": True}})
     try:
         assert list(api.manifest(name, "/nowhere")) == []  # a read: the old mapping is left as it was

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from bench import media_fixtures as mf
-from core.config import Settings
+from core.config import ModelSettings, Settings
 from encoders import asr, clap, clip, mfcc, ocr, phash, timm_cnn  # noqa: F401  (registers)
 from encoders.base import EncoderError
 from encoders.extractor import available_extractors, get_extractor
@@ -178,7 +178,7 @@ def test_timm_random_init_and_local_checkpoint(tmp_path, images: dict[str, Image
     checkpoint = tmp_path / random_init.model_ref / "model.safetensors"
     checkpoint.parent.mkdir()
     safetensors.torch.save_file(random_init.model.model.state_dict(), str(checkpoint))
-    from_file = timm_cnn.TimmEncoder(settings=Settings(models_dir=tmp_path))
+    from_file = timm_cnn.TimmEncoder(settings=Settings(models=ModelSettings(models_dir=tmp_path)))
     assert from_file.pretrained and from_file.version == "timm@resnet18.a1_in1k"
     np.testing.assert_allclose(from_file.encode(pictures), vectors, atol=1e-4)
 

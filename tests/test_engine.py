@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import Settings
+from core.config import EngineSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH, signed_bytes
 from core.es import engine_of, make_client
 from core.opensearch import OpenSearchClient, _split
@@ -80,12 +80,15 @@ def test_bit_vectors_travel_as_signed_bytes() -> None:
 
 
 def test_client_and_engine_follow_the_setting() -> None:
-    settings = Settings(engine="opensearch", elasticsearch_url="http://127.0.0.1:1")
+    settings = Settings(engine=EngineSettings(kind="opensearch", elasticsearch_url="http://127.0.0.1:1"))
     client = make_client(settings)
     assert isinstance(client, OpenSearchClient) and engine_of(client) is OPENSEARCH
-    assert engine_of(make_client(Settings(engine="elasticsearch"))) is ELASTICSEARCH
+    assert engine_of(make_client(Settings(engine=EngineSettings(kind="elasticsearch")))) is ELASTICSEARCH
     # An embedded stack is Elasticsearch unless told otherwise; nothing is asked.
-    assert engine_of(make_client(Settings(engine="auto", elasticsearch_url=""))) is ELASTICSEARCH
+    assert (
+        engine_of(make_client(Settings(engine=EngineSettings(kind="auto", elasticsearch_url=""))))
+        is ELASTICSEARCH
+    )
 
 
 def test_elasticsearch_style_keywords_split_into_params_and_body() -> None:

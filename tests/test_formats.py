@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from bench import media_fixtures as mf
-from core.config import Settings
+from core.config import LimitSettings, Settings
 from encoders.extractor import Extraction
 from ingest import office
 from ingest.extract import extract
@@ -56,7 +56,7 @@ def test_xlsx_sheets_are_pages_and_cells_are_bounded(monkeypatch: pytest.MonkeyP
 def test_office_zip_bombs_and_other_zips_are_refused() -> None:
     data = mf.make_xlsx({"S": [["x" * 1000] * 50]})
     with pytest.raises(MediaError, match="unpacks to"):
-        extract(data, "book.xlsx", settings=Settings(max_unpacked_bytes=1000))
+        extract(data, "book.xlsx", settings=Settings(limits=LimitSettings(max_unpacked_bytes=1000)))
     other = io.BytesIO()
     with zipfile.ZipFile(other, "w") as archive:
         archive.writestr("ppt/presentation.xml", "<p/>")  # no [Content_Types].xml: not a package

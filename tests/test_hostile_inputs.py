@@ -186,4 +186,4 @@ def test_accepted_hostile_documents_settle_and_the_worker_still_encodes(
             "must_not": [{"exists": {"field": "ingest.error"}}],
         }
     }
-    assert es.count(index=f"{settings.index_prefix}{coll}", query=silent)["count"] == 0
+    assert es.count(index=f"{settings.engine.index_prefix}{coll}", query=silent)["count"] == 0

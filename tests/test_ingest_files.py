@@ -27,7 +27,7 @@ import soundfile as sf
 from PIL import ExifTags, Image
 from skimage import data as skdata
 
-from core.config import Settings
+from core.config import EngineSettings, LimitSettings, Settings
 from ingest.blobstore import BlobStore, InvalidSha
 from ingest.crawl import PathNotFound, iter_files
 from ingest.extract import extract
@@ -328,7 +328,11 @@ def test_audio_over_length_limit_refused(speech: dict[str, Path]) -> None:
         load_audio(speech["wav"].read_bytes(), max_seconds=1.0)
 
     with pytest.raises(MediaError, match="over the limit"):
-        extract(speech["flac"].read_bytes(), "speech.flac", settings=Settings(max_audio_seconds=1.0))
+        extract(
+            speech["flac"].read_bytes(),
+            "speech.flac",
+            settings=Settings(limits=LimitSettings(max_audio_seconds=1.0)),
+        )
 
 
 @needs_speech
@@ -412,7 +416,7 @@ def test_docx_text_in_reading_order_with_tables() -> None:
 
 def test_docx_zip_bomb_refused_by_declared_sizes() -> None:
     with pytest.raises(MediaError, match="unpacks to .* over the limit of 10000"):
-        extract(make_docx(), "big.docx", settings=Settings(max_unpacked_bytes=10_000))
+        extract(make_docx(), "big.docx", settings=Settings(limits=LimitSettings(max_unpacked_bytes=10_000)))
 
 
 def test_html_visible_text_only() -> None:
@@ -431,7 +435,9 @@ def test_text_and_markdown() -> None:
 
 
 def test_content_capped_by_settings() -> None:
-    result = extract(b"0123456789abcdef", "long.txt", settings=Settings(max_text_chars=10))
+    result = extract(
+        b"0123456789abcdef", "long.txt", settings=Settings(limits=LimitSettings(max_text_chars=10))
+    )
     assert result.content == "0123456789" and result.metadata["content_truncated"] is True
 
 
@@ -492,7 +498,9 @@ def test_thumbnail_errors(tmp_path: Path) -> None:
 
 
 def test_blobstore_from_settings_keeps_the_image_limit(tmp_path: Path) -> None:
-    store = BlobStore.from_settings(Settings(data_dir=tmp_path, max_image_pixels=100 * 100))
+    store = BlobStore.from_settings(
+        Settings(engine=EngineSettings(data_dir=tmp_path), limits=LimitSettings(max_image_pixels=100 * 100))
+    )
     sha = store.put(image_bytes("png", size=600)).sha256
     assert store.path(sha).is_relative_to(tmp_path / "blobs")
     with pytest.raises(MediaError, match="over the limit of 10000 pixels"):

@@ -185,7 +185,7 @@ def test_profiles_survive_a_reencode_alias_switch(
         api.request("PUT", f"/v1/collections/{name}/profiles/default", json=profile_body(3))
         before = api.collection(name)["index"]
         job = api.request(
-            "POST", f"/v1/collections/{name}/reencode", json={"models": {"text": settings.text_model}}
+            "POST", f"/v1/collections/{name}/reencode", json={"models": {"text": settings.models.text_model}}
         )
         path = f"/v1/collections/{name}/jobs/{job['id']}"
         api.request("PUT", f"/v1/collections/{name}/profiles/during", json=profile_body(4))  # mid-job

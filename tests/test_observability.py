@@ -50,7 +50,7 @@ def test_request_id_is_taken_when_sane_and_made_otherwise() -> None:
 
 @pytest.mark.integration
 def test_readyz_names_redis_when_it_is_down(settings: Settings, services: None) -> None:
-    broken = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{_free_port()}/0"})
+    broken = settings.replace(broker={"redis_url": f"redis://127.0.0.1:{_free_port()}/0"})
     client = create_app(broken).test_client()
     resp = client.get("/readyz", headers={"X-Request-ID": "probe-1"})
     body = resp.get_json()

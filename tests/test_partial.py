@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from client.api import ApiClient, ApiClientError
-from core.config import Settings
+from core.config import EngineSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.es import make_client
 from mappings.collections import alias_for
@@ -84,7 +84,7 @@ def test_both_clients_resend_a_503_as_they_do_a_request_to_an_unreachable_node()
     """A write whose whole request meets 503 (no master yet, a shard being promoted) is sent again by the
     transport like one that found no node; per-item 503s of a bulk the engine itself holds back until the
     primary is back (the bulk `timeout`, 1 minute), and workers retry both for `es_retry_seconds`."""
-    settings = Settings(es_port=9)
+    settings = Settings(engine=EngineSettings(es_port=9))
     elastic = make_client(settings, ELASTICSEARCH).transport
     opensearch = make_client(settings, OPENSEARCH).raw.transport
     for transport in (elastic, opensearch):

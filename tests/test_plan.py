@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from core.config import Settings
+from core.config import LimitSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.errors import BackendError, MmsearchError, NotFound, Unavailable
 from mappings.collections import Collection
@@ -193,7 +193,9 @@ def test_responses_missing_shards_or_time_are_named_with_their_counts() -> None:
 
 def service(max_window: int = 1000) -> SearchService:
     """The steps before `_msearch` send nothing: the client points nowhere and is never called."""
-    return SearchService(Elasticsearch("http://127.0.0.1:9"), Settings(max_window=max_window))
+    return SearchService(
+        Elasticsearch("http://127.0.0.1:9"), Settings(limits=LimitSettings(max_window=max_window))
+    )
 
 
 COLLECTION = Collection(

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from pydantic import ValidationError
 
-from core.config import Settings
+from core.config import ApiSettings, EngineSettings, LimitSettings, ModelSettings, SecuritySettings, Settings
 from encoders.allowlist import ModelNotAllowed, check_model_ref
 from search import security
 from search.app import create_app
@@ -40,12 +40,16 @@ def open_app() -> FlaskClient:
 def test_keys_are_stored_hashed_and_empty_keys_refused() -> None:
     key, entry = security.new_key("ci", "read")
     assert key.startswith("mms_") and len(key) > 40 and key not in entry.model_dump_json()
-    assert security.find_key(Settings(api_keys=[entry]), key) == entry
-    assert security.find_key(Settings(api_keys=[entry]), "") is None
+    assert security.find_key(Settings(security=SecuritySettings(api_keys=[entry])), key) == entry
+    assert security.find_key(Settings(security=SecuritySettings(api_keys=[entry])), "") is None
     with pytest.raises(ValidationError, match="empty key"):
-        Settings(api_keys=[{"name": "x", "scope": "read", "sha256": security.hash_key("")}])
+        Settings(
+            security=SecuritySettings(
+                api_keys=[{"name": "x", "scope": "read", "sha256": security.hash_key("")}]
+            )
+        )
     with pytest.raises(ValidationError):  # the old plain-text list is refused, not taken as a key
-        Settings(api_keys=["s3cret"])
+        Settings(security=SecuritySettings(api_keys=["s3cret"]))
 
 
 def test_each_scope_reaches_only_its_calls(keyed: FlaskClient) -> None:
@@ -102,17 +106,19 @@ def test_unknown_hosts_are_refused_without_keys(open_app: FlaskClient, keyed: Fl
 
 def test_non_loopback_bind_needs_keys() -> None:
     with pytest.raises(security.InsecureConfiguration, match="MMSEARCH_API_KEYS"):
-        create_app(Settings(api_host="0.0.0.0"))
+        create_app(Settings(api=ApiSettings(api_host="0.0.0.0")))
     for settings in (
-        Settings(api_host="0.0.0.0", api_keys=[KEYS["admin"][1]]),
-        Settings(api_host="0.0.0.0", allow_open_api=True),
-        Settings(api_host="::1"),
+        Settings(api=ApiSettings(api_host="0.0.0.0"), security=SecuritySettings(api_keys=[KEYS["admin"][1]])),
+        Settings(api=ApiSettings(api_host="0.0.0.0"), security=SecuritySettings(allow_open_api=True)),
+        Settings(api=ApiSettings(api_host="::1")),
     ):
         security.check_bind(settings)
 
 
 def test_model_references_outside_the_allow_list_are_refused(open_app: FlaskClient, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "models-dir")
+    settings = Settings(
+        engine=EngineSettings(data_dir=tmp_path), models=ModelSettings(models_dir=tmp_path / "models-dir")
+    )
     (tmp_path / "models-dir" / "mine").mkdir(parents=True)
     for encoder, ref in (
         ("text", "all-MiniLM-L6-v2"),
@@ -130,7 +136,11 @@ def test_model_references_outside_the_allow_list_are_refused(open_app: FlaskClie
     ):
         with pytest.raises(ModelNotAllowed):
             check_model_ref(settings, ref, encoder="text")
-    check_model_ref(Settings(allowed_models=["text:org/any-hub-model"]), "org/any-hub-model", encoder="text")
+    check_model_ref(
+        Settings(security=SecuritySettings(allowed_models=["text:org/any-hub-model"])),
+        "org/any-hub-model",
+        encoder="text",
+    )
     # over HTTP: refused before the cluster is asked, and the answer does not tell whether the path exists
     messages = []
     for path in ("/etc", "/no/such/dir"):
@@ -155,7 +165,8 @@ def test_writes_are_rate_limited_per_key() -> None:
 def test_signed_media_urls() -> None:
     secret = "test-secret-" + "x" * 32
     settings = Settings(
-        api_keys=[KEYS["read"][1]], max_body_bytes=MAX_BODY, signed_url_ttl=60, url_signing_secret=secret
+        security=SecuritySettings(api_keys=[KEYS["read"][1]], signed_url_ttl=60, url_signing_secret=secret),
+        limits=LimitSettings(max_body_bytes=MAX_BODY),
     )
     path = "/v1/collections/c/documents/d/thumbnail"
     url = security.signed_url(settings, path)
@@ -214,4 +225,4 @@ def test_cli_creates_a_key_and_its_hashed_entry() -> None:
     lines = dict(line.split(":", 1) for line in result.stdout.splitlines() if line[:4] in ("key:", "entr"))
     key, entry = lines["key"].strip(), json.loads(lines["entry"])
     assert entry["scope"] == "write" and entry["sha256"] == security.hash_key(key)
-    assert security.find_key(Settings(api_keys=[entry]), key).name == "bot"
+    assert security.find_key(Settings(security=SecuritySettings(api_keys=[entry])), key).name == "bot"

@@ -33,13 +33,9 @@ READ_KEY, READ = security.new_key("reader", "read")
 
 @pytest.fixture(scope="module")
 def keyed_url(settings: Settings, services: None, es: Elasticsearch) -> Iterator[str]:
-    live = settings.model_copy(
-        update={
-            "api_keys": [ADMIN, READ],
-            "index_prefix": PREFIX,
-            "write_rate_limit": "",
-            "trusted_hosts": [],
-        }
+    live = settings.replace(
+        security={"api_keys": [ADMIN, READ], "write_rate_limit": "", "trusted_hosts": []},
+        engine={"index_prefix": PREFIX},
     )
     server = make_server("127.0.0.1", 0, create_app(live), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -19,7 +19,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from flask.testing import FlaskClient
 
-from core.config import Settings
+from core.config import EngineSettings, LimitSettings, SecuritySettings, Settings
 from encoders.allowlist import ModelNotAllowed, check_model_ref
 from ingest.documents import PayloadError, parse_documents
 from search import security
@@ -57,29 +57,39 @@ def error_message(resp, status: int) -> str:  # noqa: ANN001 - a Flask test resp
 
 def test_signing_secret_cannot_be_derived_from_the_key_entries(tmp_path: Path) -> None:
     """The key entries (hashes) are meant to be safe to store; whoever reads them must not sign URLs."""
-    settings = Settings(api_keys=[KEYS["read"][1]], data_dir=tmp_path)
+    settings = Settings(
+        security=SecuritySettings(api_keys=[KEYS["read"][1]]), engine=EngineSettings(data_dir=tmp_path)
+    )
     expires = int(time.time()) + 600
-    material = json.dumps([k.model_dump() for k in settings.api_keys], sort_keys=True)
+    material = json.dumps([k.model_dump() for k in settings.security.api_keys], sort_keys=True)
     derived = hashlib.sha256(b"mmsearch signed urls\n" + material.encode()).digest()
     forged = hmac.new(derived, f"{MEDIA}\n{expires}".encode(), hashlib.sha256).hexdigest()
     assert not security.valid_signature(settings, MEDIA, str(expires), forged)
     # a random secret, kept once under the data dir, owner-only, shared by every process of this machine
     secret_file = tmp_path / security.SECRET_FILE
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    again = Settings(api_keys=[KEYS["admin"][1]], data_dir=tmp_path)
+    again = Settings(
+        security=SecuritySettings(api_keys=[KEYS["admin"][1]]), engine=EngineSettings(data_dir=tmp_path)
+    )
     assert security.signing_secret(again) == security.signing_secret(settings)
-    other = Settings(api_keys=[KEYS["read"][1]], data_dir=tmp_path / "elsewhere")
+    other = Settings(
+        security=SecuritySettings(api_keys=[KEYS["read"][1]]),
+        engine=EngineSettings(data_dir=tmp_path / "elsewhere"),
+    )
     assert security.signing_secret(other) != security.signing_secret(settings)
-    explicit = Settings(api_keys=[KEYS["read"][1]], data_dir=tmp_path, url_signing_secret="s" * 32)
+    explicit = Settings(
+        security=SecuritySettings(api_keys=[KEYS["read"][1]], url_signing_secret="s" * 32),
+        engine=EngineSettings(data_dir=tmp_path),
+    )
     assert security.signing_secret(explicit) == b"s" * 32
 
 
 def test_signed_urls_expire_within_the_ttl_and_take_ascii_digits_only(keyed: FlaskClient) -> None:
     settings = keyed.application.extensions["mmsearch"].settings
-    ten_years = time.time() + 10 * 365 * 86400 - settings.signed_url_ttl
+    ten_years = time.time() + 10 * 365 * 86400 - settings.security.signed_url_ttl
     far = security.signed_url(settings, MEDIA, now=ten_years)  # correctly signed, yet too far ahead
     message = error_message(keyed.get(far), 403)
-    assert "expires" in message and str(settings.signed_url_ttl) in message
+    assert "expires" in message and str(settings.security.signed_url_ttl) in message
     forged_far = f"{MEDIA}?expires={int(ten_years)}&sig=0"
     assert keyed.get(forged_far).status_code == 403
     for digits in ("²", "٣", "１２", "-1", "+5", " 5"):
@@ -186,7 +196,13 @@ def test_metrics_need_a_key_in_keyed_mode(keyed: FlaskClient, open_app: FlaskCli
 
 def test_profiles_are_bounded_in_size() -> None:
     es = Elasticsearch(f"http://127.0.0.1:{closed_port()}", max_retries=0, request_timeout=5)
-    roomy = create_app(Settings(max_body_bytes=4 << 20, rate_limit_storage="memory://"), es=es).test_client()
+    roomy = create_app(
+        Settings(
+            limits=LimitSettings(max_body_bytes=4 << 20),
+            security=SecuritySettings(rate_limit_storage="memory://"),
+        ),
+        es=es,
+    ).test_client()
     big = {"scores": {"notes": "x" * 2_000_000}}  # under the body limit, far over a profile's
     resp = roomy.put("/v1/collections/c/profiles/p", json=big)
     assert "64 kB" in error_message(resp, 413)
@@ -221,28 +237,30 @@ def test_relative_data_dir_is_made_absolute_once(tmp_path: Path) -> None:
     here = Path.cwd()
     try:
         os.chdir(tmp_path)
-        settings = Settings(data_dir="data")
+        settings = Settings(engine=EngineSettings(data_dir="data"))
     finally:
         os.chdir(here)
-    assert settings.data_dir == tmp_path / "data"
+    assert settings.engine.data_dir == tmp_path / "data"
 
 
 def test_model_allow_list_is_per_encoder(open_app: FlaskClient) -> None:
     settings = Settings()
-    check_model_ref(settings, settings.clap_model, encoder="clap")
-    check_model_ref(settings, settings.rerank_model, encoder="rerank")
+    check_model_ref(settings, settings.models.clap_model, encoder="clap")
+    check_model_ref(settings, settings.models.rerank_model, encoder="rerank")
     for encoder, ref in (
-        ("text", settings.clap_model),
-        ("clip", settings.text_model),
-        ("text", settings.rerank_model),
+        ("text", settings.models.clap_model),
+        ("clip", settings.models.text_model),
+        ("text", settings.models.rerank_model),
     ):
         with pytest.raises(ModelNotAllowed, match=encoder):
             check_model_ref(settings, ref, encoder=encoder)
-    extra = Settings(allowed_models=["text:org/my-model"])
+    extra = Settings(security=SecuritySettings(allowed_models=["text:org/my-model"]))
     check_model_ref(extra, "org/my-model", encoder="text")
     with pytest.raises(ModelNotAllowed):
         check_model_ref(extra, "org/my-model", encoder="clap")
-    resp = open_app.post("/v1/collections", json={"name": "c", "models": {"text": settings.clap_model}})
+    resp = open_app.post(
+        "/v1/collections", json={"name": "c", "models": {"text": settings.models.clap_model}}
+    )
     assert "not allowed" in error_message(resp, 400)
-    profile = {"rerank": {"model": settings.text_model}}
+    profile = {"rerank": {"model": settings.models.text_model}}
     assert open_app.put("/v1/collections/c/profiles/p", json=profile).status_code == 400

@@ -23,7 +23,7 @@ def test_chunked_body_over_the_limit_is_413_and_nothing_indexed(
 ) -> None:
     """Three NDJSON documents sent chunked past MMSEARCH_MAX_BODY_BYTES: all refused, none cut off."""
     ids = [f"chunked-{uuid.uuid4().hex[:8]}" for _ in range(3)]
-    pad = b" " * (settings.max_body_bytes // 2)
+    pad = b" " * (settings.limits.max_body_bytes // 2)
     lines = [f'{{"id": "{doc_id}", "text": "chunked {doc_id}"}}'.encode() + pad + b"\n" for doc_id in ids]
 
     def body() -> Iterator[bytes]:  # a generator: requests sends it with Transfer-Encoding: chunked

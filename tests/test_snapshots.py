@@ -57,11 +57,11 @@ def test_a_deleted_collection_comes_back_from_a_snapshot_whole(
         assert api.document(name, pdf_id)["source"]["passages"]  # a long document, cut into passages
         # One segment, no deleted versions: BM25 statistics count a replaced document's old version
         # until a merge drops it, so a snapshot taken later could otherwise score differently.
-        alias = f"{settings.index_prefix}{name}"
+        alias = f"{settings.engine.index_prefix}{name}"
         requests.post(
-            f"{settings.es_url}/{alias}/_forcemerge?max_num_segments=1", timeout=120
+            f"{settings.engine.es_url}/{alias}/_forcemerge?max_num_segments=1", timeout=120
         ).raise_for_status()
-        requests.post(f"{settings.es_url}/{alias}/_refresh", timeout=60).raise_for_status()
+        requests.post(f"{settings.engine.es_url}/{alias}/_refresh", timeout=60).raise_for_status()
         searches = [{"query": query, "profile": "tuned"}, {"query": "coral reefs", "mode": "lexical"}]
         before = [api.search(name, **params) for params in searches]
         assert all(out["hits"] and out["partial"] is False for out in before)
@@ -79,7 +79,7 @@ def test_a_deleted_collection_comes_back_from_a_snapshot_whole(
         cli("snapshot", "restore", snap, "--collection", name)
         after = [api.search(name, **params) for params in searches]
         assert ranked(after[0]) == ranked(before[0])  # the profile's fusion (RRF) over vectors and BM25
-        if settings.engine == "opensearch":
+        if settings.engine.kind == "opensearch":
             # OpenSearch's restore drops the soft-deleted versions that the worker's updates left (a
             # live index keeps them for its retention leases, even through a force-merge); BM25's
             # document counts then change, so its scores may, though never the documents or their order.

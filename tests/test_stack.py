@@ -14,7 +14,7 @@ import redis
 import yaml
 
 import stack
-from core.config import Settings
+from core.config import ApiSettings, BrokerSettings, EngineSettings, Settings
 from stack import engines, nodes
 
 
@@ -27,12 +27,9 @@ def _free_port() -> int:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        elasticsearch_url="",
-        redis_url="",
-        data_dir=tmp_path / "data",
-        es_port=_free_port(),
-        redis_port=_free_port(),
-        api_port=_free_port(),
+        engine=EngineSettings(elasticsearch_url="", data_dir=tmp_path / "data", es_port=_free_port()),
+        broker=BrokerSettings(redis_url="", redis_port=_free_port()),
+        api=ApiSettings(api_port=_free_port()),
     )
 
 
@@ -50,7 +47,10 @@ def test_nothing_started_reports_every_component_stopped(settings: Settings) -> 
 def test_status_names_the_engine_it_runs(tmp_path: Path) -> None:
     """`mmsearch status` once called OpenSearch "elasticsearch"; the engine slot now carries its engine."""
     labels = {
-        kind: [row["label"] for row in stack.status(Settings(engine=kind, data_dir=tmp_path))]
+        kind: [
+            row["label"]
+            for row in stack.status(Settings(engine=EngineSettings(kind=kind, data_dir=tmp_path)))
+        ]
         for kind in ("opensearch", "elasticsearch")
     }
     assert labels["opensearch"] == ["opensearch", "redis", "worker", "api"]
@@ -59,7 +59,8 @@ def test_status_names_the_engine_it_runs(tmp_path: Path) -> None:
 
 def test_services_given_by_url_are_external(tmp_path: Path) -> None:
     settings = Settings(
-        elasticsearch_url="http://127.0.0.1:1", redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path
+        engine=EngineSettings(elasticsearch_url="http://127.0.0.1:1", data_dir=tmp_path),
+        broker=BrokerSettings(redis_url="redis://127.0.0.1:1/0"),
     )
     states = _states(settings)
     assert states["elasticsearch"] == states["redis"] == "external"
@@ -78,7 +79,7 @@ def test_embedded_redis_persists_queued_work_across_a_restart(settings: Settings
         assert stack.down(settings) == ["redis"]
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert _states(settings)["redis"] == "stopped"
-    assert not (Path(settings.data_dir) / "run" / "redis.pid").exists()
+    assert not (Path(settings.engine.data_dir) / "run" / "redis.pid").exists()
 
     stack.ensure_redis(settings)
     try:
@@ -92,8 +93,9 @@ def test_child_processes_see_the_same_settings(settings: Settings, tmp_path: Pat
     code = "from core.config import Settings; print(Settings().model_dump_json())"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, check=True)
     seen = json.loads(out.stdout)
-    expected = settings.model_dump(mode="json") | {"data_dir": str(Path(settings.data_dir).resolve())}
-    assert seen == expected | {"api_port": 9999}
+    resolved = Path(settings.engine.data_dir).resolve()
+    expected = settings.replace(engine={"data_dir": resolved}, api={"api_port": 9999})
+    assert seen == expected.model_dump(mode="json")
 
 
 def test_elasticsearch_gets_a_java_that_can_run_it() -> None:
@@ -121,7 +123,7 @@ def test_both_engines_share_one_node_config_but_for_security(settings: Settings,
     assert es.pop("path.repo").endswith("/es/snapshots") and os_.pop("path.repo").endswith("/os/snapshots")
     assert es == os_
     assert es["discovery.type"] == "single-node"
-    assert (es["http.port"], es["transport.port"]) == (settings.es_port, settings.es_port + 100)
+    assert (es["http.port"], es["transport.port"]) == (settings.engine.es_port, settings.engine.es_port + 100)
 
 
 def test_a_cluster_node_gets_discovery_not_single_node(settings: Settings, tmp_path: Path) -> None:

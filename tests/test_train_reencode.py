@@ -22,7 +22,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from client.api import ApiClient, ApiClientError
-from core.config import Settings
+from core.config import EngineSettings, ModelSettings, Settings
 from encoders.text import resolve_model_path
 from encoders.training import CARD, TrainConfig, version_name
 from evaluation.training import fine_tune, held_queries, judged_pairs, split_queries
@@ -77,7 +77,9 @@ def test_held_queries_come_from_a_card_trained_on_the_same_judgments(tmp_path: P
 
 
 def test_model_refs_name_models_or_paths_under_the_models_roots(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "shared-models")
+    settings = Settings(
+        engine=EngineSettings(data_dir=tmp_path), models=ModelSettings(models_dir=tmp_path / "shared-models")
+    )
     for ref in (
         "all-MiniLM-L6-v2",
         str(tmp_path / "models" / "m"),
@@ -134,7 +136,7 @@ def tuned(api: ApiClient, settings: Settings, small: str, slice_dir: Path) -> It
 
 
 def model_path(settings: Settings, ref: str) -> Path:
-    return Path(resolve_model_path(ref, settings.models_dir))
+    return Path(resolve_model_path(ref, settings.models.models_dir))
 
 
 @pytest.mark.integration

@@ -49,7 +49,7 @@ def test_files_go_in_and_out_through_the_service_without_http(
     accepted, refused = indexed.files
     assert indexed.partial and accepted["status"] == "pending" and refused["status"] == "rejected"
     assert indexed.tasks == 1
-    stored = es.get(index=f"{settings.index_prefix}{collection}", id=accepted["id"])["_source"]
+    stored = es.get(index=f"{settings.engine.index_prefix}{collection}", id=accepted["id"])["_source"]
     assert stored["metadata"]["team"] == "search" and stored["source"]["sha256"] == accepted["sha256"]
     assert BlobStore.from_settings(settings).exists(accepted["sha256"])
     again = service.add_files(collection, [Upload(text, "same.txt")])

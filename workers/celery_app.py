@@ -55,16 +55,16 @@ app.conf.update(
 def from_settings(settings: Settings) -> dict[str, Any]:
     """The configuration that comes from settings; per-task options go in as annotations, which Celery
     applies to each task when the app is finalized (after this)."""
-    limit = settings.task_soft_time_limit
+    limit = settings.workers.task_soft_time_limit
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": settings.broker.broker_url,
         "broker_transport_options": {
-            "visibility_timeout": settings.visibility_timeout,
+            "visibility_timeout": settings.workers.visibility_timeout,
             "socket_connect_timeout": 3,
         },
         "task_annotations": {
             ENCODE_TASK: {"soft_time_limit": limit, "time_limit": limit + 60},
-            **{name: {"max_retries": settings.task_max_retries} for name in JOB_TASKS},
+            **{name: {"max_retries": settings.workers.task_max_retries} for name in JOB_TASKS},
         },
     }
 

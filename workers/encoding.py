@@ -101,10 +101,14 @@ class EncodeRun:
         settings = get_settings()
         docs = pending_docs(es, self.index, [doc_id for doc_id in self.ids if doc_id not in self.done])
         result = BatchResult(skipped=len(self.ids) - len(docs))
-        for chunk in chunks(docs, settings.encode_chunk_sizes):
+        for chunk in chunks(docs, settings.workers.encode_chunk_sizes):
             self.current = [doc["_id"] for doc in chunk]
             claimed = claim(
-                es, self.index, chunk, already=self.claimed.keys(), max_attempts=settings.task_max_attempts
+                es,
+                self.index,
+                chunk,
+                already=self.claimed.keys(),
+                max_attempts=settings.workers.task_max_attempts,
             )
             self.claimed.update(claimed.attempts)
             result += claimed.result

@@ -83,8 +83,8 @@ def load_media(source: Mapping[str, Any], store: BlobStore) -> dict[str, Any]:
         return {}
     data = store.path(sha).read_bytes()
     if modality == "image":
-        return {"image": load_image(data, max_pixels=settings.max_image_pixels)}
-    return {"audio": load_audio(data, max_seconds=settings.max_audio_seconds)}
+        return {"image": load_image(data, max_pixels=settings.limits.max_image_pixels)}
+    return {"audio": load_audio(data, max_seconds=settings.limits.max_audio_seconds)}
 
 
 def run_extractors(names: Sequence[str], media: Mapping[str, Any]) -> dict[str, Extraction]:
@@ -101,7 +101,7 @@ def ocr_scanned_pages(source: Mapping[str, Any], store: BlobStore) -> dict[str, 
     """A PDF's pages without a text layer, rendered one at a time and read by the `ocr` extractor: an
     extraction whose segments carry page numbers, appended to the content. Only for collections with it."""
     settings = get_settings()
-    numbers = pages_to_ocr(source.get("pages") or [])[: settings.max_ocr_pages]
+    numbers = pages_to_ocr(source.get("pages") or [])[: settings.limits.max_ocr_pages]
     sha = sha256_of(source)
     if not numbers or not sha or mime_of(source) != "application/pdf":
         return {}
@@ -109,7 +109,9 @@ def ocr_scanned_pages(source: Mapping[str, Any], store: BlobStore) -> dict[str, 
     data = store.path(sha).read_bytes()
     segments = [
         {"page": number, "text": extractor.extract([image])[0].text}
-        for number, image in render_pages(data, numbers, settings.ocr_dpi, settings.max_image_pixels)
+        for number, image in render_pages(
+            data, numbers, settings.models.ocr_dpi, settings.limits.max_image_pixels
+        )
     ]
     text = "\n\n".join(seg["text"] for seg in segments if seg["text"])
     return {"ocr": Extraction(text, segments, {"pages": len(segments)})}
@@ -211,8 +213,8 @@ def _cut(
         content,
         cutter.token_spans,  # type: ignore[attr-defined] - encoders with splits_passages have it
         cutter.window,  # type: ignore[attr-defined]
-        settings.passage_overlap,
-        settings.max_passages,
+        settings.models.passage_overlap,
+        settings.limits.max_passages,
         pages=pages,
         segments=source.get("segments") or [s for e in found.values() for s in e.segments],
     )

@@ -24,7 +24,7 @@ _tokens: dict[str, Any] = {}
 @signals.setup_logging.connect
 def _logging(**_: Any) -> None:
     """Connecting here keeps Celery from configuring logging itself: its lines go through ours too."""
-    configure_logging(get_settings().log_format)
+    configure_logging(get_settings().api.log_format)
 
 
 @signals.before_task_publish.connect
@@ -74,13 +74,14 @@ def _queues(sender: Any) -> list[str]:
 def _serve_main(sender: Any = None, **_: Any) -> None:
     """The worker's main process: everything for a solo pool (one process), queue depth for prefork."""
     settings = get_settings()
-    if settings.worker_metrics_port:
-        start_exporter(settings.worker_metrics_port, settings.broker_url, _queues(sender))
+    if settings.workers.worker_metrics_port:
+        start_exporter(settings.workers.worker_metrics_port, settings.broker.broker_url, _queues(sender))
 
 
 @signals.worker_process_init.connect
 def _serve_child(**_: Any) -> None:
     """A prefork child: its own encode metrics on port + 1 + its index (queue depth stays on the main)."""
     settings, index = get_settings(), getattr(current_process(), "index", None)
-    if settings.worker_metrics_port and index is not None:  # the solo pool fires this in its main process
-        start_exporter(settings.worker_metrics_port + 1 + index, None, [])
+    # the solo pool fires this in its main process
+    if settings.workers.worker_metrics_port and index is not None:
+        start_exporter(settings.workers.worker_metrics_port + 1 + index, None, [])

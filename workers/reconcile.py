@@ -49,12 +49,12 @@ def stale_pending(es: Elasticsearch, settings: Settings) -> dict[str, list[tuple
         "bool": {
             "filter": [
                 {"term": {STATUS_FIELD: DocumentStatus.PENDING.value}},
-                {"range": {"updated_at": {"lte": f"now-{settings.reconcile_after}s"}}},
+                {"range": {"updated_at": {"lte": f"now-{settings.workers.reconcile_after}s"}}},
             ]
         }
     }
     resp = es.search(
-        index=f"{settings.index_prefix}*",
+        index=f"{settings.engine.index_prefix}*",
         query=query,
         size=MAX_PER_PASS,
         source=["modality"],
@@ -69,7 +69,7 @@ def stale_pending(es: Elasticsearch, settings: Settings) -> dict[str, list[tuple
 
 def reconcile_once(es: Elasticsearch, broker: redis.Redis, settings: Settings, force: bool = False) -> int:
     """One pass (when this process wins the lock, or `force`); returns the documents sent again."""
-    if not force and not broker.set(LOCK_KEY, "1", nx=True, ex=max(1, settings.reconcile_interval)):
+    if not force and not broker.set(LOCK_KEY, "1", nx=True, ex=max(1, settings.workers.reconcile_interval)):
         return 0
     if not queues_idle(broker):
         return 0
@@ -85,8 +85,8 @@ def reconcile_once(es: Elasticsearch, broker: redis.Redis, settings: Settings, f
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     """The loop of the worker's reconciler thread: any error (Redis or Elasticsearch down) waits a turn."""
-    broker = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=3, socket_timeout=10)
-    while not stop.wait(settings.reconcile_interval):
+    broker = redis.Redis.from_url(settings.broker.broker_url, socket_connect_timeout=3, socket_timeout=10)
+    while not stop.wait(settings.workers.reconcile_interval):
         try:
             reconcile_once(get_client(), broker, settings)
         except Exception as exc:  # noqa: BLE001 - a pass that cannot reach a service waits for the next one
@@ -96,7 +96,7 @@ def run_forever(settings: Settings, stop: threading.Event) -> None:
 @worker_ready.connect
 def _start(**_: object) -> None:
     settings = get_settings()
-    if settings.reconcile_interval <= 0:
+    if settings.workers.reconcile_interval <= 0:
         return
     thread = threading.Thread(
         target=run_forever, args=(settings, threading.Event()), name="mmsearch-reconciler", daemon=True
@@ -104,7 +104,7 @@ def _start(**_: object) -> None:
     thread.start()
     log.info(
         "reconciler: every %d s, documents pending %d s with idle queues are sent again (started %s)",
-        settings.reconcile_interval,
-        settings.reconcile_after,
+        settings.workers.reconcile_interval,
+        settings.workers.reconcile_after,
         time.strftime("%H:%M:%S"),
     )

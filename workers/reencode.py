@@ -292,8 +292,8 @@ def _retire_source(es: Elasticsearch, settings: Settings, name: str, job: Mappin
 def retire_index(es: Elasticsearch, settings: Settings, index: str) -> dict[str, str]:
     """Close `index` now and delete it after the visibility timeout (see the module's docstring)."""
     es.indices.close(index=index, ignore_unavailable=True)
-    drop_index.apply_async((index,), countdown=settings.visibility_timeout)
-    delete_at = datetime.now(UTC) + timedelta(seconds=settings.visibility_timeout)
+    drop_index.apply_async((index,), countdown=settings.workers.visibility_timeout)
+    delete_at = datetime.now(UTC) + timedelta(seconds=settings.workers.visibility_timeout)
     return {"index": index, "closed_at": now_iso(), "delete_at": delete_at.isoformat(timespec="seconds")}
 
 

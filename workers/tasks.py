@@ -54,7 +54,7 @@ def _retrying() -> Retrying:
     return Retrying(
         retry=retry_if_exception(unreachable),
         wait=wait_exponential(multiplier=1, min=1, max=30),
-        stop=stop_after_delay(get_settings().es_retry_seconds),
+        stop=stop_after_delay(get_settings().workers.es_retry_seconds),
         before_sleep=lambda state: log.warning(
             "Elasticsearch unreachable (%s); retrying", state.outcome.exception() if state.outcome else None
         ),
@@ -69,7 +69,7 @@ def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
     try:
         result = _retrying()(run, get_client())
     except SoftTimeLimitExceeded:
-        reason = f"over the task time limit ({get_settings().task_soft_time_limit} s) while encoding"
+        reason = f"over the task time limit ({get_settings().workers.task_soft_time_limit} s) while encoding"
         failed = mark_failed(get_client(), index, run.current, reason)
         rest = run.remaining()
         if rest:
@@ -85,7 +85,7 @@ def enqueue(index: str, docs: Iterable[tuple[str, str]], batch_size: int | None 
 
     With the broker down the documents stay `pending` (they are indexed already) and the reconciler
     sends them once it is back: the caller is not failed for it."""
-    size = batch_size or get_settings().task_batch_size
+    size = batch_size or get_settings().workers.task_batch_size
     by_queue: dict[str, list[str]] = defaultdict(list)
     for doc_id, modality in docs:
         by_queue[MODALITY_QUEUES.get(modality, DEFAULT_QUEUE)].append(doc_id)

@@ -25,7 +25,9 @@ def readyz():
     except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
         checks["elasticsearch"] = f"down: {type(exc).__name__}"
     try:
-        redis.Redis.from_url(svc.settings.broker_url, socket_timeout=2, socket_connect_timeout=2).ping()
+        redis.Redis.from_url(
+            svc.settings.broker.broker_url, socket_timeout=2, socket_connect_timeout=2
+        ).ping()
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"down: {type(exc).__name__}"

@@ -6,7 +6,7 @@
 Images/s for image models, audio-seconds/s for audio models, after one warm-up call (load time is reported
 apart). Batched encoders are also timed one item per call, side by side, so the batching gain is a ratio
 from the same run. With `--pipeline` (needs the running stack: `mmsearch up`) the same items also go
-through the whole path, upload -> blob store -> Elasticsearch -> Celery worker -> vectors back, one fresh
+through the whole path, upload -> blob store -> Client -> Celery worker -> vectors back, one fresh
 collection per encoder, and a mixed collection times cross-modal searches. CLIP and CLAP run the tests'
 tiny random-weight models (their real weights cannot be had here): their numbers measure the plumbing
 (preprocessing, batching), not the real models' cost.

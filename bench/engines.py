@@ -2,7 +2,7 @@
 
 An encoded collection (documents with their vectors and nested passages, as stored) is copied from the
 source cluster into a collection of the same name on the target cluster, created by the product's own
-`collections.create`, so the mapping is the target engine's dialect. No document is re-encoded: both
+`catalog.create`, so the mapping is the target engine's dialect. No document is re-encoded: both
 engines hold the very same vectors and text. Then `mmsearch eval`'s runs (evaluation/runs.py) go through an
 API process on each engine (query vectors computed by the API as usual), and one table shows each metric on
 both engines with the difference. The source cluster is only read.
@@ -30,7 +30,7 @@ from core.config import Settings, get_settings
 from core.es import Client, engine_of, make_client, scan, streaming_bulk
 from evaluation import runs
 from ingest.beir import find, load_qrels, load_queries
-from mappings import collections
+from mappings import catalog
 
 METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100"}
 DEFAULT_MODES = ("lexical", "vector", "hybrid", "hybrid-rrf")
@@ -60,10 +60,10 @@ def copy_collection(
     """Copy collection `name` from `source` into a new collection `target_name` (default: the same name)
     on `target`: same encoders, models, extractors, passages and profiles; documents as stored."""
     target_name = target_name or name
-    info = collections.get(source, settings, name)
+    info = catalog.get(source, settings, name)
     models = {enc: desc["model"] for enc, desc in info.encoders.items() if desc.get("model")}
     started = time.perf_counter()
-    made = collections.create(
+    made = catalog.create(
         target,
         settings,
         target_name,
@@ -73,7 +73,7 @@ def copy_collection(
         passages=bool(info.passages),
     )
     if info.profiles:
-        collections.update_meta(target, made.index, profiles=info.profiles)
+        catalog.update_meta(target, made.index, profiles=info.profiles)
     target.indices.put_settings(index=made.index, settings={"index": {"refresh_interval": "-1"}})
 
     def actions() -> Iterator[dict[str, Any]]:
@@ -91,7 +91,7 @@ def copy_collection(
         copied += 1
     target.indices.put_settings(index=made.index, settings={"index": {"refresh_interval": None}})
     target.options(request_timeout=600).indices.refresh(index=made.index)
-    collections.CACHE.invalidate(target_name)
+    catalog.CACHE.invalidate(target_name)
     return {"documents": copied, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -100,15 +100,15 @@ def ensure_copy(
 ) -> dict[str, Any]:
     """Reuse a target collection whose documents are in the same states as the source's (as many encoded,
     pending, failed); otherwise copy (an existing one that differs is deleted only with `replace`)."""
-    alias = collections.alias_for(settings, name)
-    want = collections.status_counts(source, alias)
+    alias = catalog.alias_for(settings, name)
+    want = catalog.status_counts(source, alias)
     if target.indices.exists_alias(name=alias):
-        have = collections.status_counts(target, alias)
+        have = catalog.status_counts(target, alias)
         if have == want:
             return {"documents": have["total"], "seconds": "kept"}
         if not replace:
             raise SystemExit(f"{name!r} on the target holds {have}, the source {want}: pass --replace")
-        collections.delete(target, settings, name)
+        catalog.delete(target, settings, name)
     return copy_collection(source, target, settings, name)
 
 

@@ -12,17 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import Elasticsearch
-
 from bench.common import Report, latency_row, query_texts, timed_calls
 from client.api import ApiClient
 from core.config import get_settings
-from core.es import bulk, engine_of, make_client, scan
+from core.es import Client, bulk, engine_of, make_client, scan
 
 MODES = ("lexical", "vector", "hybrid")
 
 
-def source_documents(es: Elasticsearch, alias: str) -> list[dict[str, Any]]:
+def source_documents(es: Client, alias: str) -> list[dict[str, Any]]:
     """Every encoded document with its vectors (ES 9 leaves them out of `_source` unless asked)."""
     hits = scan(
         es,
@@ -45,7 +43,7 @@ def copies(docs: list[dict[str, Any]], index: str, collection: str, size: int) -
         yield {"_index": index, "_id": doc_id, "_source": doc}
 
 
-def grow(client: ApiClient, es: Elasticsearch, source: dict[str, Any], docs: list[dict], size: int) -> dict:
+def grow(client: ApiClient, es: Client, source: dict[str, Any], docs: list[dict], size: int) -> dict:
     """A fresh collection with the source's encoders, filled to `size` documents; returns its description."""
     name = f"bench-growth-{size}"
     if client.collection_exists(name):
@@ -58,7 +56,7 @@ def grow(client: ApiClient, es: Elasticsearch, source: dict[str, Any], docs: lis
 
 
 def measure(
-    client: ApiClient, es: Elasticsearch, info: dict[str, Any], texts: list[str], documents: int, built: str
+    client: ApiClient, es: Client, info: dict[str, Any], texts: list[str], documents: int, built: str
 ) -> list[dict[str, Any]]:
     """Latency per mode, one client; the first query of each mode warms up and is not counted."""
     shards = es.indices.segments(index=info["index"])["indices"][info["index"]]["shards"]

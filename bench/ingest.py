@@ -1,4 +1,4 @@
-"""Ingest throughput: the bare encoder vs the whole path (API -> Elasticsearch -> Celery -> vectors back)
+"""Ingest throughput: the bare encoder vs the whole path (API -> Client -> Celery -> vectors back)
 with the configured task batch size vs a task per document."""
 
 from __future__ import annotations

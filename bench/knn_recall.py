@@ -8,20 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from elasticsearch import Elasticsearch
 
 from bench.common import Report, query_texts
 from core.config import get_settings
-from core.es import engine_of, make_client, scan
+from core.es import Client, engine_of, make_client, scan
 from encoders import get_encoder
-from mappings.collections import get
+from mappings.catalog import get
 from search.query import RESCORE_OVERSAMPLE, knn_body
 
 K = 10
 NUM_CANDIDATES = (10, 50, 100, 200)
 
 
-def stored_vectors(es: Elasticsearch, alias: str, field: str) -> tuple[list[str], np.ndarray]:
+def stored_vectors(es: Client, alias: str, field: str) -> tuple[list[str], np.ndarray]:
     """Every document's vector as stored (ES 9 leaves vectors out of `_source` unless asked)."""
     hits = scan(
         es,
@@ -48,7 +47,7 @@ def exact_top(docs: np.ndarray, ids: list[str], queries: np.ndarray) -> list[set
 
 
 def knn_top(
-    es: Elasticsearch, alias: str, field: str, vector: list[float], num_candidates: int, rescore: bool
+    es: Client, alias: str, field: str, vector: list[float], num_candidates: int, rescore: bool
 ) -> set[str]:
     """The API's kNN body (rescore_vector re-ranks oversample*k quantised hits with the float vectors)."""
     body = knn_body(engine_of(es), field, vector, [], K, num_candidates, rescore)
@@ -57,7 +56,7 @@ def knn_top(
     return {h["_id"] for h in resp["hits"]["hits"]}
 
 
-def index_options(es: Elasticsearch, index: str, encoder: str) -> dict[str, Any]:
+def index_options(es: Client, index: str, encoder: str) -> dict[str, Any]:
     mapping = es.indices.get_mapping(index=index)[index]["mappings"]
     spec = mapping["properties"]["vectors"]["properties"][encoder]
     return spec.get("index_options") or spec.get("method", {})  # Elasticsearch | OpenSearch k-NN

@@ -25,7 +25,7 @@ from encoders import get_encoder
 from evaluation.runs import mode_result, ranked_run, run_queries, scores, wait_indexed
 from ingest.beir import find, iter_corpus, load_qrels, load_queries
 from ingest.passages import passages_for
-from mappings.collections import get
+from mappings.catalog import get
 
 MODES = ("lexical", "vector", "hybrid")
 METRIC = "ndcg@10"

@@ -13,7 +13,7 @@ from bench.common import Report, latency_row, query_texts, spawned_api, timed_ca
 from core.config import get_settings
 from core.es import make_client
 from encoders import get_encoder
-from mappings.collections import Collection, get
+from mappings.catalog import Collection, get
 from search import fusion, plan
 from search.schema import Fusion, SearchRequest
 from search.service import SearchService

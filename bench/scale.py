@@ -30,9 +30,9 @@ from rich.console import Console
 
 from bench.common import Report, latency_row, query_texts, save, show, spawned_api, timed_calls
 from core.config import get_settings
-from core.es import engine_of, make_client, scan, streaming_bulk
+from core.es import Client, engine_of, make_client, scan, streaming_bulk
 from encoders import get_encoder
-from mappings import collections
+from mappings import catalog
 from mappings.render import index_body
 from search import plan
 from search.schema import Profile, SearchRequest
@@ -46,7 +46,7 @@ MODES = ("lexical", "vector", "hybrid")
 VECTOR_RAM = {"hnsw": lambda d: 4 * (d + 12), "int8_hnsw": lambda d: d + 4, "bbq_hnsw": lambda d: d / 8 + 14}
 
 
-def source_corpus(es: Elasticsearch, alias: str) -> tuple[list[dict[str, Any]], np.ndarray]:
+def source_corpus(es: Client, alias: str) -> tuple[list[dict[str, Any]], np.ndarray]:
     """The encoded documents of the source collection, sorted by id, and their unit text vectors."""
     hits = scan(
         es,
@@ -78,14 +78,14 @@ def name_of(index_type: str, size: int) -> str:
     return f"bench-scale-{index_type.replace('_', '-')}-{size}"
 
 
-def create(es: Elasticsearch, name: str, index_type: str, model: str) -> str:
+def create(es: Client, name: str, index_type: str, model: str) -> str:
     """The product's collection body with another `index_options` on the text vector field."""
     settings = get_settings()
     body = index_body(name, [get_encoder(FIELD, model)], settings, engine_of(es), passages=False)
     body["mappings"]["properties"]["vectors"]["properties"][FIELD]["index_options"] = {"type": index_type}
     body["settings"]["index"]["refresh_interval"] = "-1"  # bulk load; refreshed once at the end
-    index = collections.physical_index(settings, name, 1)
-    es.indices.create(index=index, **body, aliases={collections.alias_for(settings, name): {}})
+    index = catalog.physical_index(settings, name, 1)
+    es.indices.create(index=index, **body, aliases={catalog.alias_for(settings, name): {}})
     return index
 
 
@@ -101,15 +101,13 @@ def actions(index: str, name: str, docs: list[dict[str, Any]], base: np.ndarray,
             i += 1
 
 
-def build(
-    es: Elasticsearch, docs: list[dict], base: np.ndarray, index_type: str, size: int, model: str
-) -> dict:
+def build(es: Client, docs: list[dict], base: np.ndarray, index_type: str, size: int, model: str) -> dict:
     name = name_of(index_type, size)
-    alias = collections.alias_for(get_settings(), name)
+    alias = catalog.alias_for(get_settings(), name)
     if es.indices.exists_alias(name=alias) and es.count(index=alias)["count"] == size:
         return {"name": name, "built s": "kept"}
     if es.indices.exists_alias(name=alias):
-        collections.delete(es, get_settings(), name)
+        catalog.delete(es, get_settings(), name)
     started = time.perf_counter()
     index = create(es, name, index_type, model)
     for ok, item in streaming_bulk(
@@ -140,7 +138,7 @@ def exact_top(base: np.ndarray, size: int, queries: np.ndarray) -> np.ndarray:
 
 
 def recall(
-    es: Elasticsearch,
+    es: Client,
     alias: str,
     docs: list[dict],
     exact: np.ndarray,
@@ -167,7 +165,7 @@ def recall(
 
 
 def measure(
-    es: Elasticsearch,
+    es: Client,
     client: Any,
     docs: list[dict],
     base: np.ndarray,
@@ -178,7 +176,7 @@ def measure(
     candidates: list[int],
 ) -> list[dict[str, Any]]:
     name = name_of(index_type, size)
-    alias = collections.alias_for(get_settings(), name)
+    alias = catalog.alias_for(get_settings(), name)
     stats = es.indices.stats(index=alias, metric="store,segments")["_all"]["primaries"]
     common = {
         "index": index_type,
@@ -206,7 +204,7 @@ def run(args: argparse.Namespace) -> Report:
     settings = get_settings()
     es = make_client(settings)
     source_es = Elasticsearch(args.source_url) if args.source_url else es
-    source = collections.get(source_es, settings, args.collection)
+    source = catalog.get(source_es, settings, args.collection)
     model = source.encoders[FIELD].get("model")
     docs, base = source_corpus(source_es, source.alias)
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -3,7 +3,7 @@
 Both take an ndjson file through `POST /api/saved_objects/_import?overwrite=true` (multipart, field
 `file`); they differ in the header that guards against cross-site requests (`kbn-xsrf` / `osd-xsrf`) and
 Kibana has spaces (`/s/<space>/api/...`). Importing with `overwrite` makes a re-run update the objects in
-place, so `mmsearch kibana install` is also how the data view follows new collections.
+place, so `mmsearch kibana install` is also how the data view follows new catalog.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from elasticsearch import Elasticsearch
 
 from core.config import Settings
 from core.errors import MmsearchError
-from core.es import engine_of
-from mappings import collections, index_body
+from core.es import Client, engine_of
+from mappings import catalog, index_body
 from mappings.kibana import KIBANA, Options, check_fields, data_view_title, saved_objects, to_ndjson
 
 XSRF_HEADER = {KIBANA: "kbn-xsrf", "opensearch-dashboards": "osd-xsrf"}
@@ -38,7 +37,7 @@ class Rendered:
 
 
 def render(
-    es: Elasticsearch,
+    es: Client,
     settings: Settings,
     names: list[str] | None = None,
     pending_minutes: int = 15,
@@ -46,8 +45,8 @@ def render(
 ) -> Rendered:
     """The objects over `names` (default: every collection), checked against each one's mapping; with no
     collection, over `<prefix>*` and checked against the mapping the product renders for a new one."""
-    names = names if names is not None else collections.list_names(es, settings)
-    found = [collections.get(es, settings, name) for name in names]
+    names = names if names is not None else catalog.list_names(es, settings)
+    found = [catalog.get(es, settings, name) for name in names]
     aliases = [c.alias for c in found]
     versions = sorted(
         {(enc, d["version"]) for c in found for enc, d in c.encoders.items() if d.get("version")}

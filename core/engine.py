@@ -153,7 +153,7 @@ class Engine:
 
     @staticmethod
     def _os_knn(value: Vector, k: int, candidates: int, filters: list[Body], quantised: bool) -> Body:
-        # Lucene's HNSW explores `ef_search` candidates: Elasticsearch's `num_candidates`.
+        # Lucene's HNSW explores `ef_search` candidates: Client's `num_candidates`.
         clause: Body = {"vector": value, "k": k, "method_parameters": {"ef_search": candidates}}
         if quantised:
             clause["rescore"] = {"oversample_factor": RESCORE_OVERSAMPLE}

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from elasticsearch import Elasticsearch
-
 from core.config import Settings
-from core.es import scan
+from core.es import Client, scan
 from ingest.blobstore import BlobStore
 
 BATCH = 1000
 
 
-def referenced(es: Elasticsearch, pattern: str, shas: list[str]) -> set[str]:
+def referenced(es: Client, pattern: str, shas: list[str]) -> set[str]:
     """Which of `shas` some document in the indices matching `pattern` references."""
     found: set[str] = set()
     for start in range(0, len(shas), BATCH):
@@ -38,7 +36,7 @@ def referenced(es: Elasticsearch, pattern: str, shas: list[str]) -> set[str]:
     return found
 
 
-def release(es: Elasticsearch, settings: Settings, shas: Iterable[str | None]) -> list[str]:
+def release(es: Client, settings: Settings, shas: Iterable[str | None]) -> list[str]:
     """Delete the blobs among `shas` that no document references any more; returns those deleted."""
     wanted = sorted({sha for sha in shas if sha})
     if not wanted:
@@ -51,7 +49,7 @@ def release(es: Elasticsearch, settings: Settings, shas: Iterable[str | None]) -
     return [sha for sha in wanted if sha not in in_use and store.delete_unless_touched(sha, since)]
 
 
-def shas_of(es: Elasticsearch, index: str, query: dict | None = None) -> Iterator[str]:
+def shas_of(es: Client, index: str, query: dict | None = None) -> Iterator[str]:
     """The blob keys the documents of `index` (matching `query`) reference, for releasing them later."""
     hits = scan(
         es,

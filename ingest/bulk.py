@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from elasticsearch import Elasticsearch
-
-from core.es import error_reason, streaming_bulk
+from core.es import Client, error_reason, streaming_bulk
 
 
 def index_many(
-    es: Elasticsearch, index: str, docs: Iterable[dict[str, Any]], refresh: str | bool = False
+    es: Client, index: str, docs: Iterable[dict[str, Any]], refresh: str | bool = False
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Index documents (create or replace by `doc_id`); returns (ids written, errors)."""
     actions = ({"_op_type": "index", "_index": index, "_id": d["doc_id"], "_source": d} for d in docs)

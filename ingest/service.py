@@ -22,8 +22,8 @@ from ingest.bulk import index_many
 from ingest.documents import from_json, idempotent_id, parse_documents
 from ingest.lifecycle import requeue_update, sha256_of
 from ingest.uploads import FileDocuments, Upload, file_documents
-from mappings import collections, metastore
-from mappings.collections import Collection
+from mappings import catalog, metastore
+from mappings.catalog import Collection
 
 # (index, (document id, modality) pairs) -> the number of encode tasks sent.
 Enqueue = Callable[[str, Iterable[tuple[str, str]]], int]
@@ -74,7 +74,7 @@ class IngestService:
 
     def collection(self, name: str) -> Collection:
         """The collection (cached for a few seconds), or `CollectionNotFound` (a 404)."""
-        return collections.CACHE.get(self.es, self.settings, name)
+        return catalog.CACHE.get(self.es, self.settings, name)
 
     # --- documents -------------------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class IngestService:
         """Send documents to the workers again: `pending` ones queued over `older_than` seconds ago (lost
         messages, e.g. a purged queue) or the `failed` ones after fixing the cause. Returns (documents,
         tasks)."""
-        collection = collections.get(self.es, self.settings, name)
+        collection = catalog.get(self.es, self.settings, name)
         query = {
             "bool": {
                 "filter": [
@@ -208,11 +208,11 @@ class IngestService:
         extractors: list[str] | None = None,
         passages: bool = True,
     ) -> dict[str, Any]:
-        collections.create(self.es, self.settings, name, encoders, models, extractors, passages)
+        catalog.create(self.es, self.settings, name, encoders, models, extractors, passages)
         return self.describe_collection(name)
 
     def describe_collection(self, name: str) -> dict[str, Any]:
-        info = collections.get(self.es, self.settings, name)
+        info = catalog.get(self.es, self.settings, name)
         return {
             "name": info.name,
             "alias": info.alias,
@@ -221,42 +221,42 @@ class IngestService:
             "extractors": info.extractors,
             "passages": info.passages,
             "profiles": sorted(info.profiles),
-            "documents": collections.status_counts(self.es, info.alias),
+            "documents": catalog.status_counts(self.es, info.alias),
             "jobs": info.jobs,
         }
 
     def profiles(self, name: str) -> dict[str, Any]:
         """The collection's search profiles, read afresh (a PUT by another API process shows at once)."""
-        return collections.get(self.es, self.settings, name).profiles
+        return catalog.get(self.es, self.settings, name).profiles
 
     def put_profile(self, name: str, profile: str, body: dict[str, Any]) -> bool:
         """Save one profile (replacing only that name); True when it is new. A collection holds at most
         `MAX_PROFILES` (a count checked before the write: two racing PUTs may pass it by one)."""
-        stored = collections.get(self.es, self.settings, name).profiles  # fresh; 404: no such collection
+        stored = catalog.get(self.es, self.settings, name).profiles  # fresh; 404: no such collection
         if profile not in stored and len(stored) >= MAX_PROFILES:
             raise Conflict(
                 f"collection {name!r} has {len(stored)} search profiles, the most it may have "
                 f"({MAX_PROFILES}); delete one first"
             )
         created = metastore.put(self.es, self.settings, name, kind=metastore.PROFILE, name=profile, body=body)
-        collections.CACHE.invalidate(name)
+        catalog.CACHE.invalidate(name)
         return created
 
     def delete_profile(self, name: str, profile: str) -> bool:
         """Remove one profile; False when the collection has none of that name."""
-        collections.get(self.es, self.settings, name)  # 404: no such collection
+        catalog.get(self.es, self.settings, name)  # 404: no such collection
         deleted = metastore.delete(self.es, self.settings, name, kind=metastore.PROFILE, name=profile)
-        collections.CACHE.invalidate(name)
+        catalog.CACHE.invalidate(name)
         return bool(deleted)
 
     def list_collections(self) -> list[str]:
-        return collections.list_names(self.es, self.settings)
+        return catalog.list_names(self.es, self.settings)
 
     def delete_collection(self, name: str) -> dict[str, Any]:
         """Delete the collection's indices and state, then the stored files no other collection references."""
-        alias = collections.alias_for(self.settings, name)
+        alias = catalog.alias_for(self.settings, name)
         shas = set(shas_of(self.es, alias))  # every generation holds the same files
-        indices = collections.delete(self.es, self.settings, name)
+        indices = catalog.delete(self.es, self.settings, name)
         blobs = release(self.es, self.settings, shas)
         return {"deleted": name, "indices": indices, "blobs_deleted": len(blobs)}
 

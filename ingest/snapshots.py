@@ -24,14 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, NotFoundError
 
 from core.config import Settings
 from core.errors import Conflict, MmsearchError, NotFound
-from core.es import error_reason
+from core.es import Client, error_reason
 from ingest.blobrefs import shas_of
 from ingest.blobstore import BlobStore
-from mappings import collections, metastore
+from mappings import catalog, metastore
 
 REPOSITORY = "mmsearch"
 ENGINE_DIR = "engine"  # under the root: the engine's fs repository
@@ -53,7 +53,7 @@ def _engine(what: str) -> Iterator[None]:
         raise SnapshotError(f"{what}: {error_reason(exc)}") from None
 
 
-def root(es: Elasticsearch, settings: Settings) -> Path:
+def root(es: Client, settings: Settings) -> Path:
     """The snapshot root: configured, else the first `path.repo` the engine's nodes declare."""
     if settings.engine.snapshot_dir:
         return Path(settings.engine.snapshot_dir)
@@ -68,7 +68,7 @@ def root(es: Elasticsearch, settings: Settings) -> Path:
     )
 
 
-def ensure_repository(es: Elasticsearch, base: Path) -> None:
+def ensure_repository(es: Client, base: Path) -> None:
     """Register the `fs` repository under `base` unless a `mmsearch` repository exists (an operator's S3
     or other repository is used as registered)."""
     try:
@@ -84,17 +84,17 @@ def ensure_repository(es: Elasticsearch, base: Path) -> None:
 
 
 def create(
-    es: Elasticsearch, settings: Settings, names: list[str] | None = None, snapshot: str | None = None
+    es: Client, settings: Settings, names: list[str] | None = None, snapshot: str | None = None
 ) -> dict[str, Any]:
     """Snapshot the named collections (all when None): their indices through the engine, then their state
     and blobs beside it. Returns the manifest."""
     snapshot = snapshot or datetime.now(UTC).strftime("snap-%Y%m%d-%H%M%S")
     if not SNAPSHOT_NAME.fullmatch(snapshot):
         raise SnapshotError(f"snapshot name {snapshot!r}: use lower-case letters, digits, '.', '_' or '-'")
-    names = names if names is not None else collections.list_names(es, settings)
+    names = names if names is not None else catalog.list_names(es, settings)
     if not names:
         raise SnapshotError("there is no collection to snapshot")
-    aliases = {name: collections.get(es, settings, name).alias for name in names}  # each must exist
+    aliases = {name: catalog.get(es, settings, name).alias for name in names}  # each must exist
     indices = {name: sorted(es.indices.get_alias(name=alias)) for name, alias in aliases.items()}
     base = root(es, settings)
     ensure_repository(es, base)
@@ -125,10 +125,10 @@ def create(
 
 
 def _save_collection(
-    es: Elasticsearch, settings: Settings, *, name: str, indices: list[str], folder: Path
+    es: Client, settings: Settings, *, name: str, indices: list[str], folder: Path
 ) -> dict[str, Any]:
     """One collection's entry of the manifest, its referenced blobs copied into the snapshot's store."""
-    alias = collections.alias_for(settings, name)
+    alias = catalog.alias_for(settings, name)
     shas = sorted(set(shas_of(es, alias)))
     store, copy = BlobStore.from_settings(settings), BlobStore(folder / "blobs")
     missing = []
@@ -150,9 +150,7 @@ def _save_collection(
     }
 
 
-def restore(
-    es: Elasticsearch, settings: Settings, snapshot: str, names: list[str] | None = None
-) -> dict[str, Any]:
+def restore(es: Client, settings: Settings, snapshot: str, names: list[str] | None = None) -> dict[str, Any]:
     """Bring the named collections (all of the snapshot when None) back: indices with their aliases,
     state documents and blobs. A collection that exists is refused (delete it first): a restore never
     overwrites live data. Returns what was restored."""
@@ -182,7 +180,7 @@ def restore(
         for kind, items in saved[name]["state"].items():
             for item, body in items.items():
                 metastore.put(es, settings, name, kind, item, body)
-        collections.CACHE.invalidate(name)
+        catalog.CACHE.invalidate(name)
     return {"snapshot": snapshot, "collections": names, "indices": indices, "blobs_copied": blobs}
 
 
@@ -199,7 +197,7 @@ def _restore_blobs(settings: Settings, folder: Path, groups: list[list[str]]) ->
     return copied
 
 
-def list_snapshots(es: Elasticsearch, settings: Settings) -> list[dict[str, Any]]:
+def list_snapshots(es: Client, settings: Settings) -> list[dict[str, Any]]:
     """The repository's snapshots, oldest first, with the collections each saved (from its manifest)."""
     base = root(es, settings)
     ensure_repository(es, base)

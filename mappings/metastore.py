@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import BadRequestError, ConflictError, NotFoundError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from core.config import Settings
-from core.es import bulk
+from core.es import Client, bulk
 
 PROFILE = "profile"
 JOB = "job"
@@ -46,7 +46,7 @@ def doc_id(collection: str, kind: str, name: str) -> str:
     return f"{collection}:{kind}:{name}"
 
 
-def ensure_index(es: Elasticsearch, settings: Settings) -> str:
+def ensure_index(es: Client, settings: Settings) -> str:
     """Create the state index with its mapping unless it exists (before every write: a write must never
     auto-create it with guessed mappings)."""
     index = index_name(settings)
@@ -64,7 +64,7 @@ def ensure_index(es: Elasticsearch, settings: Settings) -> str:
     return index
 
 
-def read(es: Elasticsearch, settings: Settings, collection: str) -> dict[str, dict[str, Any]]:
+def read(es: Client, settings: Settings, collection: str) -> dict[str, dict[str, Any]]:
     """{kind: {name: body}} of one collection, by one search (no index yet = no state)."""
     resp = es.search(
         index=index_name(settings),
@@ -85,7 +85,7 @@ def _document(collection: str, kind: str, name: str, body: dict[str, Any]) -> di
 
 
 def put(
-    es: Elasticsearch, settings: Settings, collection: str, *, kind: str, name: str, body: dict[str, Any]
+    es: Client, settings: Settings, collection: str, *, kind: str, name: str, body: dict[str, Any]
 ) -> bool:
     """Write one item whole (last writer wins on this item only); returns whether it is new."""
     resp = es.index(
@@ -98,7 +98,7 @@ def put(
 
 
 def create(
-    es: Elasticsearch, settings: Settings, collection: str, *, kind: str, name: str, body: dict[str, Any]
+    es: Client, settings: Settings, collection: str, *, kind: str, name: str, body: dict[str, Any]
 ) -> bool:
     """Write one item unless it exists; returns whether it was written."""
     try:
@@ -114,7 +114,7 @@ def create(
     return True
 
 
-def delete(es: Elasticsearch, settings: Settings, collection: str, *, kind: str, name: str) -> bool:
+def delete(es: Client, settings: Settings, collection: str, *, kind: str, name: str) -> bool:
     """Remove one item; returns whether it was there."""
     try:
         es.delete(index=index_name(settings), id=doc_id(collection, kind, name), refresh=True)
@@ -130,7 +130,7 @@ def delete(es: Elasticsearch, settings: Settings, collection: str, *, kind: str,
     reraise=True,
 )
 def update(
-    es: Elasticsearch,
+    es: Client,
     settings: Settings,
     collection: str,
     *,
@@ -161,7 +161,7 @@ def update(
     return body
 
 
-def delete_collection(es: Elasticsearch, settings: Settings, collection: str) -> int:
+def delete_collection(es: Client, settings: Settings, collection: str) -> int:
     """Remove every item of `collection` (no `_delete_by_query` on every build: the ids, then a bulk)."""
     index = index_name(settings)
     resp = es.search(

@@ -11,7 +11,7 @@ from rich.table import Table
 import stack
 from core.config import get_settings
 from core.es import get_client
-from mappings.collections import upgrade
+from mappings.catalog import upgrade
 from mmsearch.common import console
 from search.security import InsecureConfiguration, check_bind
 

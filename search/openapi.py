@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 import search.responses as r
 from ingest.documents import DocumentIn
-from mappings.collections import NAME_PATTERN
+from mappings.catalog import NAME_PATTERN
 from search.api.collections import CollectionIn
 from search.api.documents import DeleteIn
 from search.api.jobs import ReencodeIn
@@ -47,9 +47,7 @@ BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
 
 OPERATIONS: dict[str, Op] = {
     "health.healthz": Op("Liveness", r.Health, tag="health"),
-    "health.readyz": Op(
-        "Readiness: Elasticsearch and Redis reachable", r.Ready, status=(200, 503), tag="health"
-    ),
+    "health.readyz": Op("Readiness: Client and Redis reachable", r.Ready, status=(200, 503), tag="health"),
     "health.metrics": Op("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}, tag="health"),
     "ui.index": Op("The search page", {"text/html": {"schema": {"type": "string"}}}, tag="pages"),
     "openapi.description": Op(

@@ -10,17 +10,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, NotFoundError
 
 from core.config import Settings
 from core.errors import BackendError, MmsearchError, NotFound, Unavailable
-from core.es import engine_of, error_reason
+from core.es import Client, engine_of, error_reason
 from encoders import EncoderError, get_encoder
 from encoders.rerank import get_reranker
 from ingest.blobstore import BlobStore
 from ingest.lifecycle import encoder_text, sha256_of
-from mappings import collections
-from mappings.collections import Collection
+from mappings import catalog
+from mappings.catalog import Collection
 from media.decode import load_audio, load_image
 from media.filetypes import UnsupportedType, detect
 from search import fusion, plan
@@ -71,7 +71,7 @@ class Reranked:
 class SearchService:
     """profile -> query vectors -> plan -> one `_msearch` -> fuse -> page -> explain."""
 
-    def __init__(self, es: Elasticsearch, settings: Settings) -> None:
+    def __init__(self, es: Client, settings: Settings) -> None:
         self.es = es
         self.engine = engine_of(es)
         self.settings = settings
@@ -84,9 +84,9 @@ class SearchService:
     def collection(self, name: str, profile: str | None = None) -> Collection:
         """The collection (cached a few seconds; `CollectionNotFound` is a 404), read afresh when it lacks
         the named `profile`, which another API process may have saved within the cache's lifetime."""
-        collection = collections.CACHE.get(self.es, self.settings, name)
+        collection = catalog.CACHE.get(self.es, self.settings, name)
         if profile and profile not in collection.profiles:
-            collection = collections.CACHE.get(self.es, self.settings, name, fresh=True)
+            collection = catalog.CACHE.get(self.es, self.settings, name, fresh=True)
         return collection
 
     def document(self, name: str, doc_id: str) -> dict[str, Any]:

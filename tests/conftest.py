@@ -3,7 +3,7 @@
 Ports and the data dir are test-specific so a developer's `mmsearch up` stack is left alone. When
 ELASTICSEARCH_URL / REDIS_URL are set, those external services are used instead.
 
-The suite runs on one engine per session: Elasticsearch by default, OpenSearch with
+The suite runs on one engine per session: Client by default, OpenSearch with
 `MMSEARCH_ENGINE=opensearch` (`make test` runs both), each on its own port and data dir.
 """
 

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from core.config import Settings, env_names
 from core.errors import MmsearchError
 from ingest.documents import PayloadError
-from mappings.collections import CollectionExists, CollectionNotFound
+from mappings.catalog import CollectionExists, CollectionNotFound
 from media.decode import MediaError
 from media.filetypes import EmptyFile, IngestError, UnsupportedType
 from search.app import create_app

@@ -10,7 +10,7 @@ import pytest
 from bench.engines import copy_collection, stored_documents
 from client.api import ApiClient
 from core.config import Settings
-from mappings import collections
+from mappings import catalog
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def copied(api: ApiClient, es, settings: Settings, collection: str) -> Iterator[
     target = f"{collection}-copy"
     done = copy_collection(es, es, settings, collection, target)
     yield collection, target, done
-    collections.delete(es, settings, target)
+    catalog.delete(es, settings, target)
 
 
 def test_copy_keeps_vectors_and_passages_and_searches_alike(
@@ -42,16 +42,16 @@ def test_copy_keeps_vectors_and_passages_and_searches_alike(
 ) -> None:
     source, target, done = copied
     assert done["documents"] == len(DOCS)
-    src = {d["_id"]: d["_source"] for d in stored_documents(es, collections.alias_for(settings, source))}
-    dst = {d["_id"]: d["_source"] for d in stored_documents(es, collections.alias_for(settings, target))}
+    src = {d["_id"]: d["_source"] for d in stored_documents(es, catalog.alias_for(settings, source))}
+    dst = {d["_id"]: d["_source"] for d in stored_documents(es, catalog.alias_for(settings, target))}
     assert set(dst) == {"d1", "d2", "d3"} and {d["collection"] for d in dst.values()} == {target}
     for doc_id, doc in src.items():
         assert len(doc["vectors"]["text"]) == 384
         assert dst[doc_id]["vectors"] == doc["vectors"]
         assert dst[doc_id].get("passages") == doc.get("passages")
     assert len(dst["d3"]["passages"]) > 1 and "vectors" in dst["d3"]["passages"][0]
-    info = collections.get(es, settings, target)
-    assert info.encoders == collections.get(es, settings, source).encoders and info.passages == ["text"]
+    info = catalog.get(es, settings, target)
+    assert info.encoders == catalog.get(es, settings, source).encoders and info.passages == ["text"]
     for mode in ("vector", "hybrid"):
         a = [h["id"] for h in api.search(source, "how do proteins fold in heat", mode=mode)["hits"]]
         b = [h["id"] for h in api.search(target, "how do proteins fold in heat", mode=mode)["hits"]]
@@ -62,6 +62,6 @@ def test_a_collection_name_that_exists_is_refused(
     es, settings: Settings, copied: tuple[str, str, dict]
 ) -> None:  # noqa: ANN001
     source, target, _ = copied
-    with pytest.raises(collections.CollectionExists):
+    with pytest.raises(catalog.CollectionExists):
         copy_collection(es, es, settings, source, target)
-    assert es.count(index=collections.alias_for(settings, target))["count"] == len(DOCS)
+    assert es.count(index=catalog.alias_for(settings, target))["count"] == len(DOCS)

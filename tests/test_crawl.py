@@ -14,15 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from elasticsearch import Elasticsearch
 
 from client.api import ApiClient, ApiClientError
 from client.crawl import crawl, summary, watch
 from core.config import Settings
-from core.es import engine_of
+from core.es import Client, engine_of
 from ingest.blobstore import BlobStore
 from ingest.crawl import LocalFile, path_id, plan, root_key, scan
-from mappings import collections, index_body
+from mappings import catalog, index_body
 from mmsearch.cli import main
 
 pytestmark = pytest.mark.integration
@@ -187,7 +186,7 @@ def test_blobs_go_with_the_last_document_that_references_them(
     assert gone["blobs_deleted"] == 1 and not store.exists(sha)
 
 
-def test_no_index_left_references_no_blob(es: Elasticsearch, settings: Settings) -> None:
+def test_no_index_left_references_no_blob(es: Client, settings: Settings) -> None:
     from ingest.blobrefs import referenced
 
     # as after the last collection's delete
@@ -219,7 +218,7 @@ def test_bad_upload_fields_and_manifest_requests_are_named_4xx(
 
 
 def test_a_collection_older_than_the_crawl_fields_gets_them_from_the_upgrade_step(
-    api: ApiClient, es: Elasticsearch, settings: Settings
+    api: ApiClient, es: Client, settings: Settings
 ) -> None:
     name = f"t-{uuid.uuid4().hex[:10]}"
     body = index_body(name, [], settings, engine_of(es))
@@ -231,7 +230,7 @@ def test_a_collection_older_than_the_crawl_fields_gets_them_from_the_upgrade_ste
         assert list(api.manifest(name, "/nowhere")) == []  # a read: the old mapping is left as it was
         mapping = es.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]
         assert not {"root", "path", "mtime"} & set(mapping["properties"]["source"]["properties"])
-        assert f"{alias}-000001" in collections.ensure_source_fields(es, settings)  # the upgrade step
+        assert f"{alias}-000001" in catalog.ensure_source_fields(es, settings)  # the upgrade step
         mapping = es.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]
         assert {"root", "path", "mtime"} <= set(mapping["properties"]["source"]["properties"])
     finally:

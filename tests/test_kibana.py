@@ -21,7 +21,7 @@ from core.config import Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.es import engine_of
 from ingest import lifecycle
-from mappings import collections, index_body
+from mappings import catalog, index_body
 from mappings.kibana import (
     OPENSEARCH_DASHBOARDS,
     Options,
@@ -108,9 +108,9 @@ def test_opensearch_dashboards_flavour_carries_7_10_migration_stamps() -> None:
 @pytest.fixture(scope="module")
 def multi_encoder(es, settings: Settings) -> Iterator[str]:  # noqa: ANN001
     name = f"t-kibana-{uuid.uuid4().hex[:8]}"
-    collections.create(es, settings, name, ENCODERS)
+    catalog.create(es, settings, name, ENCODERS)
     yield name
-    collections.delete(es, settings, name)
+    catalog.delete(es, settings, name)
 
 
 def _aggregation(agg: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def _aggregation(agg: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.integration
 def test_objects_fit_a_live_multi_encoder_collection(es, settings: Settings, multi_encoder: str) -> None:  # noqa: ANN001
     rendered = kibana.render(es, settings, [multi_encoder])
-    coll = collections.get(es, settings, multi_encoder)
+    coll = catalog.get(es, settings, multi_encoder)
     mapping = es.indices.get_mapping(index=coll.index)[coll.index]["mappings"]
     assert set(mapping["properties"]["vectors"]["properties"]) == set(ENCODERS)
     assert rendered.problems == []

@@ -91,7 +91,7 @@ BLUEPRINT_MAY_NOT_IMPORT = {
     "ingest.bulk",
     "ingest.blobstore",
     "ingest.blobrefs",
-    "mappings.collections",
+    "mappings.catalog",
     "mappings.metastore",
     "media.decode",
     "workers.tasks",
@@ -130,13 +130,13 @@ def test_the_blueprint_check_sees_engine_calls(tmp_path: Path) -> None:
     module = tmp_path / "route.py"
     module.write_text(
         "from ingest.bulk import index_many\n"
-        "from mappings import collections\n"
+        "from mappings import catalog\n"
         "def upload(svc):\n"
         "    return svc.es.exists(index='a', id='b')\n"
     )
     assert blueprint_reach(module, tmp_path) == [
         "route.py: imports ingest.bulk",
         "route.py: imports ingest.bulk.index_many",
-        "route.py: imports mappings.collections",
+        "route.py: imports mappings.catalog",
         "route.py: touches .es (line 4)",
     ]

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from elasticsearch import Elasticsearch
 
 from client.api import ApiClient, ApiClientError
 from core.config import Settings
-from mappings import collections, metastore
+from core.es import Client
+from mappings import catalog, metastore
 from mmsearch.cli import main
 from workers import reencode_job
 from workers.migrate import migrate
@@ -60,7 +60,7 @@ def test_concurrent_puts_of_different_profiles_all_land(api: ApiClient, api_url:
     assert light in names and not [n for n in names if "." in n]  # the state index is no collection
 
 
-def stored_items(es: Elasticsearch, settings: Settings, name: str) -> int:
+def stored_items(es: Client, settings: Settings, name: str) -> int:
     index = metastore.index_name(settings)
     es.indices.refresh(index=index, ignore_unavailable=True)
     return es.count(index=index, query={"term": {"collection": name}}, ignore_unavailable=True)["count"]
@@ -70,7 +70,7 @@ def fake_job(job_id: str, status: str = "encoding") -> dict[str, Any]:
     return {"id": job_id, "kind": "reencode", "status": status, "started_at": "2024-01-01T00:00:00+00:00"}
 
 
-def test_concurrent_updates_of_one_job_all_land(es: Elasticsearch, settings: Settings, light: str) -> None:
+def test_concurrent_updates_of_one_job_all_land(es: Client, settings: Settings, light: str) -> None:
     """Two writers each bump their own counter of the same job record: no increment is lost."""
     metastore.create(
         es, settings, light, kind=metastore.JOB, name="j1", body={**fake_job("j1"), "a": 0, "b": 0}
@@ -90,9 +90,7 @@ def test_concurrent_updates_of_one_job_all_land(es: Elasticsearch, settings: Set
     assert (job["a"], job["b"]) == (rounds, rounds)
 
 
-def test_a_cancel_racing_the_switch_leaves_one_outcome(
-    es: Elasticsearch, settings: Settings, light: str
-) -> None:
+def test_a_cancel_racing_the_switch_leaves_one_outcome(es: Client, settings: Settings, light: str) -> None:
     """Both steps change the record only from `encoding`: exactly one of them happens."""
     for attempt in range(4):
         job_id = f"race{attempt}"
@@ -116,25 +114,23 @@ def test_a_cancel_racing_the_switch_leaves_one_outcome(
 
 
 def test_a_collection_made_before_the_state_index_keeps_its_profiles_and_jobs(
-    api: ApiClient, es: Elasticsearch, settings: Settings, light: str
+    api: ApiClient, es: Client, settings: Settings, light: str
 ) -> None:
     """Profiles and jobs in `_meta` (as older versions wrote them) are read from there until the one-off
     migration (run at worker start-up) moves them; one deleted afterwards does not come back from
     `_meta`, and a second run moves nothing."""
     index = api.collection(light)["index"]
     old = {"fusion": {"method": "rrf", "k": 7}}
-    collections.update_meta(
-        es, index, profiles={"old": old, "gone": old}, jobs={"j0": fake_job("j0", "done")}
-    )
+    catalog.update_meta(es, index, profiles={"old": old, "gone": old}, jobs={"j0": fake_job("j0", "done")})
     assert api.request("GET", f"/v1/collections/{light}/profiles")["profiles"] == {"old": old, "gone": old}
     assert [job["id"] for job in api.request("GET", f"/v1/collections/{light}/jobs")["jobs"]] == ["j0"]
     assert stored_items(es, settings, light) == 0  # reads do not migrate
 
     assert migrate(settings, threading.Event())  # what a starting worker runs
     assert stored_items(es, settings, light) == 3  # old, gone, j0
-    meta = collections.index_meta(es, index)
+    meta = catalog.index_meta(es, index)
     assert not meta.get("profiles") and not meta.get("jobs")
-    assert collections.migrate_legacy_state(es, settings).get(light) is None  # nothing left to move
+    assert catalog.migrate_legacy_state(es, settings).get(light) is None  # nothing left to move
 
     api.request("PUT", f"/v1/collections/{light}/profiles/new", json=profile_body(1))
     api.request("DELETE", f"/v1/collections/{light}/profiles/gone")
@@ -144,12 +140,12 @@ def test_a_collection_made_before_the_state_index_keeps_its_profiles_and_jobs(
 
 
 def test_the_migration_keeps_an_item_written_since(
-    api: ApiClient, es: Elasticsearch, settings: Settings, light: str
+    api: ApiClient, es: Client, settings: Settings, light: str
 ) -> None:
     """A profile PUT before the migration ran is newer than the `_meta` one of the same name: it wins,
     and the other `_meta` items still move (here by `mmsearch migrate`)."""
     index = api.collection(light)["index"]
-    collections.update_meta(es, index, profiles={"p": profile_body(1), "q": profile_body(2)})
+    catalog.update_meta(es, index, profiles={"p": profile_body(1), "q": profile_body(2)})
     api.request("PUT", f"/v1/collections/{light}/profiles/p", json=profile_body(5))
     ran = CliRunner().invoke(main, ["migrate"])  # `mmsearch migrate`, the by-hand way
     assert ran.exit_code == 0, ran.output
@@ -159,7 +155,7 @@ def test_the_migration_keeps_an_item_written_since(
 
 
 def test_deleting_a_collection_deletes_its_state(
-    api: ApiClient, es: Elasticsearch, settings: Settings, light: str
+    api: ApiClient, es: Client, settings: Settings, light: str
 ) -> None:
     api.request("PUT", f"/v1/collections/{light}/profiles/default", json=profile_body(0))
     metastore.create(es, settings, light, kind=metastore.JOB, name="j1", body=fake_job("j1", "done"))
@@ -173,9 +169,7 @@ def test_deleting_a_collection_deletes_its_state(
 
 
 @pytest.mark.slow
-def test_profiles_survive_a_reencode_alias_switch(
-    api: ApiClient, es: Elasticsearch, settings: Settings
-) -> None:
+def test_profiles_survive_a_reencode_alias_switch(api: ApiClient, es: Client, settings: Settings) -> None:
     name = f"t-meta-re-{uuid.uuid4().hex[:8]}"
     api.create_collection(name, encoders=["text"])
     try:
@@ -198,7 +192,7 @@ def test_profiles_survive_a_reencode_alias_switch(
         assert after["index"] == job["target_index"] != before
         assert after["profiles"] == ["default", "during"]
         assert after["jobs"][job["id"]]["status"] == "done"
-        assert not collections.index_meta(es, after["index"]).get("profiles")  # nothing copied there
+        assert not catalog.index_meta(es, after["index"]).get("profiles")  # nothing copied there
         assert api.search(name, "tides", profile="during")["fusion"]["k"] == 14
     finally:
         api.delete_collection(name)

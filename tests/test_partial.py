@@ -12,7 +12,7 @@ from client.api import ApiClient, ApiClientError
 from core.config import EngineSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.es import make_client
-from mappings.collections import alias_for
+from mappings.catalog import alias_for
 
 DOCS = [
     {"id": "reef", "title": "Coral reefs", "text": "Coral reefs bleach when sea temperatures rise."},

@@ -10,7 +10,7 @@ from elasticsearch import Elasticsearch
 from core.config import LimitSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.errors import BackendError, MmsearchError, NotFound, Unavailable
-from mappings.collections import Collection
+from mappings.catalog import Collection
 from search import plan
 from search.schema import Profile, SearchRequest
 from search.service import (

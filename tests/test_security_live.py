@@ -17,11 +17,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from elasticsearch import Elasticsearch
 from PIL import Image
 from werkzeug.serving import make_server
 
 from core.config import Settings
+from core.es import Client
 from search import security
 from search.app import create_app
 
@@ -32,7 +32,7 @@ READ_KEY, READ = security.new_key("reader", "read")
 
 
 @pytest.fixture(scope="module")
-def keyed_url(settings: Settings, services: None, es: Elasticsearch) -> Iterator[str]:
+def keyed_url(settings: Settings, services: None, es: Client) -> Iterator[str]:
     live = settings.replace(
         security={"api_keys": [ADMIN, READ], "write_rate_limit": "", "trusted_hosts": []},
         engine={"index_prefix": PREFIX},
@@ -129,7 +129,7 @@ def test_deep_nesting_answers_400(keyed_url: str, keyed_collection: str, path: s
 
 
 def test_api_conforms_to_its_openapi_description(
-    keyed_url: str, keyed_collection: str, es: Elasticsearch, tmp_path
+    keyed_url: str, keyed_collection: str, es: Client, tmp_path
 ) -> None:
     """schemathesis from the served description: no server error, no response outside the described schema.
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from elasticsearch import Elasticsearch
 
 from client.api import ApiClient, ApiClientError
 from core.config import EngineSettings, ModelSettings, Settings
+from core.es import Client
 from encoders.text import resolve_model_path
 from encoders.training import CARD, TrainConfig, version_name
 from evaluation.training import fine_tune, held_queries, judged_pairs, split_queries
@@ -197,7 +197,7 @@ def wait_for(api: ApiClient, path: str, done: Any, timeout: float = 240) -> dict
 @pytest.mark.integration
 @pytest.mark.slow
 def test_reencode_switches_generation_without_losing_writes(
-    api: ApiClient, api_url: str, es: Elasticsearch, small: str, tuned: tuple[str, dict]
+    api: ApiClient, api_url: str, es: Client, small: str, tuned: tuple[str, dict]
 ) -> None:
     ref, _ = tuned
     before = api.collection(small)
@@ -282,7 +282,7 @@ def test_unknown_job_and_collection_are_404(api: ApiClient, small: str) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_deleting_a_collection_mid_reencode_leaves_no_index(
-    api: ApiClient, es: Elasticsearch, tuned: tuple[str, dict]
+    api: ApiClient, es: Client, tuned: tuple[str, dict]
 ) -> None:
     name = f"t-del-{uuid.uuid4().hex[:8]}"
     api.create_collection(name)

@@ -21,10 +21,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import Elasticsearch
-
 from core.config import get_settings
-from core.es import bulk, error_reason, streaming_bulk
+from core.es import Client, bulk, error_reason, streaming_bulk
 from encoders import Encoder, get_encoder
 from ingest.blobstore import BlobStore
 from ingest.lifecycle import (
@@ -40,7 +38,7 @@ from ingest.lifecycle import (
     failed_update,
     status_of,
 )
-from mappings.collections import index_meta
+from mappings.catalog import index_meta
 from workers.inference import Decoded, Encoded, decode, encode
 
 log = logging.getLogger(__name__)
@@ -96,7 +94,7 @@ class EncodeRun:
         """The ids not started yet (neither done nor in the chunk under way)."""
         return [doc_id for doc_id in self.ids if doc_id not in self.done and doc_id not in self.current]
 
-    def __call__(self, es: Elasticsearch) -> BatchResult:
+    def __call__(self, es: Client) -> BatchResult:
         """Encode the `pending` documents among the batch's ids, chunk by chunk."""
         settings = get_settings()
         docs = pending_docs(es, self.index, [doc_id for doc_id in self.ids if doc_id not in self.done])
@@ -119,7 +117,7 @@ class EncodeRun:
         return result
 
 
-def pending_docs(es: Elasticsearch, index: str, ids: Sequence[str]) -> list[Doc]:
+def pending_docs(es: Client, index: str, ids: Sequence[str]) -> list[Doc]:
     """The documents among `ids` that are (still) `pending`, as stored now."""
     if not ids:
         return []
@@ -147,7 +145,7 @@ def chunks(docs: Iterable[Doc], sizes: Mapping[str, int]) -> list[list[Doc]]:
 
 
 def claim(
-    es: Elasticsearch, index: str, chunk: Sequence[Doc], *, already: Collection[str], max_attempts: int
+    es: Client, index: str, chunk: Sequence[Doc], *, already: Collection[str], max_attempts: int
 ) -> Claimed:
     """Count the attempt on each document before any work (guarded writes); those in `already` were
     claimed before an outage of this same delivery and are not counted again. A document over the limit
@@ -186,7 +184,7 @@ def claim(
 _META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
-def _meta(es: Elasticsearch, index: str) -> dict[str, Any]:
+def _meta(es: Client, index: str) -> dict[str, Any]:
     """The physical index's `_meta` (cached a minute per process)."""
     hit = _META_CACHE.get(index)
     if not hit or time.monotonic() - hit[0] > 60:
@@ -195,16 +193,14 @@ def _meta(es: Elasticsearch, index: str) -> dict[str, Any]:
     return hit[1]
 
 
-def encoders_for(es: Elasticsearch, index: str) -> list[Encoder]:
+def encoders_for(es: Client, index: str) -> list[Encoder]:
     """The encoders the index's `_meta` names, with the models its vectors come from."""
     return [
         get_encoder(name, desc.get("model")) for name, desc in _meta(es, index).get("encoders", {}).items()
     ]
 
 
-def encode_chunk(
-    es: Elasticsearch, index: str, docs: Sequence[Doc], attempts: Mapping[str, int]
-) -> BatchResult:
+def encode_chunk(es: Client, index: str, docs: Sequence[Doc], attempts: Mapping[str, int]) -> BatchResult:
     """Decode and extract item by item, encode the chunk per encoder, write the chunk's results."""
     meta = _meta(es, index)
     encoders = encoders_for(es, index)
@@ -239,7 +235,7 @@ def update_body(doc: Doc, *, decoded: Decoded, encoded: Encoded, attempt: int | 
     )
 
 
-def write(es: Elasticsearch, actions: Sequence[dict[str, Any]], failed: Collection[str]) -> BatchResult:
+def write(es: Client, actions: Sequence[dict[str, Any]], failed: Collection[str]) -> BatchResult:
     """Send the chunk's guarded updates; `failed`: the ids whose update marks them failed."""
     counts = {"encoded": 0, "failed": 0, "skipped": 0}
     for ok, item in streaming_bulk(es, actions, raise_on_error=False, raise_on_exception=True, max_retries=3):
@@ -287,7 +283,7 @@ def _guarded(index: str, doc: Doc, partial: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def mark_failed(es: Elasticsearch, index: str, ids: Sequence[str], reason: str) -> int:
+def mark_failed(es: Client, index: str, ids: Sequence[str], reason: str) -> int:
     """Last resort when a batch cannot go on: say why on each of its documents that may still fail (the
     `pending` ones: never one already encoded). Returns how many were marked."""
     if not ids:

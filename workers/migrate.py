@@ -1,6 +1,6 @@
 """One-off data migrations run when a worker starts (Celery's `worker_ready`), off the request path.
 
-Today two (`mappings.collections.upgrade`): indices made before crawls get the `source.{root,path,mtime}`
+Today two (`mappings.catalog.upgrade`): indices made before crawls get the `source.{root,path,mtime}`
 fields, and profiles and jobs that collections made before the state index keep in `_meta` move to the
 state index. It runs in a daemon thread so a worker whose
 Elasticsearch is still starting is not held up, and retries a few times; it is idempotent, so every
@@ -16,7 +16,7 @@ from celery.signals import worker_ready
 
 from core.config import Settings, get_settings
 from core.es import get_client
-from mappings.collections import upgrade
+from mappings.catalog import upgrade
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,9 @@ from collections import defaultdict
 
 import redis
 from celery.signals import worker_ready
-from elasticsearch import Elasticsearch
 
 from core.config import Settings, get_settings
-from core.es import get_client
+from core.es import Client, get_client
 from ingest.lifecycle import STATUS_FIELD, DocumentStatus
 from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES
 from workers.tasks import enqueue
@@ -43,7 +42,7 @@ def queues_idle(broker: redis.Redis) -> bool:
     return all(broker.llen(queue) == 0 for queue in (DEFAULT_QUEUE, *MODALITY_QUEUES.values()))
 
 
-def stale_pending(es: Elasticsearch, settings: Settings) -> dict[str, list[tuple[str, str]]]:
+def stale_pending(es: Client, settings: Settings) -> dict[str, list[tuple[str, str]]]:
     """Physical index -> (id, modality) of the documents pending and untouched past the deadline."""
     query = {
         "bool": {
@@ -67,7 +66,7 @@ def stale_pending(es: Elasticsearch, settings: Settings) -> dict[str, list[tuple
     return found
 
 
-def reconcile_once(es: Elasticsearch, broker: redis.Redis, settings: Settings, force: bool = False) -> int:
+def reconcile_once(es: Client, broker: redis.Redis, settings: Settings, force: bool = False) -> int:
     """One pass (when this process wins the lock, or `force`); returns the documents sent again."""
     if not force and not broker.set(LOCK_KEY, "1", nx=True, ex=max(1, settings.workers.reconcile_interval)):
         return 0

@@ -33,14 +33,14 @@ from typing import Any
 from celery import Task
 from elastic_transport import ConnectionError as ESConnectionError
 from elastic_transport import ConnectionTimeout
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, BadRequestError, NotFoundError
 
 from core.config import Settings, get_settings
-from core.es import engine_of, get_client
+from core.es import Client, engine_of, get_client
 from encoders import Encoder, allowlist, get_encoder
 from ingest.lifecycle import PENDING, now_iso
-from mappings import collections, index_body
-from mappings.collections import CollectionError, physical_index, status_counts
+from mappings import catalog, index_body
+from mappings.catalog import CollectionError, physical_index, status_counts
 from workers.celery_app import app
 from workers.reencode_copy import ago, copy_documents, delete_removed, since
 from workers.reencode_job import (
@@ -61,7 +61,7 @@ from workers.reencode_job import (
 log = logging.getLogger(__name__)
 
 POLL_S = 3.0
-SWITCH_GRACE_S = 3 * collections.CACHE.ttl
+SWITCH_GRACE_S = 3 * catalog.CACHE.ttl
 # Replays look back this far before the copy's start: unrefreshed writes, API/worker clock skew.
 LOOKBACK = timedelta(seconds=60)
 # Copies written this close to the switch are not checked for deletion (a direct write to the new
@@ -73,10 +73,10 @@ CLOCK_SKEW = timedelta(seconds=5)
 
 
 def start_reencode(
-    es: Elasticsearch, settings: Settings, collection_name: str, models: dict[str, str]
+    es: Client, settings: Settings, collection_name: str, models: dict[str, str]
 ) -> dict[str, Any]:
     """Create the next generation for `models` (encoder name -> model) and queue the copy."""
-    coll = collections.get(es, settings, collection_name)
+    coll = catalog.get(es, settings, collection_name)
     _check_request(settings, coll, models)
     target = _free_index(es, settings, collection_name, generation(coll.index) + 1)
     encoders = _load_encoders(coll, models)
@@ -108,7 +108,7 @@ def generation(index: str) -> int:
     return int(index.rsplit("-", 1)[1])
 
 
-def _free_index(es: Elasticsearch, settings: Settings, name: str, start: int) -> str:
+def _free_index(es: Client, settings: Settings, name: str, start: int) -> str:
     """The first generation from `start` with no index (a retired one may still await deletion)."""
     while es.indices.exists(index=physical_index(settings, name, start)):
         start += 1
@@ -130,7 +130,7 @@ def check_model_ref(settings: Settings, ref: str, *, encoder: str) -> None:
         raise ReencodeError(str(exc)) from None
 
 
-def _check_request(settings: Settings, coll: collections.Collection, models: dict[str, str]) -> None:
+def _check_request(settings: Settings, coll: catalog.Collection, models: dict[str, str]) -> None:
     active = active_jobs(coll.jobs)
     if active:
         raise ReencodeConflict(f"collection {coll.name!r} has a re-encode job running: {active[0]}")
@@ -143,7 +143,7 @@ def _check_request(settings: Settings, coll: collections.Collection, models: dic
         check_model_ref(settings, ref, encoder=encoder)
 
 
-def _load_encoders(coll: collections.Collection, models: dict[str, str]) -> list[Encoder]:
+def _load_encoders(coll: catalog.Collection, models: dict[str, str]) -> list[Encoder]:
     """The collection's encoders with the new models, loaded now so a bad model is a 400, not a job."""
     encoders = []
     for name, desc in coll.encoders.items():
@@ -159,7 +159,7 @@ def _load_encoders(coll: collections.Collection, models: dict[str, str]) -> list
 # --- ending early ---------------------------------------------------------------------------------
 
 
-def cancel_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
+def cancel_job(es: Client, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
     """Cancel a job before its switch (409 after it, or when it got there while we asked)."""
     find_job(es, settings, name, job_id)  # 404s
     stopped = _stop(es, settings, name, job_id, state=JobState.CANCELLED, reason="cancelled by request")
@@ -172,7 +172,7 @@ def cancel_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) ->
 
 
 def stop_job(
-    es: Elasticsearch, settings: Settings, name: str, job_id: str, *, state: JobState, reason: str
+    es: Client, settings: Settings, name: str, job_id: str, *, state: JobState, reason: str
 ) -> dict[str, Any]:
     """End a job as failed or cancelled (a finished one is left as it is)."""
     find_job(es, settings, name, job_id)  # 404s
@@ -181,7 +181,7 @@ def stop_job(
 
 
 def _stop(
-    es: Elasticsearch, settings: Settings, name: str, job_id: str, *, state: JobState, reason: str
+    es: Client, settings: Settings, name: str, job_id: str, *, state: JobState, reason: str
 ) -> dict[str, Any] | None:
     """The state change first (so a switch racing it cannot go ahead), then, when it came before the
     switch, the half-built index is retired."""
@@ -198,7 +198,7 @@ def _stop(
 # --- the steps the tasks run ----------------------------------------------------------------------
 
 
-def run_copy(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> bool:
+def run_copy(es: Client, settings: Settings, name: str, job_id: str) -> bool:
     """The bulk copy; returns whether the job goes on (a duplicate delivery or a cancel stops it)."""
     job = find_job(es, settings, name, job_id)
     if state_of(job) != JobState.COPYING:
@@ -210,7 +210,7 @@ def run_copy(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> b
     return moved is not None
 
 
-def advance(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> float | None:
+def advance(es: Client, settings: Settings, name: str, job_id: str) -> float | None:
     """One step after the copy; returns seconds until the next step, or None when the job is over."""
     job = find_job(es, settings, name, job_id)
     if state_of(job) == JobState.ENCODING:
@@ -224,9 +224,7 @@ def advance(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> fl
     return None
 
 
-def _switch_when_encoded(
-    es: Elasticsearch, settings: Settings, name: str, job: Mapping[str, Any]
-) -> float | None:
+def _switch_when_encoded(es: Client, settings: Settings, name: str, job: Mapping[str, Any]) -> float | None:
     source, target = job["source_index"], job["target_index"]
     es.indices.refresh(index=target)
     if status_counts(es, target).get(PENDING, 0):
@@ -249,10 +247,10 @@ def _switch_when_encoded(
     return SWITCH_GRACE_S
 
 
-def _point_alias(es: Elasticsearch, settings: Settings, name: str, job: Mapping[str, Any]) -> None:
+def _point_alias(es: Client, settings: Settings, name: str, job: Mapping[str, Any]) -> None:
     """Move the alias from the job's source to its target in one call, unless it is there already."""
     source, target = job["source_index"], job["target_index"]
-    alias = collections.alias_for(settings, name)
+    alias = catalog.alias_for(settings, name)
     if es.indices.exists_alias(name=alias, index=target):
         return
     es.indices.update_aliases(
@@ -261,11 +259,11 @@ def _point_alias(es: Elasticsearch, settings: Settings, name: str, job: Mapping[
             {"add": {"index": target, "alias": alias, "is_write_index": True}},
         ]
     )
-    collections.CACHE.invalidate(name)
+    catalog.CACHE.invalidate(name)
     log.info("re-encode %s: %s now serves %s", job["id"], target, alias)
 
 
-def _retire_source(es: Elasticsearch, settings: Settings, name: str, job: Mapping[str, Any]) -> None:
+def _retire_source(es: Client, settings: Settings, name: str, job: Mapping[str, Any]) -> None:
     """Replay what reached the old index after the last catch-up, then retire it."""
     source, target = job["source_index"], job["target_index"]
     es.indices.put_settings(index=source, settings={"index.blocks.write": True})
@@ -289,7 +287,7 @@ def _retire_source(es: Elasticsearch, settings: Settings, name: str, job: Mappin
         log.info("re-encode %s done; %s retired", job["id"], source)
 
 
-def retire_index(es: Elasticsearch, settings: Settings, index: str) -> dict[str, str]:
+def retire_index(es: Client, settings: Settings, index: str) -> dict[str, str]:
     """Close `index` now and delete it after the visibility timeout (see the module's docstring)."""
     es.indices.close(index=index, ignore_unavailable=True)
     drop_index.apply_async((index,), countdown=settings.workers.visibility_timeout)

@@ -13,9 +13,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from elasticsearch import Elasticsearch
-
-from core.es import bulk, scan
+from core.es import Client, bulk, scan
 from ingest.lifecycle import requeued
 from workers.tasks import enqueue
 
@@ -23,7 +21,7 @@ CHUNK = 500
 EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def copy_documents(es: Elasticsearch, source: str, target: str, query: Mapping[str, Any]) -> int:
+def copy_documents(es: Client, source: str, target: str, query: Mapping[str, Any]) -> int:
     """Write the `query` documents of `source` that `target` lacks or holds older into `target` as
     `pending`, and queue their encoding; returns how many. Safe to repeat."""
     hits = scan(es, index=source, query={"query": query}, size=CHUNK, source_excludes=["vectors", "passages"])
@@ -38,7 +36,7 @@ def copy_documents(es: Elasticsearch, source: str, target: str, query: Mapping[s
     return copied
 
 
-def delete_removed(es: Elasticsearch, source: str, target: str, before: str) -> int:
+def delete_removed(es: Client, source: str, target: str, before: str) -> int:
     """Delete from `target` the copies (written before `before`) whose original left `source`."""
     query = {"range": {"@timestamp": {"lt": before}}}
     hits = scan(es, index=target, query={"query": query}, size=CHUNK, source=False)
@@ -57,7 +55,7 @@ def _pending_action(target: str, hit: Mapping[str, Any]) -> dict[str, Any]:
     return {"_op_type": "index", "_index": target, "_id": hit["_id"], "_source": requeued(hit["_source"])}
 
 
-def _timestamps(es: Elasticsearch, index: str, ids: list[str]) -> dict[str, datetime]:
+def _timestamps(es: Client, index: str, ids: list[str]) -> dict[str, datetime]:
     docs = es.mget(index=index, ids=ids, source_includes=["@timestamp"])["docs"]
     return {doc["_id"]: stamp_of(doc["_source"]) for doc in docs if doc.get("found")}
 

@@ -21,13 +21,12 @@ from collections.abc import Callable, Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
-from elasticsearch import Elasticsearch
-
 from core.config import Settings
 from core.errors import Conflict, MmsearchError, NotFound
+from core.es import Client
 from ingest.lifecycle import IllegalTransition, cap_error, now_iso
-from mappings import collections, metastore
-from mappings.collections import status_counts
+from mappings import catalog, metastore
+from mappings.catalog import status_counts
 
 
 class JobState(StrEnum):
@@ -82,15 +81,15 @@ class JobNotFound(NotFound):
 # --- the store ------------------------------------------------------------------------------------
 
 
-def create_job(es: Elasticsearch, settings: Settings, name: str, job: Mapping[str, Any]) -> bool:
+def create_job(es: Client, settings: Settings, name: str, job: Mapping[str, Any]) -> bool:
     """Store a new job record (it starts `copying`); returns whether it was written."""
     if state_of(job) != JobState.COPYING:
         raise IllegalTransition(f"a re-encode job starts {JobState.COPYING}, not {job['status']}")
     return metastore.create(es, settings, name, kind=metastore.JOB, name=job["id"], body=dict(job))
 
 
-def find_job(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
-    job = collections.get(es, settings, name).jobs.get(job_id)
+def find_job(es: Client, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
+    job = catalog.get(es, settings, name).jobs.get(job_id)
     if job is None:
         raise JobNotFound(f"collection {name!r} has no job {job_id!r}")
     return job
@@ -100,7 +99,7 @@ Change = Callable[[Mapping[str, Any]], Mapping[str, Any]]  # the stored job -> t
 
 
 def update_job(
-    es: Elasticsearch,
+    es: Client,
     settings: Settings,
     name: str,
     job_id: str,
@@ -123,7 +122,7 @@ def update_job(
 
 
 def finish(
-    es: Elasticsearch, settings: Settings, name: str, job_id: str, *, state: JobState, reason: str
+    es: Client, settings: Settings, name: str, job_id: str, *, state: JobState, reason: str
 ) -> tuple[JobState, dict[str, Any]] | None:
     """End a job as failed or cancelled (a cancel only before the switch): (the state it left, the
     record written), or None when it was not in a state that can end so any more."""
@@ -138,7 +137,7 @@ def finish(
     return None if job is None else (left[-1], job)
 
 
-def trim_jobs(es: Elasticsearch, settings: Settings, name: str) -> None:
+def trim_jobs(es: Client, settings: Settings, name: str) -> None:
     """Forget all but the last `KEEP_FINISHED_JOBS` finished jobs."""
     jobs = metastore.read(es, settings, name)[metastore.JOB].values()
     finished = sorted((j for j in jobs if j.get("status") not in ACTIVE), key=lambda j: j["started_at"])
@@ -146,8 +145,8 @@ def trim_jobs(es: Elasticsearch, settings: Settings, name: str) -> None:
         metastore.delete(es, settings, name, kind=metastore.JOB, name=old["id"])
 
 
-def list_jobs(es: Elasticsearch, settings: Settings, name: str) -> list[dict[str, Any]]:
-    jobs = collections.get(es, settings, name).jobs
+def list_jobs(es: Client, settings: Settings, name: str) -> list[dict[str, Any]]:
+    jobs = catalog.get(es, settings, name).jobs
     return sorted(jobs.values(), key=lambda j: j["started_at"], reverse=True)
 
 
@@ -156,7 +155,7 @@ def active_jobs(jobs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return [job["id"] for job in jobs.values() if job.get("status") in ACTIVE]
 
 
-def job_view(es: Elasticsearch, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
+def job_view(es: Client, settings: Settings, name: str, job_id: str) -> dict[str, Any]:
     """The record plus live progress from the target's status counts."""
     job = find_job(es, settings, name, job_id)
     view = dict(job)

@@ -41,7 +41,7 @@ class EncodeTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # noqa: ANN001 - Celery's signature
         index, ids = args[0], args[1]
         if unreachable(exc):
-            log.error("batch of %d in %s: Elasticsearch unreachable (%s); left pending", len(ids), index, exc)
+            log.error("batch of %d in %s: Client unreachable (%s); left pending", len(ids), index, exc)
             return
         log.error("encode batch of %d in %s failed: %s", len(ids), index, exc)
         try:

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch import NotFoundError
 
 from core.config import Settings
 from core.errors import MmsearchError
-from core.es import engine_of
+from core.es import Client, engine_of
 from encoders import allowlist, get_encoder
 from mappings import index_body, metastore, source_properties
 
@@ -72,7 +72,7 @@ def physical_index(settings: Settings, name: str, generation: int) -> str:
 
 
 def create(
-    es: Elasticsearch,
+    es: Client,
     settings: Settings,
     name: str,
     encoders: list[str] | None = None,
@@ -128,7 +128,7 @@ def _from_mapping(
     )
 
 
-def write_index(es: Elasticsearch, alias: str) -> str:
+def write_index(es: Client, alias: str) -> str:
     try:
         aliases = es.indices.get_alias(name=alias)
     except NotFoundError:
@@ -139,7 +139,7 @@ def write_index(es: Elasticsearch, alias: str) -> str:
     return sorted(aliases)[-1]
 
 
-def get(es: Elasticsearch, settings: Settings, name: str) -> Collection:
+def get(es: Client, settings: Settings, name: str) -> Collection:
     alias = alias_for(settings, name)
     try:
         index = write_index(es, alias)
@@ -149,7 +149,7 @@ def get(es: Elasticsearch, settings: Settings, name: str) -> Collection:
     return _from_mapping(name, alias, index, mapping, metastore.read(es, settings, name))
 
 
-def upgrade(es: Elasticsearch, settings: Settings) -> dict[str, int]:
+def upgrade(es: Client, settings: Settings) -> dict[str, int]:
     """Every one-off upgrade of collections made by older versions, off the request path (reads never
     write mappings): crawl fields where they are missing, then the legacy `_meta` state moved. Idempotent;
     returns what `migrate_legacy_state` moved."""
@@ -157,7 +157,7 @@ def upgrade(es: Elasticsearch, settings: Settings) -> dict[str, int]:
     return migrate_legacy_state(es, settings)
 
 
-def migrate_legacy_state(es: Elasticsearch, settings: Settings) -> dict[str, int]:
+def migrate_legacy_state(es: Client, settings: Settings) -> dict[str, int]:
     """The one-off move of profiles and jobs that collections made before the state index keep in their
     write index's `_meta`: each item is created in the state index unless one of its name is there
     (`op_type=create`: a newer item wins), then `_meta` drops them, so they are never read from there
@@ -179,11 +179,11 @@ def migrate_legacy_state(es: Elasticsearch, settings: Settings) -> dict[str, int
     return moved
 
 
-def index_meta(es: Elasticsearch, index: str) -> dict[str, Any]:
+def index_meta(es: Client, index: str) -> dict[str, Any]:
     return es.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
 
 
-def update_meta(es: Elasticsearch, index: str, **changes: Any) -> dict[str, Any]:
+def update_meta(es: Client, index: str, **changes: Any) -> dict[str, Any]:
     """Read-modify-write of `_meta` (the engine replaces `_meta` as a whole, with no version to check):
     only for keys nobody else writes concurrently; profiles and jobs live in `mappings.metastore`."""
     meta = index_meta(es, index)
@@ -192,7 +192,7 @@ def update_meta(es: Elasticsearch, index: str, **changes: Any) -> dict[str, Any]
     return meta
 
 
-def ensure_source_fields(es: Elasticsearch, settings: Settings) -> list[str]:
+def ensure_source_fields(es: Client, settings: Settings) -> list[str]:
     """Give every collection index made before `source.{root,path,mtime}` existed those fields (a no-op
     for the others): a one-off upgrade step, so that reads never write mappings. Returns the indices."""
     indices = sorted(
@@ -206,7 +206,7 @@ def ensure_source_fields(es: Elasticsearch, settings: Settings) -> list[str]:
     return indices
 
 
-def list_names(es: Elasticsearch, settings: Settings) -> list[str]:
+def list_names(es: Client, settings: Settings) -> list[str]:
     aliases = es.indices.get_alias(index=f"{settings.engine.index_prefix}*", ignore_unavailable=True)
     names = {
         alias[len(settings.engine.index_prefix) :]
@@ -217,7 +217,7 @@ def list_names(es: Elasticsearch, settings: Settings) -> list[str]:
     return sorted(names)
 
 
-def delete(es: Elasticsearch, settings: Settings, name: str) -> list[str]:
+def delete(es: Client, settings: Settings, name: str) -> list[str]:
     alias = alias_for(settings, name)
     try:
         serving = set(es.indices.get_alias(name=alias))
@@ -233,7 +233,7 @@ def delete(es: Elasticsearch, settings: Settings, name: str) -> list[str]:
     return indices
 
 
-def status_counts(es: Elasticsearch, alias: str) -> dict[str, int]:
+def status_counts(es: Client, alias: str) -> dict[str, int]:
     resp = es.search(
         index=alias,
         size=0,
@@ -253,7 +253,7 @@ class CollectionCache:
         self._items: dict[str, tuple[float, Collection]] = {}
         self._lock = threading.Lock()
 
-    def get(self, es: Elasticsearch, settings: Settings, name: str, fresh: bool = False) -> Collection:
+    def get(self, es: Client, settings: Settings, name: str, fresh: bool = False) -> Collection:
         now = time.monotonic()
         with self._lock:
             hit = self._items.get(name)

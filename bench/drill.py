@@ -256,6 +256,7 @@ def run(
     kills: int = 10,
     data_dir: Path = DATA_DIR,
     es_port: int = 9270,
+    *,
     redis_port: int = 6392,
     api_port: int = 8139,
     timeout: float = 1800,
@@ -303,12 +304,12 @@ def run(
 @click.option("--api-port", default=8139, show_default=True)
 @click.option("--down/--keep", default=True, help="stop the drill's Elasticsearch and Redis at the end")
 def main(
-    n: int, kills: int, data_dir: Path, es_port: int, redis_port: int, api_port: int, down: bool
+    *, n: int, kills: int, data_dir: Path, es_port: int, redis_port: int, api_port: int, down: bool
 ) -> None:
     """Run the drill, print the table, write data/bench/drill.json; exit 1 when it fails."""
     console = Console(width=200)
     try:
-        report = run(n, kills, data_dir, es_port, redis_port, api_port)
+        report = run(n, kills, data_dir, es_port, redis_port=redis_port, api_port=api_port)
     finally:
         if down:
             stack.down(drill_settings(data_dir, es_port, redis_port, api_port)[0])

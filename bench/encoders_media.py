@@ -62,6 +62,7 @@ def measure(
     model: str,
     unit: str,
     items: Sequence[Any],
+    *,
     amount: float,
     call: Callable[[Sequence[Any]], Any],
     repeat: int,
@@ -215,7 +216,8 @@ def run(repeat: int = 2, images: int = 32, client: ApiClient | None = None) -> l
             ("asr", asr.version, "audio-s/s", speech, speech_s, asr.extract, 1, False),
         )
         for spec in specs:
-            rows.append(measure(*spec))
+            keywords = dict(zip(("amount", "call", "repeat", "per_item"), spec[4:], strict=True))
+            rows.append(measure(*spec[:4], **keywords))
         if client is not None:
             files = write_files(folder / "files", photos, pages, speech)
             files["speech4"] = files["speech"] * 4

@@ -55,7 +55,7 @@ def stored_documents(es: Client, alias: str) -> Iterator[dict[str, Any]]:
 
 
 def copy_collection(
-    source: Client, target: Client, settings: Settings, name: str, target_name: str | None = None
+    source: Client, target: Client, settings: Settings, name: str, *, target_name: str | None = None
 ) -> dict[str, Any]:
     """Copy collection `name` from `source` into a new collection `target_name` (default: the same name)
     on `target`: same encoders, models, extractors, passages and profiles; documents as stored."""
@@ -68,8 +68,8 @@ def copy_collection(
         settings,
         target_name,
         list(info.encoders),
-        models,
-        info.extractors or None,
+        models=models,
+        extractors=info.extractors or None,
         passages=bool(info.passages),
     )
     if info.profiles:
@@ -96,7 +96,7 @@ def copy_collection(
 
 
 def ensure_copy(
-    source: Client, target: Client, settings: Settings, name: str, replace: bool
+    source: Client, target: Client, settings: Settings, name: str, *, replace: bool
 ) -> dict[str, Any]:
     """Reuse a target collection whose documents are in the same states as the source's (as many encoded,
     pending, failed); otherwise copy (an existing one that differs is deleted only with `replace`)."""
@@ -117,6 +117,7 @@ def evaluate(
     name: str,
     queries: dict[str, str],
     qrels: runs.Judgments,
+    *,
     modes: list[str],
     threads: int,
 ) -> dict[str, dict[str, Any]]:
@@ -125,7 +126,7 @@ def evaluate(
     with spawned_api({}, settings) as client:
         for mode in modes:
             request = {**runs.MODES[mode], "size": SIZE}
-            result = runs.mode_result(*runs.run_queries(client, name, queries, request, threads))
+            result = runs.mode_result(*runs.run_queries(client, name, queries, request, threads=threads))
             top10 = {qid: list(ranking)[:10] for qid, ranking in result.run.items()}
             results[mode] = {
                 "metrics": runs.scores(qrels, result.run, METRICS),
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> Report:
     labels = (engine_of(source).name, engine_of(target).name)
     if labels[0] == labels[1]:
         labels = (f"{labels[0]} (source)", f"{labels[1]} (target)")
-    copied = ensure_copy(source, target, base, args.collection, args.replace)
+    copied = ensure_copy(source, target, base, args.collection, replace=args.replace)
     print(f"copy: {copied}", flush=True)
     if args.phase == "copy":
         return Report("engines", f"copied {args.collection!r}", [{"collection": args.collection, **copied}])
@@ -171,7 +172,9 @@ def run(args: argparse.Namespace) -> Report:
     results = {}
     for label, settings in zip(labels, (source_settings, target_settings), strict=True):
         started = time.perf_counter()
-        results[label] = evaluate(settings, args.collection, queries, qrels, modes, args.threads)
+        results[label] = evaluate(
+            settings, args.collection, queries, qrels, modes=modes, threads=args.threads
+        )
         print(
             f"{label}: {len(queries)} queries x {len(modes)} modes in {time.perf_counter() - started:.0f} s"
         )

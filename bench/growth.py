@@ -43,7 +43,7 @@ def copies(docs: list[dict[str, Any]], index: str, collection: str, size: int) -
         yield {"_index": index, "_id": doc_id, "_source": doc}
 
 
-def grow(client: ApiClient, es: Client, source: dict[str, Any], docs: list[dict], size: int) -> dict:
+def grow(client: ApiClient, es: Client, source: dict[str, Any], docs: list[dict], *, size: int) -> dict:
     """A fresh collection with the source's encoders, filled to `size` documents; returns its description."""
     name = f"bench-growth-{size}"
     if client.collection_exists(name):
@@ -56,7 +56,7 @@ def grow(client: ApiClient, es: Client, source: dict[str, Any], docs: list[dict]
 
 
 def measure(
-    client: ApiClient, es: Client, info: dict[str, Any], texts: list[str], documents: int, built: str
+    client: ApiClient, es: Client, info: dict[str, Any], texts: list[str], *, documents: int, built: str
 ) -> list[dict[str, Any]]:
     """Latency per mode, one client; the first query of each mode warms up and is not counted."""
     shards = es.indices.segments(index=info["index"])["indices"][info["index"]]["shards"]
@@ -78,19 +78,21 @@ def measure(
     return rows
 
 
-def run(client: ApiClient, collection: str, dataset: Path, sizes: tuple[int, ...], n: int = 200) -> Report:
+def run(client: ApiClient, collection: str, dataset: Path, sizes: tuple[int, ...], *, n: int = 200) -> Report:
     es = make_client(get_settings())
     source = client.collection(collection)
     docs = source_documents(es, source["alias"])
     texts = query_texts(dataset, n)
     for text in texts:  # encode every query vector once, so only the index size varies below
         client.search(collection, text, mode="vector", size=1)
-    rows = measure(client, es, source, texts, len(docs), "-")
+    rows = measure(client, es, source, texts, documents=len(docs), built="-")
     for size in sizes:
         started = time.perf_counter()
-        info = grow(client, es, source, docs, size)
+        info = grow(client, es, source, docs, size=size)
         try:
-            rows += measure(client, es, info, texts, size, f"{time.perf_counter() - started:.0f}")
+            rows += measure(
+                client, es, info, texts, documents=size, built=f"{time.perf_counter() - started:.0f}"
+            )
         finally:
             client.delete_collection(info["name"])
     return Report(

@@ -47,10 +47,12 @@ def exact_top(docs: np.ndarray, ids: list[str], queries: np.ndarray) -> list[set
 
 
 def knn_top(
-    es: Client, alias: str, field: str, vector: list[float], num_candidates: int, rescore: bool
+    es: Client, alias: str, field: str, vector: list[float], *, num_candidates: int, rescore: bool
 ) -> set[str]:
     """The API's kNN body (rescore_vector re-ranks oversample*k quantised hits with the float vectors)."""
-    body = knn_body(engine_of(es), field, vector, [], K, num_candidates, rescore)
+    body = knn_body(
+        engine_of(es), field, vector, [], window=K, num_candidates=num_candidates, rescore=rescore
+    )
     body["_source"] = False
     resp = es.msearch(searches=[{"index": alias}, body])["responses"][0]
     return {h["_id"] for h in resp["hits"]["hits"]}
@@ -78,7 +80,10 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
         for nc in NUM_CANDIDATES:
             started = time.perf_counter()
             found = [
-                knn_top(es, collection.alias, field, [float(x) for x in q], nc, rescore) for q in queries
+                knn_top(
+                    es, collection.alias, field, [float(x) for x in q], num_candidates=nc, rescore=rescore
+                )
+                for q in queries
             ]
             elapsed = time.perf_counter() - started
             recall = np.mean([len(f & e) / K for f, e in zip(found, exact, strict=True)])

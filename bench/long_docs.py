@@ -32,7 +32,7 @@ METRIC = "ndcg@10"
 
 
 def long_documents(
-    dataset: Path, n_docs: int, per_doc: int, n_queries: int, seed: int = 13
+    dataset: Path, n_docs: int, per_doc: int, n_queries: int, *, seed: int = 13
 ) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]], float]:
     """(long documents, the training queries used, their judgments on the long documents, the share of
     judged abstracts that are not the first of their document)."""
@@ -102,7 +102,7 @@ def reference(docs: list[dict[str, Any]], queries: dict[str, str], qrels: dict[s
             encoder.token_spans,
             encoder.window,
             settings.models.passage_overlap,
-            settings.limits.max_passages,
+            max_passages=settings.limits.max_passages,
         )
         for p in cut or [{"text": doc["text"]}]:
             owners.append(doc["id"])

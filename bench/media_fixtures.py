@@ -30,7 +30,7 @@ def missing_speech_tools() -> list[str]:
     return [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
 
 
-def speech(text: str, folder: Path, speed: int = 150, pitch: int = 50, voice: str = "en-us+f2") -> Audio:
+def speech(text: str, folder: Path, *, speed: int = 150, pitch: int = 50, voice: str = "en-us+f2") -> Audio:
     """`text` spoken by espeak-ng, converted by sox to 16 kHz mono."""
     key = hashlib.sha1(f"{voice}|{speed}|{pitch}|{text}".encode()).hexdigest()[:12]
     raw, wav = folder / f"{key}-raw.wav", folder / f"{key}.wav"
@@ -46,7 +46,7 @@ def read_wav(path: Path) -> Audio:
     return Audio(samples=samples.mean(axis=1), sample_rate=rate)
 
 
-def tone(freq: float, seconds: float, noise: float = 0.0, rate: int = SPEECH_RATE, seed: int = 0) -> Audio:
+def tone(freq: float, seconds: float, *, noise: float = 0.0, rate: int = SPEECH_RATE, seed: int = 0) -> Audio:
     t = np.arange(int(seconds * rate)) / rate
     samples = 0.5 * np.sin(2 * np.pi * freq * t) + noise * np.random.default_rng(seed).standard_normal(len(t))
     return Audio(samples=np.clip(samples, -1, 1).astype(np.float32), sample_rate=rate)

@@ -31,7 +31,7 @@ class Direct:
 
 
 def direct_plan(
-    service: SearchService, collection: Collection, text: str, vectors: dict[str, list[float]], mode: str
+    service: SearchService, collection: Collection, text: str, vectors: dict[str, list[float]], *, mode: str
 ) -> Direct:
     """The API's own plan for this text (the collection's `default` profile), with precomputed vectors."""
     req = SearchRequest(query=text, mode=mode)
@@ -40,7 +40,13 @@ def direct_plan(
     return Direct(
         profile.fusion,
         plan.subqueries(
-            req, profile, vectors, collection.encoders, window, service.engine, collection.passages
+            req,
+            profile,
+            vectors,
+            collection.encoders,
+            window=window,
+            engine=service.engine,
+            passages=collection.passages,
         ),
     )
 
@@ -88,7 +94,9 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
                 rows += measure(label, mode, search, texts)
     service = SearchService(es, settings)
     for mode in MODES:
-        items = [direct_plan(service, collection, t, v, mode) for t, v in zip(texts, vectors, strict=True)]
+        items = [
+            direct_plan(service, collection, t, v, mode=mode) for t, v in zip(texts, vectors, strict=True)
+        ]
         rows += measure("Elasticsearch direct", mode, partial(direct_search, es, collection.alias), items)
     return Report(
         "query",

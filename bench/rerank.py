@@ -39,7 +39,9 @@ def untrained_model() -> str:
     return model_ref(settings, target)
 
 
-def run(client: ApiClient, collection: str, dataset: Path, n: int = 50, model: str | None = None) -> Report:
+def run(
+    client: ApiClient, collection: str, dataset: Path, n: int = 50, *, model: str | None = None
+) -> Report:
     model = model or untrained_model()
     texts = query_texts(dataset, n)
     path = f"/v1/collections/{collection}/profiles/{PROFILE}"

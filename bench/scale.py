@@ -89,7 +89,9 @@ def create(es: Client, name: str, index_type: str, model: str) -> str:
     return index
 
 
-def actions(index: str, name: str, docs: list[dict[str, Any]], base: np.ndarray, size: int) -> Iterator[dict]:
+def actions(
+    index: str, name: str, docs: list[dict[str, Any]], base: np.ndarray, *, size: int
+) -> Iterator[dict]:
     n = len(docs)
     i = 0
     for chunk in vectors(base, size):
@@ -101,7 +103,7 @@ def actions(index: str, name: str, docs: list[dict[str, Any]], base: np.ndarray,
             i += 1
 
 
-def build(es: Client, docs: list[dict], base: np.ndarray, index_type: str, size: int, model: str) -> dict:
+def build(es: Client, docs: list[dict], base: np.ndarray, index_type: str, *, size: int, model: str) -> dict:
     name = name_of(index_type, size)
     alias = catalog.alias_for(get_settings(), name)
     if es.indices.exists_alias(name=alias) and es.count(index=alias)["count"] == size:
@@ -111,7 +113,7 @@ def build(es: Client, docs: list[dict], base: np.ndarray, index_type: str, size:
     started = time.perf_counter()
     index = create(es, name, index_type, model)
     for ok, item in streaming_bulk(
-        es, actions(index, name, docs, base, size), chunk_size=1000, request_timeout=600, max_retries=5
+        es, actions(index, name, docs, base, size=size), chunk_size=1000, request_timeout=600, max_retries=5
     ):
         if not ok:
             raise RuntimeError(f"bulk failed: {item}")
@@ -142,6 +144,7 @@ def recall(
     alias: str,
     docs: list[dict],
     exact: np.ndarray,
+    *,
     qvecs: np.ndarray,
     num_candidates: int,
 ) -> tuple[float, float]:
@@ -154,7 +157,7 @@ def recall(
     for qvec, rows in zip(qvecs, exact, strict=True):
         req = SearchRequest(mode="vector", size=K, highlight=False)
         encoders = {FIELD: {"element_type": "float"}}
-        body = plan.subqueries(req, profile, {FIELD: qvec.tolist()}, encoders, K, engine_of(es))
+        body = plan.subqueries(req, profile, {FIELD: qvec.tolist()}, encoders, window=K, engine=engine_of(es))
         body = body[f"vector:{FIELD}"] | {"_source": False}
         hits = es.search(index=alias, **body)["hits"]["hits"]
         want = {f"{docs[r % n]['doc_id']}~{r // n}" for r in rows}
@@ -169,6 +172,7 @@ def measure(
     client: Any,
     docs: list[dict],
     base: np.ndarray,
+    *,
     index_type: str,
     size: int,
     texts: list[str],
@@ -187,7 +191,7 @@ def measure(
     }
     exact = exact_top(base, size, qvecs)
     for nc in candidates:
-        copies, documents = recall(es, alias, docs, exact, qvecs, nc)
+        copies, documents = recall(es, alias, docs, exact, qvecs=qvecs, num_candidates=nc)
         if nc == candidates[0]:
             common |= {"recall@10": copies, "doc recall@10": documents}
         else:
@@ -215,7 +219,11 @@ def run(args: argparse.Namespace) -> Report:
         for index_type in types:
             for size in sizes:
                 built.append(
-                    {"index": index_type, "documents": size, **build(es, docs, base, index_type, size, model)}
+                    {
+                        "index": index_type,
+                        "documents": size,
+                        **build(es, docs, base, index_type, size=size, model=model),
+                    }
                 )
                 print(built[-1], flush=True)
     rows: list[dict[str, Any]] = []
@@ -226,7 +234,17 @@ def run(args: argparse.Namespace) -> Report:
         with spawned_api({}) as client:
             for index_type in types:
                 for size in sizes:
-                    rows += measure(es, client, docs, base, index_type, size, texts, qvecs, candidates)
+                    rows += measure(
+                        es,
+                        client,
+                        docs,
+                        base,
+                        index_type=index_type,
+                        size=size,
+                        texts=texts,
+                        qvecs=qvecs,
+                        candidates=candidates,
+                    )
     return Report(
         "scale",
         f"search at scale: {len(docs)} encoded documents of {args.collection!r} repeated, "

@@ -68,6 +68,7 @@ def examples_for(
     queries: dict[str, str],
     qrels: Judgments,
     passages: dict[str, str],
+    *,
     ranked: dict[str, Ranking],
     negatives: int,
 ) -> list[Example]:
@@ -87,6 +88,7 @@ def evaluate(
     doc_ids: list[str],
     texts: list[str],
     queries: dict[str, str],
+    *,
     qrels: Judgments,
     lexical: dict[str, Ranking],
 ) -> dict[str, float]:
@@ -116,6 +118,7 @@ def run(
     collection: str,
     dataset: Path,
     qrels_path: Path,
+    *,
     configs: list[TrainConfig],
     holdout: float = 0.2,
 ) -> Report:
@@ -136,14 +139,16 @@ def run(
     base_ref = client.collection(collection)["encoders"]["text"]["model"]
     base = resolve_model_path(base_ref, settings.models.models_dir)
 
-    base_scores = evaluate(base, doc_ids, texts, held_queries, held_qrels, lexical)
+    base_scores = evaluate(base, doc_ids, texts, held_queries, qrels=held_qrels, lexical=lexical)
     rows = [_row("base model", base_scores, base_scores, train_s=0.0)]
     for config in configs:
         ranked = sources[config.negatives_from]
-        examples = examples_for(train_ids, queries, qrels, passages, ranked, config.hard_negatives)
+        examples = examples_for(
+            train_ids, queries, qrels, passages, ranked=ranked, negatives=config.hard_negatives
+        )
         with tempfile.TemporaryDirectory(prefix="mmsearch-bench-train-") as scratch:
-            info = train(base, examples, Path(scratch), settings, config)
-            tuned = evaluate(scratch, doc_ids, texts, held_queries, held_qrels, lexical)
+            info = train(base, examples, Path(scratch), settings, config=config)
+            tuned = evaluate(scratch, doc_ids, texts, held_queries, qrels=held_qrels, lexical=lexical)
         label = (
             f"epochs={config.epochs} lr={config.learning_rate:g} "
             f"negatives={config.hard_negatives} {config.negatives_from}"

@@ -89,6 +89,7 @@ class ApiClient:
         name: str,
         docs: Iterable[dict[str, Any]],
         chunk_size: int = 500,
+        *,
         refresh: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
@@ -114,6 +115,7 @@ class ApiClient:
         self,
         name: str,
         paths: list[Path],
+        *,
         metadata: list[dict[str, Any]] | None = None,
         refresh: bool = False,
         allow_duplicates: bool = False,

@@ -36,6 +36,7 @@ def crawl(
     root: Path,
     collection: str,
     include: Iterable[str] = (),
+    *,
     exclude: Iterable[str] = (),
     follow_symlinks: bool = False,
     echo: Callable[[FileReport], None] | None = None,

@@ -41,6 +41,7 @@ def render(
     settings: Settings,
     names: list[str] | None = None,
     pending_minutes: int = 15,
+    *,
     flavour: str = KIBANA,
 ) -> Rendered:
     """The objects over `names` (default: every collection), checked against each one's mapping; with no
@@ -94,6 +95,7 @@ def install(
     objects: list[dict[str, Any]],
     flavour: str = KIBANA,
     space: str | None = None,
+    *,
     auth: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Import `objects`, overwriting earlier versions; Kibana's answer, or KibanaError with its reasons."""

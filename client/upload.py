@@ -76,13 +76,13 @@ def upload_files(
 
 
 def ingest_path(
-    client: ApiClient, path: Path, collection: str, chunk_size: int = 500, refresh: bool = False
+    client: ApiClient, path: Path, collection: str, chunk_size: int = 500, *, refresh: bool = False
 ) -> dict[str, Any]:
     """`refresh`: return only once what was sent is searchable (so a following wait sees it all)."""
     if path.is_dir():
         totals = upload_files(client, list(iter_files(path)), collection, refresh)
     elif path.name.endswith(DOCUMENT_SUFFIXES):
-        totals = ingest_documents(client, path, collection, chunk_size, refresh)
+        totals = ingest_documents(client, path, collection, chunk_size, refresh=refresh)
     else:
         totals = upload_files(client, [path], collection, refresh)
     for error in totals["errors"][:10]:
@@ -91,7 +91,7 @@ def ingest_path(
 
 
 def ingest_documents(
-    client: ApiClient, path: Path, collection: str, chunk_size: int = 500, refresh: bool = False
+    client: ApiClient, path: Path, collection: str, chunk_size: int = 500, *, refresh: bool = False
 ) -> dict[str, Any]:
     with progress(desc=f"ingest {path.name}", unit="doc") as bar:
         return client.add_documents(

@@ -112,6 +112,7 @@ class Engine:
         vector: Vector,
         k: int,
         num_candidates: int,
+        *,
         filters: list[Body],
         quantised: bool,
         element_type: str = "float",
@@ -127,7 +128,7 @@ class Engine:
             if filters:
                 knn["filter"] = filters
             return {"knn": knn}
-        return {"query": {"knn": {field: self._os_knn(value, k, candidates, filters, quantised)}}}
+        return {"query": {"knn": {field: self._os_knn(value, k, candidates, filters, quantised=quantised)}}}
 
     def nested_knn_search(
         self,
@@ -135,6 +136,7 @@ class Engine:
         field: str,
         vector: Vector,
         k: int,
+        *,
         num_candidates: int,
         filters: list[Body],
         inner_hits: Body,
@@ -144,15 +146,17 @@ class Engine:
         are on parent fields, `inner_hits` returns the best children."""
         candidates = min(max(num_candidates, k), MAX_CANDIDATES)
         if not self.is_opensearch:
-            body = self.knn_search(f"{path}.{field}", vector, k, num_candidates, filters, quantised)
+            body = self.knn_search(
+                f"{path}.{field}", vector, k, num_candidates, filters=filters, quantised=quantised
+            )
             body["knn"]["inner_hits"] = inner_hits
             return body
-        knn = {f"{path}.{field}": self._os_knn(vector, k, candidates, filters, quantised)}
+        knn = {f"{path}.{field}": self._os_knn(vector, k, candidates, filters, quantised=quantised)}
         nested = {"path": path, "score_mode": "max", "query": {"knn": knn}, "inner_hits": inner_hits}
         return {"query": {"nested": nested}}
 
     @staticmethod
-    def _os_knn(value: Vector, k: int, candidates: int, filters: list[Body], quantised: bool) -> Body:
+    def _os_knn(value: Vector, k: int, candidates: int, filters: list[Body], *, quantised: bool) -> Body:
         # Lucene's HNSW explores `ef_search` candidates: Client's `num_candidates`.
         clause: Body = {"vector": value, "k": k, "method_parameters": {"ef_search": candidates}}
         if quantised:

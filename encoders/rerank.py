@@ -93,6 +93,7 @@ def train_reranker(
     groups: list[RerankGroup],
     out_dir: Path,
     settings: Settings,
+    *,
     epochs: int = 2,
     groups_per_batch: int = 4,
     learning_rate: float = 5e-5,

@@ -128,6 +128,7 @@ def train(
     examples: list[Example],
     out_dir: Path,
     settings: Settings,
+    *,
     config: TrainConfig,
     held: EvalSet | None = None,
 ) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def train(
     with tempfile.TemporaryDirectory(prefix="mmsearch-train-") as scratch:
         trainer = SentenceTransformerTrainer(
             model=model,
-            args=_arguments(scratch, config, device, len(examples), evaluator is not None),
+            args=_arguments(scratch, config, device, len(examples), evaluate=evaluator is not None),
             train_dataset=dataset,
             loss=_loss_class()(model),
             evaluator=evaluator,
@@ -175,7 +176,7 @@ def train(
     }
 
 
-def _arguments(scratch: str, config: TrainConfig, device: str, examples: int, evaluate: bool) -> Any:
+def _arguments(scratch: str, config: TrainConfig, device: str, examples: int, *, evaluate: bool) -> Any:
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     per_epoch = {"eval_strategy": "epoch", "save_strategy": "epoch", "save_total_limit": 2}

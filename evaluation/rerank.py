@@ -39,13 +39,14 @@ def examples(
     collection: str,
     dataset_dir: Path,
     queries: dict[str, str],
+    *,
     qrels: dict[str, dict[str, int]],
     negatives: int,
 ) -> list[RerankGroup]:
     """Each judged passage with the query's `negatives` top fused hits not judged relevant."""
     relevant = {qid: {d for d, rel in qrels[qid].items() if rel > 0} for qid in queries}
     mined = {
-        qid: mine_negatives(client, collection, text, relevant[qid], negatives, source="hybrid")
+        qid: mine_negatives(client, collection, text, relevant[qid], count=negatives, source="hybrid")
         for qid, text in queries.items()
     }
     wanted = set().union(*relevant.values(), *mined.values()) if queries else set()
@@ -62,6 +63,7 @@ def fit(
     base_ref: str,
     groups: list[RerankGroup],
     name: str,
+    *,
     info: dict[str, Any],
     epochs: int,
 ) -> tuple[str, dict[str, Any]]:
@@ -73,7 +75,7 @@ def fit(
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         run = train_reranker(
-            resolve_model_path(base_ref, settings.models.models_dir), groups, scratch, settings, epochs
+            resolve_model_path(base_ref, settings.models.models_dir), groups, scratch, settings, epochs=epochs
         )
         card = {"version": name, "kind": "cross-encoder", "base_model": base_ref, **info, **run}
         card["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -103,6 +105,7 @@ def compare(
     collection: str,
     queries: dict[str, str],
     qrels: dict[str, dict[str, int]],
+    *,
     model: str,
     top_k: int,
     n_folds: int = 5,

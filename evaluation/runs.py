@@ -131,6 +131,7 @@ def run_queries(
     collection: str,
     queries: dict[str, str],
     params: dict[str, Any],
+    *,
     threads: int = 4,
     progress: Callable[[], None] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], float]:

@@ -79,16 +79,16 @@ def corpus_passages(dataset_dir: Path, ids: set[str]) -> dict[str, str]:
     }
 
 
-def ranked_ids(client: ApiClient, collection: str, query: str, mode: str, size: int) -> list[str]:
+def ranked_ids(client: ApiClient, collection: str, query: str, mode: str, *, size: int) -> list[str]:
     """What the product returns for the query: `hybrid` is the fused ranking of the collection's profile."""
     return [h["id"] for h in client.search(collection, query, mode=mode, size=min(size, 100))["hits"]]
 
 
 def mine_negatives(
-    client: ApiClient, collection: str, query: str, judged: set[str], count: int, source: str = "lexical"
+    client: ApiClient, collection: str, query: str, judged: set[str], *, count: int, source: str = "lexical"
 ) -> list[str]:
     """The collection's top hits for the query (`source`: lexical or hybrid) not judged relevant."""
-    ids = ranked_ids(client, collection, query, source, count + len(judged) + 5)
+    ids = ranked_ids(client, collection, query, source, size=count + len(judged) + 5)
     return [doc for doc in ids if doc not in judged][:count]
 
 
@@ -97,6 +97,7 @@ def held_eval_set(
     collection: str,
     dataset_dir: Path,
     queries: dict[str, str],
+    *,
     qrels: dict[str, dict[str, int]],
     pool: int = 20,
 ) -> EvalSet:
@@ -105,7 +106,7 @@ def held_eval_set(
     relevant = {qid: {d for d, rel in qrels[qid].items() if rel > 0} for qid in queries}
     ids = set().union(*relevant.values()) if relevant else set()
     for text in queries.values():
-        ids.update(ranked_ids(client, collection, text, "hybrid", pool))
+        ids.update(ranked_ids(client, collection, text, "hybrid", size=pool))
     return EvalSet(queries, corpus_passages(dataset_dir, ids), relevant)
 
 
@@ -114,6 +115,7 @@ def build_examples(
     collection: str,
     dataset_dir: Path,
     queries: dict[str, str],
+    *,
     qrels: dict[str, dict[str, int]],
     config: TrainConfig,
     progress: Callable[[int, int], None] | None = None,
@@ -124,7 +126,12 @@ def build_examples(
     for qid in {qid for qid, _ in pairs} if config.hard_negatives else ():
         judged = {d for d, rel in qrels[qid].items() if rel > 0}
         negatives[qid] = mine_negatives(
-            client, collection, queries[qid], judged, config.hard_negatives, config.negatives_from
+            client,
+            collection,
+            queries[qid],
+            judged,
+            count=config.hard_negatives,
+            source=config.negatives_from,
         )
         if progress:
             progress(len(negatives), len({q for q, _ in pairs}))
@@ -145,6 +152,7 @@ def fine_tune(
     settings: Settings,
     collection: str,
     dataset_dir: Path,
+    *,
     qrels_path: Path,
     config: TrainConfig,
     version: str | None = None,
@@ -166,7 +174,7 @@ def fine_tune(
     scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
         base_path = resolve_model_path(base_ref, settings.models.models_dir)
-        run = train(base_path, data.examples, scratch, settings, config, data.held_set)
+        run = train(base_path, data.examples, scratch, settings, config=config, held=data.held_set)
         card = {
             "version": version,
             "base_model": base_ref,
@@ -213,10 +221,18 @@ def training_data(
     qrels = load_qrels(qrels_path)
     fit, held = split_queries(qrels, queries, config.holdout, config.seed)
     examples, counts = build_examples(
-        client, collection, dataset_dir, {q: queries[q] for q in fit}, qrels, config, progress
+        client,
+        collection,
+        dataset_dir,
+        {q: queries[q] for q in fit},
+        qrels=qrels,
+        config=config,
+        progress=progress,
     )
     held_set = (
-        held_eval_set(client, collection, dataset_dir, {q: queries[q] for q in held}, qrels) if held else None
+        held_eval_set(client, collection, dataset_dir, {q: queries[q] for q in held}, qrels=qrels)
+        if held
+        else None
     )
     return TrainingData(examples, counts, held_set, fit, held)
 

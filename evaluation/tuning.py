@@ -97,6 +97,7 @@ def fetch_ranking(
     collection: str,
     queries: dict[str, str],
     name: str,
+    *,
     params: dict[str, Any],
     window: int,
     threads: int = 4,
@@ -104,7 +105,7 @@ def fetch_ranking(
 ) -> dict[str, Ranking]:
     """One single-sub-query search per query: its passthrough explanation holds rank and raw score."""
     request = {**params, "explain": True, "size": window, "rank_window": window}
-    responses, _ = run_queries(client, collection, queries, request, threads, progress)
+    responses, _ = run_queries(client, collection, queries, request, threads=threads, progress=progress)
     return {
         qid: [(h["id"], float(h["explanation"]["components"][name]["score"])) for h in resp["hits"]]
         for qid, resp in responses.items()
@@ -116,6 +117,7 @@ def fetch_components(
     collection: str,
     queries: dict[str, str],
     grid: Grid,
+    *,
     vector_names: list[str],
     threads: int = 4,
     progress: Progress = None,
@@ -124,14 +126,28 @@ def fetch_components(
     for title in grid.boosts():
         params = {"mode": "lexical", "boosts": {"title": title, "content": 1.0}}
         comps.lexical[title] = fetch_ranking(
-            client, collection, queries, "lexical", params, grid.window, threads, progress
+            client,
+            collection,
+            queries,
+            "lexical",
+            params=params,
+            window=grid.window,
+            threads=threads,
+            progress=progress,
         )
     for name in vector_names:
         encoder = name.removeprefix("vector:")
         for nc in grid.candidates():
             params = {"mode": "vector", "encoders": [encoder], "num_candidates": nc}
             comps.vector[(name, nc)] = fetch_ranking(
-                client, collection, queries, name, params, grid.window, threads, progress
+                client,
+                collection,
+                queries,
+                name,
+                params=params,
+                window=grid.window,
+                threads=threads,
+                progress=progress,
             )
     return comps
 
@@ -163,6 +179,7 @@ def score_matrix(
     comps: Components,
     candidates: list[Profile],
     vector_names: list[str],
+    *,
     progress: Progress = None,
 ) -> np.ndarray:
     """nDCG@10 of every candidate (rows) on every judged query (columns, in `qrels` order)."""
@@ -234,6 +251,7 @@ def tune(
     collection: str,
     queries: dict[str, str],
     qrels: Judgments,
+    *,
     n_folds: int = 5,
     grid: Grid | None = None,
     threads: int = 4,
@@ -251,11 +269,13 @@ def tune(
         raise ValueError(f"collection {collection!r} has no encoder that takes text queries: nothing to fuse")
     fetches = len(grid.boosts()) + len(names) * len(grid.candidates())
     step = progress("fetch rankings", fetches * len(queries)) if progress else None
-    comps = fetch_components(client, collection, queries, grid, names, threads, step)
+    comps = fetch_components(
+        client, collection, queries, grid, vector_names=names, threads=threads, progress=step
+    )
 
     candidates = profiles(grid, names)
     step = progress("score candidates", len(candidates)) if progress else None
-    matrix = score_matrix(qrels, comps, candidates, names, step)
+    matrix = score_matrix(qrels, comps, candidates, names, progress=step)
     splits = folds(len(qrels), n_folds)
     chosen, held_out = cross_validate(matrix, splits)
     best = int(np.argmax(matrix.mean(axis=1)))
@@ -334,6 +354,7 @@ def verify_online(
     collection: str,
     name: str,
     result: TuneResult,
+    *,
     queries: dict[str, str],
     sample: int = 20,
     timeout: float = 15.0,

@@ -169,6 +169,7 @@ def passages_for(
     tokenize: Tokenizer,
     window: int,
     overlap: int,
+    *,
     max_passages: int,
     pages: Sequence[Mapping[str, Any]] = (),
     segments: Sequence[Mapping[str, Any]] = (),

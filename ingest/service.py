@@ -208,7 +208,9 @@ class IngestService:
         extractors: list[str] | None = None,
         passages: bool = True,
     ) -> dict[str, Any]:
-        catalog.create(self.es, self.settings, name, encoders, models, extractors, passages)
+        catalog.create(
+            self.es, self.settings, name, encoders, models=models, extractors=extractors, passages=passages
+        )
         return self.describe_collection(name)
 
     def describe_collection(self, name: str) -> dict[str, Any]:

@@ -179,7 +179,7 @@ def restore(es: Client, settings: Settings, snapshot: str, names: list[str] | No
     for name in names:
         for kind, items in saved[name]["state"].items():
             for item, body in items.items():
-                metastore.put(es, settings, name, kind, item, body)
+                metastore.put(es, settings, name, kind=kind, name=item, body=body)
         catalog.CACHE.invalidate(name)
     return {"snapshot": snapshot, "collections": names, "indices": indices, "blobs_copied": blobs}
 

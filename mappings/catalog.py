@@ -76,6 +76,7 @@ def create(
     settings: Settings,
     name: str,
     encoders: list[str] | None = None,
+    *,
     models: dict[str, str] | None = None,
     extractors: list[str] | None = None,
     passages: bool = True,
@@ -108,7 +109,7 @@ def create(
 
 
 def _from_mapping(
-    name: str, alias: str, index: str, mapping: dict[str, Any], state: dict[str, dict[str, Any]]
+    name: str, alias: str, index: str, mapping: dict[str, Any], *, state: dict[str, dict[str, Any]]
 ) -> Collection:
     meta = mapping.get("_meta", {})
     legacy = not any(state.values()) and bool(meta.get("profiles") or meta.get("jobs"))
@@ -146,7 +147,7 @@ def get(es: Client, settings: Settings, name: str) -> Collection:
     except CollectionNotFound:
         raise CollectionNotFound(f"collection {name!r} does not exist") from None
     mapping = es.indices.get_mapping(index=index)[index]["mappings"]
-    return _from_mapping(name, alias, index, mapping, metastore.read(es, settings, name))
+    return _from_mapping(name, alias, index, mapping, state=metastore.read(es, settings, name))
 
 
 def upgrade(es: Client, settings: Settings) -> dict[str, int]:

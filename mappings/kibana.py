@@ -56,7 +56,7 @@ class Options:
     encoder_versions: tuple[tuple[str, str], ...] = ()  # (encoder, `name@model`) the collections use
 
 
-def _saved(flavour: str, kind: str, obj_id: str, attributes: dict[str, Any], refs: list[dict]) -> dict:
+def _saved(flavour: str, kind: str, obj_id: str, attributes: dict[str, Any], *, refs: list[dict]) -> dict:
     stamp = _KIBANA_STAMP if flavour == KIBANA else {"migrationVersion": {kind: _OSD_MIGRATIONS[kind]}}
     return {"id": obj_id, "type": kind, "attributes": attributes, "references": refs, **stamp}
 
@@ -81,7 +81,7 @@ def data_view(options: Options) -> dict[str, Any]:
         "fields": "[]",
         "allowNoIndex": True,
     }
-    return _saved(options.flavour, "index-pattern", DATA_VIEW_ID, attributes, [])
+    return _saved(options.flavour, "index-pattern", DATA_VIEW_ID, attributes, refs=[])
 
 
 def saved_searches(options: Options) -> list[dict[str, Any]]:
@@ -116,7 +116,7 @@ def saved_searches(options: Options) -> list[dict[str, Any]]:
                 "sort": [[TIME_FIELD, "desc"]],
                 "kibanaSavedObjectMeta": _search_source(query),
             },
-            _data_view_ref(),
+            refs=_data_view_ref(),
         )
         for obj_id, title, query, columns in specs
     ]
@@ -191,7 +191,7 @@ def visualizations(options: Options) -> list[dict[str, Any]]:
                 "version": 1,
                 "kibanaSavedObjectMeta": _search_source(query),
             },
-            _data_view_ref(),
+            refs=_data_view_ref(),
         )
         for obj_id, title, vis_type, aggs, query in specs
     ]
@@ -231,7 +231,7 @@ def dashboard(options: Options, panels: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "version": 1,
     }
-    return _saved(options.flavour, "dashboard", "mmsearch-ingest", attributes, refs)
+    return _saved(options.flavour, "dashboard", "mmsearch-ingest", attributes, refs=refs)
 
 
 def saved_objects(options: Options) -> list[dict[str, Any]]:

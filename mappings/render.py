@@ -28,6 +28,7 @@ def index_body(
     encoders: list[Encoder],
     settings: Settings,
     engine: Engine,
+    *,
     meta: dict[str, Any] | None = None,
     passages: bool = True,
 ) -> dict[str, Any]:

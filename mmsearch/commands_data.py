@@ -25,7 +25,12 @@ def collections() -> None:
     "--passages/--no-passages", default=True, show_default=True, help="Passage vectors for long texts."
 )
 def collections_create(
-    name: str, encoders: tuple[str, ...], models: tuple[str, ...], extractors: tuple[str, ...], passages: bool
+    *,
+    name: str,
+    encoders: tuple[str, ...],
+    models: tuple[str, ...],
+    extractors: tuple[str, ...],
+    passages: bool,
 ) -> None:
     spec: dict = {"passages": passages}
     if encoders:
@@ -66,7 +71,7 @@ def collections_delete(name: str) -> None:
 @click.option("--wait/--no-wait", default=False, help="Return when every document is encoded or failed.")
 @click.option("--create/--no-create", default=True, help="Create the collection when missing.")
 @click.option("--chunk-size", default=500, show_default=True)
-def ingest(path: Path, collection: str, wait: bool, create: bool, chunk_size: int) -> None:
+def ingest(*, path: Path, collection: str, wait: bool, create: bool, chunk_size: int) -> None:
     """Ingest JSONL/JSON documents ({id?, title?, text, metadata?}), a BEIR corpus, or files and folders."""
     from client.upload import ingest_path
 
@@ -92,6 +97,7 @@ def ingest(path: Path, collection: str, wait: bool, create: bool, chunk_size: in
 @click.option("--create/--no-create", default=True, help="Create the collection when missing.")
 @click.option("--verbose", "-v", is_flag=True, help="List unchanged files too.")
 def crawl(
+    *,
     root: Path,
     collection: str,
     include: tuple[str, ...],
@@ -121,7 +127,9 @@ def crawl(
 
     def run() -> None:
         with errors():
-            reports = crawl_once(client, root, collection, include, exclude, follow_symlinks, echo)
+            reports = crawl_once(
+                client, root, collection, include, exclude=exclude, follow_symlinks=follow_symlinks, echo=echo
+            )
         if verbose:
             for report in reports:
                 if report.outcome == "unchanged":
@@ -151,7 +159,14 @@ def crawl(
 @click.option("--profile", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw API response.")
 def search(
-    query: str, collection: str, mode: str, fusion: str | None, size: int, profile: str | None, as_json: bool
+    *,
+    query: str,
+    collection: str,
+    mode: str,
+    fusion: str | None,
+    size: int,
+    profile: str | None,
+    as_json: bool,
 ) -> None:
     """Search a collection."""
     params: dict = {"mode": mode, "size": size, "explain": True, "highlight": True}

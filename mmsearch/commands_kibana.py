@@ -17,7 +17,7 @@ def _render(collections: tuple[str, ...], pending_minutes: int, flavour: str) ->
     settings = get_settings()
     with errors():
         rendered = kibana.render(
-            make_client(settings), settings, list(collections) or None, pending_minutes, flavour
+            make_client(settings), settings, list(collections) or None, pending_minutes, flavour=flavour
         )
     if rendered.problems:
         raise click.ClickException(
@@ -64,6 +64,7 @@ def export(collections: tuple[str, ...], pending_minutes: int, flavour: str, out
 @click.option("--space", default=None, help="Kibana space (default: the default space).")
 @click.option("--wait", default=0.0, show_default=True, help="Seconds to wait for Kibana to come up.")
 def install(
+    *,
     collections: tuple[str, ...],
     pending_minutes: int,
     flavour: str,
@@ -83,7 +84,7 @@ def install(
     with errors():
         if wait:
             kibana.wait_until_up(url, wait, auth)
-        answer = kibana.install(url, rendered.objects, flavour, space, auth)
+        answer = kibana.install(url, rendered.objects, flavour, space, auth=auth)
     echo_json(
         {"imported": answer.get("successCount"), "data_view": rendered.objects[0]["attributes"]["title"]}
     )

@@ -66,6 +66,7 @@ DEFAULTS = TrainConfig()
 )
 @click.option("--reencode/--no-reencode", default=True, help="Re-encode the collection with the new model.")
 def train(
+    *,
     dataset: Path,
     qrels: Path,
     collection: str,
@@ -107,7 +108,14 @@ def train(
     try:
         with errors():
             ref, card = fine_tune(
-                client, get_settings(), collection, dataset, qrels, config, version, progress
+                client,
+                get_settings(),
+                collection,
+                dataset,
+                qrels_path=qrels,
+                config=config,
+                version=version,
+                progress=progress,
             )
     finally:
         bar.close()

@@ -69,6 +69,7 @@ def _write_json(path: Path, data: Any) -> None:
 @click.option("--size", default=100, show_default=True, help="Hits per query (MAP@100, Recall@100).")
 @click.option("--threads", default=4, show_default=True)
 def evaluate(
+    *,
     dataset: Path,
     qrels: Path | None,
     collection: str | None,
@@ -156,7 +157,9 @@ def _mode_report(
 
     with progress_bar(total=len(queries), desc=mode, unit="q", leave=False) as bar:
         result = evaluation.mode_result(
-            *evaluation.run_queries(client, collection, queries, request, threads, bar.update)
+            *evaluation.run_queries(
+                client, collection, queries, request, threads=threads, progress=bar.update
+            )
         )
     return {
         "request": request,
@@ -218,6 +221,7 @@ def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def tune(
+    *,
     dataset: Path,
     qrels: Path,
     collection: str,
@@ -254,11 +258,20 @@ def tune(
         queries, judgments = _load(dataset, qrels)
         if not all_queries:
             queries = _unseen(client, collection, qrels, queries)
-        result = tuning.tune(client, collection, queries, judgments, folds, grid, threads, progress)
+        result = tuning.tune(
+            client,
+            collection,
+            queries,
+            judgments,
+            n_folds=folds,
+            grid=grid,
+            threads=threads,
+            progress=progress,
+        )
         for bar in bars:
             bar.close()
         tuning.save_profile(client, collection, name, result.profile)
-        result.report["verify"] = tuning.verify_online(client, collection, name, result, queries)
+        result.report["verify"] = tuning.verify_online(client, collection, name, result, queries=queries)
     result.report.update(profile_name=name, profile=result.profile.model_dump(mode="json"), qrels=str(qrels))
     _print_tune(result.report)
     if json_out:
@@ -347,6 +360,7 @@ def _print_tune(report: dict[str, Any]) -> None:
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench(
+    *,
     which: str,
     collection: str,
     dataset: Path,
@@ -366,13 +380,13 @@ def bench(
         "ingest": lambda: ingest.run(dataset, docs),
         "query": lambda: query.run(collection, dataset, n_queries),
         "knn-recall": lambda: knn_recall.run(collection, dataset, n_queries),
-        "growth": lambda: growth.run(api(), collection, dataset, _ints(sizes), n_queries),
+        "growth": lambda: growth.run(api(), collection, dataset, _ints(sizes), n=n_queries),
         "train": lambda: train_configs.run(
             api(),
             collection,
             dataset,
             _find_qrels(dataset, qrels),
-            train_configs.parse_configs(configs),
+            configs=train_configs.parse_configs(configs),
         ),
         "long-docs": lambda: long_docs.run(dataset, n_docs=docs, n_queries=n_queries),
         "rerank": lambda: rerank.run(api(), collection, dataset, min(n_queries, 50)),

@@ -30,6 +30,7 @@ MODES = ("lexical", "vector", "hybrid")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_context
 def improve(
+    *,
     ctx: click.Context,
     dataset: Path,
     qrels: Path,
@@ -81,6 +82,7 @@ def held_scores(
     collection: str,
     queries: dict[str, str],
     judgments: dict[str, dict[str, int]],
+    *,
     profile: str | None,
 ) -> dict[str, float]:
     """nDCG@10 of each mode on the held-back queries, through the API."""
@@ -122,6 +124,7 @@ def show(report: dict[str, Any]) -> None:
 @click.option("--seed", default=TrainConfig.seed, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def rerank(
+    *,
     dataset: Path,
     qrels: Path,
     collection: str,
@@ -158,11 +161,13 @@ def rerank(
             held = split_queries(judgments, queries, holdout, seed)[1]
         fit = {q: t for q, t in queries.items() if q not in set(held)}
         console.print(f"training on {len(fit)} queries, judging on the {len(held)} held back")
-        groups = recipe.examples(client, collection, dataset, fit, judgments, negatives)
+        groups = recipe.examples(client, collection, dataset, fit, qrels=judgments, negatives=negatives)
         name = name or f"rerank-{collection}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         info = {"collection": collection, "qrels": str(qrels.resolve()), "held": held, "negatives": negatives}
-        ref, card = recipe.fit(settings, base, groups, name, info, epochs)
-        result = recipe.compare(client, collection, {q: queries[q] for q in held}, judgments, ref, top_k)
+        ref, card = recipe.fit(settings, base, groups, name, info=info, epochs=epochs)
+        result = recipe.compare(
+            client, collection, {q: queries[q] for q in held}, judgments, model=ref, top_k=top_k
+        )
         adopted = result["weight"] > 0 and result["with"] > result["without"]
         if adopted:
             save_profile(client, collection, "default", result["profile"])

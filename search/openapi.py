@@ -193,7 +193,7 @@ def _models() -> list[type[BaseModel]]:
 
 
 def _operation(
-    endpoint: str, op: Op, method: str, params: list[str], ref: dict, bodies: dict
+    endpoint: str, op: Op, method: str, params: list[str], *, ref: dict, bodies: dict
 ) -> dict[str, Any]:
     json_response = isinstance(op.response, type)
     content = {"application/json": {"schema": ref[op.response]}} if json_response else op.response
@@ -240,7 +240,7 @@ def describe(app: Flask) -> dict[str, Any]:
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(
-                rule.endpoint, op, method, list(rule.arguments), ref, bodies
+                rule.endpoint, op, method, list(rule.arguments), ref=ref, bodies=bodies
             )
     return {
         "openapi": "3.1.0",

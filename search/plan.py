@@ -47,6 +47,7 @@ def subqueries(
     profile: Profile,
     vectors: Mapping[str, QueryVector],
     encoders: Mapping[str, Mapping[str, Any]],
+    *,
     window: int,
     engine: Engine,
     passages: Sequence[str] = (),
@@ -72,14 +73,20 @@ def subqueries(
                 f"vectors.{name}",
                 vector,
                 filters,
-                window,
-                profile.num_candidates,
+                window=window,
+                num_candidates=profile.num_candidates,
                 rescore=element_type == "float",
                 element_type=element_type,
             )
             if name in passages:
                 bodies[f"{PASSAGES}{name}"] = passage_knn_body(
-                    engine, name, vector, filters, window, profile.num_candidates, highlight_text(req)
+                    engine,
+                    name,
+                    vector,
+                    filters,
+                    window=window,
+                    num_candidates=profile.num_candidates,
+                    highlight_text=highlight_text(req),
                 )
     return bodies
 
@@ -102,6 +109,7 @@ def passage_knn_body(
     encoder: str,
     vector: QueryVector,
     filters: list[dict[str, Any]],
+    *,
     window: int,
     num_candidates: int,
     highlight_text: str | None,
@@ -124,7 +132,14 @@ def passage_knn_body(
             "encoder": "html",
         }
     body = engine.nested_knn_search(
-        "passages", f"vectors.{encoder}", vector, window, num_candidates, filters, inner, quantised=True
+        "passages",
+        f"vectors.{encoder}",
+        vector,
+        window,
+        num_candidates=num_candidates,
+        filters=filters,
+        inner_hits=inner,
+        quantised=True,
     )
     body.update(size=window, _source=False)
     return body

@@ -107,6 +107,7 @@ def knn_body(
     field: str,
     vector: list[float] | list[int] | str,
     filters: list[dict[str, Any]],
+    *,
     window: int,
     num_candidates: int,
     rescore: bool = True,
@@ -115,7 +116,7 @@ def knn_body(
     """One filtered kNN sub-query (filters inside the HNSW search, not after it); `rescore` re-ranks
     oversampled quantised candidates with the float vectors."""
     body: dict[str, Any] = engine.knn_search(
-        field, vector, window, num_candidates, filters, rescore, element_type
+        field, vector, window, num_candidates, filters=filters, quantised=rescore, element_type=element_type
     )
     body.update(size=window, _source=False)  # ids and scores only, like the lexical sub-query
     return body

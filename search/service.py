@@ -149,7 +149,13 @@ class SearchService:
         window = self.window(profile, req)
         vectors = self.query_vectors(collection, req, example)
         bodies = plan.subqueries(
-            req, profile, vectors, collection.encoders, window, self.engine, collection.passages
+            req,
+            profile,
+            vectors,
+            collection.encoders,
+            window=window,
+            engine=self.engine,
+            passages=collection.passages,
         )
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
@@ -159,7 +165,12 @@ class SearchService:
         method = fusion.applied_method(rankings, profile.fusion)
         reranked = self.rerank(collection.alias, req, profile, fused)
         hits, page_resp = self._page(
-            collection.alias, req, reranked.hits if reranked else fused, responses, method, reranked
+            collection.alias,
+            req,
+            reranked.hits if reranked else fused,
+            responses,
+            method=method,
+            reranked=reranked,
         )
         incomplete = plan.incomplete({**responses, **({"page": page_resp} if page_resp else {})})
         if incomplete and not req.allow_partial:
@@ -346,6 +357,7 @@ class SearchService:
         req: SearchRequest,
         fused: list[fusion.FusedHit],
         responses: dict[str, dict[str, Any]],
+        *,
         method: str,
         reranked: Reranked | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -365,7 +377,7 @@ class SearchService:
         found = {h["_id"]: h for h in resp["hits"]["hits"]}
         passages = plan.passage_hits(responses)
         hits = [  # a document deleted since the sub-queries ran is left out, not shown empty
-            self._hit(h, req.from_ + i + 1, found[h.doc_id], req.explain, method, reranked)
+            self._hit(h, req.from_ + i + 1, found[h.doc_id], req.explain, method=method, reranked=reranked)
             for i, h in enumerate(page)
             if h.doc_id in found
         ]
@@ -380,6 +392,7 @@ class SearchService:
         rank: int,
         es_hit: dict[str, Any],
         explain: bool,
+        *,
         method: str,
         reranked: Reranked | None = None,
     ) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def copied(api: ApiClient, es, settings: Settings, collection: str) -> Iterator[
     api.add_documents(collection, DOCS, refresh=True)
     assert api.wait_encoded(collection, timeout=300).get("encoded") == len(DOCS)
     target = f"{collection}-copy"
-    done = copy_collection(es, es, settings, collection, target)
+    done = copy_collection(es, es, settings, collection, target_name=target)
     yield collection, target, done
     catalog.delete(es, settings, target)
 
@@ -63,5 +63,5 @@ def test_a_collection_name_that_exists_is_refused(
 ) -> None:  # noqa: ANN001
     source, target, _ = copied
     with pytest.raises(catalog.CollectionExists):
-        copy_collection(es, es, settings, source, target)
+        copy_collection(es, es, settings, source, target_name=target)
     assert es.count(index=catalog.alias_for(settings, target))["count"] == len(DOCS)

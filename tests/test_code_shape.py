@@ -14,8 +14,6 @@ import ast
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import pytest
-
 from tests.test_layers import ROOT, top_level_packages
 
 MAX_LINES = 60
@@ -129,7 +127,6 @@ def test_no_function_mutates_a_container_it_received() -> None:
     assert not found, "functions changing a container passed to them:\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(strict=False, reason="keyword-only sweep (tools/kwonly.py) is applied by the lead later")
 def test_functions_of_more_than_four_parameters_take_keywords() -> None:
     found = offenders(positional_overflow)
     assert not found, "more than four positional parameters:\n" + "\n".join(found)

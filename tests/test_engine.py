@@ -13,7 +13,7 @@ FILTERS = [{"term": {"modality": "text"}}]
 
 
 def test_elasticsearch_knn_is_the_top_level_section_with_filter_and_rescore() -> None:
-    body = ELASTICSEARCH.knn_search("vectors.text", [0.6, 0.8], 10, 50, FILTERS, quantised=True)
+    body = ELASTICSEARCH.knn_search("vectors.text", [0.6, 0.8], 10, 50, filters=FILTERS, quantised=True)
     assert body == {
         "knn": {
             "field": "vectors.text",
@@ -27,7 +27,7 @@ def test_elasticsearch_knn_is_the_top_level_section_with_filter_and_rescore() ->
 
 
 def test_opensearch_knn_is_a_query_with_ef_search_filter_and_rescore() -> None:
-    body = OPENSEARCH.knn_search("vectors.text", [0.6, 0.8], 10, 5, FILTERS, quantised=True)
+    body = OPENSEARCH.knn_search("vectors.text", [0.6, 0.8], 10, 5, filters=FILTERS, quantised=True)
     assert body == {
         "query": {
             "knn": {
@@ -41,7 +41,9 @@ def test_opensearch_knn_is_a_query_with_ef_search_filter_and_rescore() -> None:
             }
         }
     }
-    exact = OPENSEARCH.knn_search("vectors.phash", "ff80", 5, 20, [], quantised=False, element_type="bit")
+    exact = OPENSEARCH.knn_search(
+        "vectors.phash", "ff80", 5, 20, filters=[], quantised=False, element_type="bit"
+    )
     assert exact["query"]["knn"]["vectors.phash"] == {
         "vector": [-1, -128],
         "k": 5,
@@ -51,10 +53,14 @@ def test_opensearch_knn_is_a_query_with_ef_search_filter_and_rescore() -> None:
 
 def test_nested_knn_scores_a_parent_by_its_best_passage_on_both_engines() -> None:
     inner = {"size": 1, "_source": ["passages.page"]}
-    es = ELASTICSEARCH.nested_knn_search("passages", "vector", [1.0], 10, 100, FILTERS, inner, quantised=True)
+    es = ELASTICSEARCH.nested_knn_search(
+        "passages", "vector", [1.0], 10, num_candidates=100, filters=FILTERS, inner_hits=inner, quantised=True
+    )
     assert es["knn"]["field"] == "passages.vector" and es["knn"]["inner_hits"] == inner
     assert es["knn"]["filter"] == FILTERS
-    opensearch = OPENSEARCH.nested_knn_search("passages", "vector", [1.0], 10, 100, FILTERS, inner, True)
+    opensearch = OPENSEARCH.nested_knn_search(
+        "passages", "vector", [1.0], 10, num_candidates=100, filters=FILTERS, inner_hits=inner, quantised=True
+    )
     nested = opensearch["query"]["nested"]
     assert nested["path"] == "passages" and nested["score_mode"] == "max" and nested["inner_hits"] == inner
     assert nested["query"]["knn"]["passages.vector"]["filter"] == {"bool": {"filter": FILTERS}}

@@ -30,7 +30,7 @@ VECTORS: dict[str, plan.QueryVector] = {"text": [0.6, 0.8], "phash": "ff00"}
 
 def build(window: int = 100, profile: Profile | None = None, **request: Any) -> dict[str, dict[str, Any]]:
     return plan.subqueries(
-        SearchRequest(**request), profile or Profile(), VECTORS, ENCODERS, window, ELASTICSEARCH
+        SearchRequest(**request), profile or Profile(), VECTORS, ENCODERS, window=window, engine=ELASTICSEARCH
     )
 
 
@@ -126,7 +126,7 @@ def test_page_fetch_highlights_only_when_asked_and_there_is_text() -> None:
 
 def test_vectors_of_encoders_the_collection_no_longer_has_are_rescored_as_float() -> None:
     bodies = plan.subqueries(
-        SearchRequest(mode="vector"), Profile(), {"old": [1.0]}, ENCODERS, 10, ELASTICSEARCH
+        SearchRequest(mode="vector"), Profile(), {"old": [1.0]}, ENCODERS, window=10, engine=ELASTICSEARCH
     )
     assert bodies["vector:old"]["knn"]["rescore_vector"] == {"oversample": 3.0}
 
@@ -228,7 +228,9 @@ def test_query_vectors_check_encoders_only_for_vector_modes() -> None:
 
 def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filters() -> None:
     req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
-    bodies = plan.subqueries(req, Profile(), VECTORS, ENCODERS, 20, ELASTICSEARCH, passages=["text"])
+    bodies = plan.subqueries(
+        req, Profile(), VECTORS, ENCODERS, window=20, engine=ELASTICSEARCH, passages=["text"]
+    )
     assert list(bodies) == ["vector:text", "passages:text", "vector:phash"]
     knn = bodies["passages:text"]["knn"]
     assert knn["field"] == "passages.vectors.text" and knn["k"] == 20
@@ -242,7 +244,9 @@ def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filt
 
 def test_on_opensearch_the_passage_knn_is_a_nested_query_scored_by_the_best_passage() -> None:
     req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
-    bodies = plan.subqueries(req, Profile(), VECTORS, ENCODERS, 20, OPENSEARCH, passages=["text"])
+    bodies = plan.subqueries(
+        req, Profile(), VECTORS, ENCODERS, window=20, engine=OPENSEARCH, passages=["text"]
+    )
     body = bodies["passages:text"]
     nested = body["query"]["nested"]
     assert nested["path"] == "passages" and nested["score_mode"] == "max"

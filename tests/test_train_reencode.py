@@ -130,7 +130,7 @@ def tuned(api: ApiClient, settings: Settings, small: str, slice_dir: Path) -> It
     """(model ref, card) of a model fine-tuned for at most two epochs of two steps of four pairs, on the
     queries a seeded split did not hold back (scored after each epoch)."""
     config = TrainConfig(epochs=2, batch_size=4, max_pairs=8, max_seq_length=64)
-    ref, card = fine_tune(api, settings, small, slice_dir, slice_dir / QRELS, config)
+    ref, card = fine_tune(api, settings, small, slice_dir, qrels_path=slice_dir / QRELS, config=config)
     yield ref, card
     shutil.rmtree(model_path(settings, ref), ignore_errors=True)
 

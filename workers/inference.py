@@ -214,7 +214,7 @@ def _cut(
         cutter.token_spans,  # type: ignore[attr-defined] - encoders with splits_passages have it
         cutter.window,  # type: ignore[attr-defined]
         settings.models.passage_overlap,
-        settings.limits.max_passages,
+        max_passages=settings.limits.max_passages,
         pages=pages,
         segments=source.get("segments") or [s for e in found.values() for s in e.segments],
     )

@@ -34,21 +34,8 @@ def direct_plan(
     service: SearchService, collection: Collection, text: str, vectors: dict[str, list[float]], *, mode: str
 ) -> Direct:
     """The API's own plan for this text (the collection's `default` profile), with precomputed vectors."""
-    req = SearchRequest(query=text, mode=mode)
-    profile = service.profile(collection, req)
-    window = service.window(profile, req)
-    return Direct(
-        profile.fusion,
-        plan.subqueries(
-            req,
-            profile,
-            vectors,
-            collection.encoders,
-            window=window,
-            engine=service.engine,
-            passages=collection.passages,
-        ),
-    )
+    profile, bodies = service.plan(collection, SearchRequest(query=text, mode=mode), vectors)
+    return Direct(profile.fusion, bodies)
 
 
 def direct_search(es: Any, alias: str, direct: Direct) -> list[fusion.FusedHit]:

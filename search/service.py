@@ -145,18 +145,8 @@ class SearchService:
     ) -> dict[str, Any]:
         """`example`: an uploaded (kind, decoded item) to search by."""
         started = time.perf_counter()
-        profile = self.profile(collection, req)
-        window = self.window(profile, req)
         vectors = self.query_vectors(collection, req, example)
-        bodies = plan.subqueries(
-            req,
-            profile,
-            vectors,
-            collection.encoders,
-            window=window,
-            engine=self.engine,
-            passages=collection.passages,
-        )
+        profile, bodies = self.plan(collection, req, vectors)
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies, req.allow_partial)
@@ -189,6 +179,23 @@ class SearchService:
             "partial_details": incomplete,
             "hits": hits,
         }
+
+    def plan(
+        self, collection: Collection, req: SearchRequest, vectors: dict[str, Any]
+    ) -> tuple[Profile, dict[str, dict[str, Any]]]:
+        """The profile in force and the sub-query bodies for these query vectors (what `bench.query` sends
+        directly, to measure the API against the engine)."""
+        profile = self.profile(collection, req)
+        bodies = plan.subqueries(
+            req,
+            profile,
+            vectors,
+            collection.encoders,
+            window=self.window(profile, req),
+            engine=self.engine,
+            passages=collection.passages,
+        )
+        return profile, bodies
 
     def rerank(
         self, alias: str, req: SearchRequest, profile: Profile, fused: list[fusion.FusedHit]

@@ -47,11 +47,5 @@ def test_three_nodes_form_a_green_cluster(settings: Settings) -> None:
         other = f"http://127.0.0.1:{specs[2].http_port}"  # any node answers for the whole cluster
         seen = requests.get(f"{other}/_cat/nodes?h=name&format=json", timeout=10)
         assert sorted(row["name"] for row in seen.json()) == ["n0", "n1", "n2"]
-        # Every node declares the one shared snapshot folder, so an `fs` repository there verifies on all.
-        repository = {"type": "fs", "settings": {"location": str(specs[0].snapshots / "drill")}}
-        registered = requests.put(f"{base}/_snapshot/drill", json=repository, timeout=60)
-        assert registered.status_code == 200, registered.text
-        verified = requests.post(f"{base}/_snapshot/drill/_verify", timeout=60).json()
-        assert len(verified["nodes"]) == 3
     finally:
         assert cluster.stop_nodes(settings, specs) == ["n2", "n1", "n0"]

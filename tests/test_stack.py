@@ -15,7 +15,7 @@ import yaml
 
 import stack
 from core.config import ApiSettings, BrokerSettings, EngineSettings, Settings
-from stack import cluster, engines, nodes
+from stack import engines, nodes
 
 
 def _free_port() -> int:
@@ -147,14 +147,3 @@ def test_a_cluster_node_gets_discovery_not_single_node(settings: Settings, tmp_p
     assert opensearch["cluster.initial_cluster_manager_nodes"] == list(names)
     assert (config["node.name"], config["http.port"], config["transport.port"]) == ("n1", 9231, 9331)
     assert config["path.data"] == str(tmp_path / "n1" / "data")
-    assert config["path.repo"] == str(tmp_path / "n1" / "snapshots")  # a node of its own: its own folder
-
-
-def test_the_nodes_of_a_cluster_share_one_snapshot_folder(settings: Settings) -> None:
-    specs = cluster.cluster_specs(
-        settings, engines.ELASTICSEARCH, http_ports=[1, 2, 3], transport_ports=[4, 5, 6], heap="384m"
-    )
-    repos = {
-        _node_config(settings, engines.ELASTICSEARCH, spec, Path("/nowhere"))["path.repo"] for spec in specs
-    }
-    assert repos == {str(specs[0].node_dir.parent / "snapshots")}

@@ -22,10 +22,26 @@ from core.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, request_id_fro
 from search.app import create_app
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_port_pair() -> int:
+    """A free port whose next one is free too: a prefork worker serves on it, its child on the next."""
+    for _ in range(100):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two free neighbouring ports on 127.0.0.1")
+
+
+def _scrape(ports: tuple[int, ...]) -> str:
+    """The metrics of every port, or "" while one of them is not serving yet."""
+    try:
+        return "".join(requests.get(f"http://127.0.0.1:{p}/metrics", timeout=10).text for p in ports)
+    except requests.ConnectionError:
+        return ""
 
 
 def test_json_log_line_carries_request_id_and_extra_fields() -> None:
@@ -50,7 +66,7 @@ def test_request_id_is_taken_when_sane_and_made_otherwise() -> None:
 
 @pytest.mark.integration
 def test_readyz_names_redis_when_it_is_down(settings: Settings, services: None) -> None:
-    broken = settings.replace(broker={"redis_url": f"redis://127.0.0.1:{_free_port()}/0"})
+    broken = settings.replace(broker={"redis_url": f"redis://127.0.0.1:{_free_port_pair()}/0"})
     client = create_app(broken).test_client()
     resp = client.get("/readyz", headers={"X-Request-ID": "probe-1"})
     body = resp.get_json()
@@ -83,7 +99,7 @@ def _log_lines(settings: Settings, name: str) -> list[dict]:
 def test_request_id_reaches_the_worker_log_and_metrics_count_the_ingest(
     settings: Settings, api: ApiClient, api_url: str, worker
 ) -> None:  # noqa: ANN001
-    port = _free_port()
+    port = _free_port_pair()
     worker.kill()  # this test's worker is the only consumer, with its metrics endpoint on
     mine = stack.start_worker(settings, extra_env={"MMSEARCH_WORKER_METRICS_PORT": str(port)})
     name = f"t-obs-{uuid.uuid4().hex[:8]}"
@@ -105,9 +121,7 @@ def test_request_id_reaches_the_worker_log_and_metrics_count_the_ingest(
         scrape = ""
         for _ in range(60):  # the task's success signal lands just after the documents are written
             # prefork: the main process serves queue depth on `port`, its one child the encode metrics on +1
-            scrape = "".join(
-                requests.get(f"http://127.0.0.1:{p}/metrics", timeout=10).text for p in (port, port + 1)
-            )
+            scrape = _scrape((port, port + 1))
             if (
                 "mmsearch_worker_documents_total" in scrape
                 and _metric(scrape, "mmsearch_worker_documents_total", outcome="encoded") >= 5

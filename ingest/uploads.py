@@ -49,10 +49,6 @@ class FileDocuments:
     docs: tuple[dict[str, Any], ...] = ()
     data: Mapping[str, bytes] = field(default_factory=dict)
 
-    @property
-    def rejected(self) -> bool:
-        return self.outcome["status"] == "rejected"
-
 
 def file_documents(
     collection: str,

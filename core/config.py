@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -152,6 +152,38 @@ class SecuritySettings(_Section):
     # Models a collection or profile may name besides the `*_model` defaults, each for one encoder:
     # "<encoder>:<model>", e.g. "text:org/model" or "rerank:org/cross-encoder".
     allowed_models: list[str] = []
+    # OIDC sign-in (search/oidc.py): a bearer JWT from this issuer, for this audience, signed by a key of
+    # this JWKS (a file path or an http(s) URL). All three or none; set, the API is keyed even without keys.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks: str = ""
+    oidc_algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]] = [
+        "RS256",
+        "ES256",
+    ]  # asymmetric only: never `none`, never HMAC (a public key would sign)
+    oidc_user_claim: str = "preferred_username"  # dotted paths reach nested claims; `sub` when absent
+    oidc_groups_claim: str = "groups"  # a list, or one string of names split at spaces or commas
+    oidc_write_groups: list[str] = []  # members get scope `write` (everyone else with a token: `read`)
+    oidc_admin_groups: list[str] = []  # members get scope `admin` and see every document
+    oidc_collections: list[str] = ["*"]  # collection name patterns a token may use
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> SecuritySettings:
+        given = [bool(self.oidc_issuer), bool(self.oidc_audience), bool(self.oidc_jwks)]
+        if any(given) and not all(given):
+            raise ValueError(
+                "OIDC needs all of MMSEARCH_OIDC_ISSUER, MMSEARCH_OIDC_AUDIENCE and MMSEARCH_OIDC_JWKS"
+            )
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether /v1 calls need credentials: API keys are configured, or OIDC sign-in is."""
+        return bool(self.api_keys) or self.oidc_enabled
 
     @field_validator("allowed_models")
     @classmethod

@@ -18,7 +18,7 @@ from core.es import Client, make_client
 from core.logs import configure_logging
 from ingest.service import IngestService
 from search import openapi, security
-from search.api import Services, collections, documents, files, health, jobs, manifest, profiles, ui
+from search.api import Services, collections, documents, files, health, identity, jobs, manifest, profiles, ui
 from search.api import search as search_api
 from search.errors import register_error_handlers
 from search.metrics import REQUESTS
@@ -29,6 +29,7 @@ from workers.tasks import enqueue
 
 BLUEPRINTS = (
     health.bp,
+    identity.bp,
     ui.bp,
     collections.bp,
     documents.bp,

@@ -49,6 +49,7 @@ OPERATIONS: dict[str, Op] = {
     "health.healthz": Op("Liveness", r.Health, tag="health"),
     "health.readyz": Op("Readiness: Client and Redis reachable", r.Ready, status=(200, 503), tag="health"),
     "health.metrics": Op("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}, tag="health"),
+    "identity.whoami": Op("The caller's principal and scope", r.WhoAmI, tag="health"),
     "ui.index": Op("The search page", {"text/html": {"schema": {"type": "string"}}}, tag="pages"),
     "openapi.description": Op(
         "This description", {"application/json": {"schema": {"type": "object"}}}, tag="pages"

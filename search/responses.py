@@ -31,6 +31,18 @@ class Health(BaseModel):
     status: str
 
 
+class WhoAmI(BaseModel):
+    """The caller's principal; `reader_terms` are the `readers` values it reads (None: an admin reads all)."""
+
+    name: str
+    user: str | None
+    groups: list[str]
+    collections: list[str]
+    admin: bool
+    scope: str
+    reader_terms: list[str] | None
+
+
 class Ready(BaseModel):
     ready: bool
     checks: dict[str, str]

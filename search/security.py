@@ -1,5 +1,6 @@
-"""Who may call what, from where: scoped API keys, cross-site and Host checks, signed media URLs, per-key
-read and write rate limits, and the response headers that keep uploaded content inert.
+"""Who may call what, from where: scoped API keys and OIDC tokens (search/oidc.py), cross-site and Host
+checks, signed media URLs, per-key read and write rate limits, and the response headers that keep uploaded
+content inert.
 
 Everything hangs off `install(app, settings)` (before/after request hooks and the limiter), so the
 blueprints stay unaware of it; what a route needs is declared here, by endpoint name.
@@ -12,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 import socket
 import tempfile
@@ -26,6 +28,7 @@ from flask_limiter.util import get_remote_address
 
 from core.config import ApiKey, Settings
 from core.errors import Forbidden, MmsearchError, Unauthorized, UnsupportedMediaType
+from search.oidc import Identity, OidcVerifier, looks_like_jwt
 
 SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
 # Unsafe methods by endpoint; any other unsafe endpoint needs `admin` (a new route is closed by default).
@@ -103,7 +106,7 @@ def is_loopback(host: str) -> bool:
 def check_bind(settings: Settings) -> None:
     """Refuse a non-loopback address without keys, unless `MMSEARCH_ALLOW_OPEN_API` says it is meant."""
     if (
-        not settings.security.api_keys
+        not settings.security.keyed
         and not settings.security.allow_open_api
         and not is_loopback(settings.api.api_host)
     ):
@@ -119,7 +122,7 @@ def trusted_hosts(settings: Settings) -> list[str] | None:
     API's own names, so a forged Host cannot steer redirects or links built from it."""
     if settings.security.trusted_hosts:
         return None if "*" in settings.security.trusted_hosts else settings.security.trusted_hosts
-    return LOOPBACK_NAMES + own_host_names(settings) if settings.security.api_keys else LOOPBACK_NAMES
+    return LOOPBACK_NAMES + own_host_names(settings) if settings.security.keyed else LOOPBACK_NAMES
 
 
 def own_host_names(settings: Settings) -> list[str]:
@@ -174,7 +177,7 @@ def _signature(settings: Settings, path: str, expires: int) -> str:
 
 def signed_url(settings: Settings, path: str, now: float | None = None) -> str:
     """`path` itself without keys; else `path?expires=..&sig=..`: a GET that needs no header (img, audio)."""
-    if not settings.security.api_keys:
+    if not settings.security.keyed:
         return path
     expires = int(now or time.time()) + settings.security.signed_url_ttl
     return f"{path}?expires={expires}&sig={_signature(settings, path, expires)}"
@@ -223,10 +226,10 @@ def add_media_urls(settings: Settings, collection: str, result: dict[str, Any]) 
 # --- the hooks --------------------------------------------------------------------------------------------
 
 
-def _authenticate(settings: Settings) -> None:
+def _authenticate(settings: Settings, oidc: OidcVerifier | None) -> None:
     g.api_key = None
     metrics = request.endpoint == METRICS_ENDPOINT
-    if not settings.security.api_keys or not (request.path.startswith("/v1/") or metrics):
+    if not settings.security.keyed or not (request.path.startswith("/v1/") or metrics):
         return
     if request.method == "GET" and request.endpoint in MEDIA_ENDPOINTS and "sig" in request.args:
         check_signature(settings, request.path, request.args.get("expires"), request.args.get("sig"))
@@ -234,13 +237,27 @@ def _authenticate(settings: Settings) -> None:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    key = find_key(settings, token.strip()) if scheme.lower() == "bearer" else None
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    key = find_key(settings, token)
+    if key is None and oidc is not None and looks_like_jwt(token):
+        key = _token_scope(oidc.identify(token))
     if key is None:
-        raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
+        raise Unauthorized(
+            "missing or invalid API key (Authorization: Bearer <key>)"
+            + (" or OIDC token" if oidc is not None else "")
+        )
     needed = settings.security.metrics_scope if metrics else required_scope(request.method, request.endpoint)
     if SCOPE_RANK[key.scope] < SCOPE_RANK[needed]:
-        raise Forbidden(f"API key {key.name!r} has scope {key.scope!r}; this call needs {needed!r}")
+        raise Forbidden(f"API key or token {key.name!r} has scope {key.scope!r}; this call needs {needed!r}")
     g.api_key = key
+
+
+def _token_scope(identity: Identity) -> ApiKey:
+    """Hold a signed-in user's principal in `g.principal` and return its scope as a key-like entry, so
+    the scope check, rate limits and logs treat it as they treat a key (named `oidc-<user>`)."""
+    g.principal = identity.principal
+    name = "oidc-" + re.sub(r"[^A-Za-z0-9_.@-]", "_", identity.principal.user or "")[:59]
+    return ApiKey(name=name, scope=identity.scope, sha256="0" * 64)
 
 
 def _refuse_cross_site() -> None:
@@ -322,13 +339,14 @@ def install(app: Flask, settings: Settings) -> Limiter | None:
     """Register the checks (in order: Host, cross-site, body type, key) and the read and write limits."""
     check_bind(settings)
     app.config["TRUSTED_HOSTS"] = trusted_hosts(settings)
+    oidc = OidcVerifier(settings.security) if settings.security.oidc_enabled else None
 
     @app.before_request
     def _guard() -> None:
         request.host  # noqa: B018 - raises SecurityError (400) for a Host outside TRUSTED_HOSTS
         _refuse_cross_site()
         _check_body_type()
-        _authenticate(settings)
+        _authenticate(settings, oidc)
 
     app.after_request(_harden)
     limits = rate_limits(settings)

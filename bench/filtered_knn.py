@@ -126,7 +126,7 @@ def exact_top(docs: np.ndarray, allowed: np.ndarray, queries: np.ndarray) -> lis
     """Ids of the exact top K by cosine among the allowed rows (brute force over their vectors)."""
     rows = np.flatnonzero(allowed)
     scores = queries @ docs[rows].T
-    top = np.argsort(-scores, axis=1)[:, :K]
+    top = np.argpartition(-scores, K - 1, axis=1)[:, :K] if len(rows) > K else np.argsort(-scores, axis=1)
     return [{f"d{rows[j]}" for j in line} for line in top]
 
 

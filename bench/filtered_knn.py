@@ -29,6 +29,7 @@ import numpy as np
 from rich.console import Console
 
 from bench.common import ROOT, Report, latency_row, query_texts, results_dir, save, show
+from bench.knn_recall import index_options
 from bench.scale import NOISE_COS, vectors
 from core.access import READERS_FIELD, Principal, read_filter
 from core.config import get_settings
@@ -107,7 +108,8 @@ def actions(index: str, name: str, base: np.ndarray, size: int) -> Iterator[dict
             i += 1
 
 
-def build(es: Client, base: np.ndarray, *, size: int, model: str | None) -> tuple[str, float]:
+def build(es: Client, base: np.ndarray, *, size: int, model: str | None) -> tuple[str, str, float]:
+    """The index of `size` documents (replacing an older one): (index, alias, seconds to build)."""
     name = f"bench-filtered-knn-{size}"
     started = time.perf_counter()
     index, alias = create(es, name, model)
@@ -119,7 +121,7 @@ def build(es: Client, base: np.ndarray, *, size: int, model: str | None) -> tupl
     es.indices.put_settings(index=index, settings={"index": {"refresh_interval": None}})
     es.indices.refresh(index=index, request_timeout=3600)
     es.indices.forcemerge(index=index, max_num_segments=1, request_timeout=3600)
-    return alias, time.perf_counter() - started
+    return index, alias, time.perf_counter() - started
 
 
 def exact_top(docs: np.ndarray, allowed: np.ndarray, queries: np.ndarray) -> list[set[str]]:
@@ -191,7 +193,7 @@ def run(args: argparse.Namespace) -> Report:
     es = make_client(settings)
     base, model = base_vectors(args.model, args.base, args.dataset)
     docs = np.concatenate(list(vectors(base, args.docs)))
-    alias, built_s = build(es, base, size=args.docs, model=args.model)
+    index, alias, built_s = build(es, base, size=args.docs, model=args.model)
     texts = query_texts(args.dataset, args.queries)
     queries = np.asarray(get_encoder(FIELD, args.model).encode(texts, kind="text"), dtype=np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -216,6 +218,7 @@ def run(args: argparse.Namespace) -> Report:
             f"(readers terms), inside the kNN ({knn}), body from search.query.knn_body "
             f"(k = the API's window {window}, rescore on, the default profile's num_candidates "
             f"{profile.num_candidates} unless the row says otherwise);",
+            f"vector index: {index_options(es, index, FIELD)} (the product's mapping for this engine);",
             "recall@10 = the top 10 of that kNN against exact cosine (numpy) over the allowed vectors;",
             "latency = one client, the engine's round trip from Python (no API), after one warm-up;",
             f"index built in {built_s:.0f} s (bulk, refresh off, force-merged to one segment).",

@@ -41,6 +41,7 @@ _PARAMS = {
     "allow_partial_search_results": "allow_partial_search_results",
     "wait_for_completion": "wait_for_completion",
     "wait_for_active_shards": "wait_for_active_shards",
+    "max_num_segments": "max_num_segments",
 }
 # Body keywords named differently from the body field they fill (or that are the whole body).
 _BODY_FIELDS = {"meta": "_meta", "source_": "_source"}

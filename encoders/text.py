@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from encoders import runtime
 from encoders.base import Encoder
 from encoders.device import pick_device, use_fp16
 from encoders.registry import register
@@ -35,6 +36,7 @@ class TextEncoder(Encoder):
     input_kind = "text"
     query_kinds = frozenset({"text"})
     splits_passages = True
+    _runner: runtime.Runner | None = None  # set by `_load` when a CPU backend other than torch runs the model
 
     def default_model(self) -> str:
         return self.settings.models.text_model
@@ -58,6 +60,12 @@ class TextEncoder(Encoder):
         )
         return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
 
+    @property
+    def backend(self) -> str:
+        """What runs the model here (loading it): torch on a GPU (fp16), else the `text_backend` setting."""
+        loaded = self.model is not None and self._runner is not None
+        return self.settings.models.text_backend if loaded else "torch"
+
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
@@ -66,10 +74,23 @@ class TextEncoder(Encoder):
         model = SentenceTransformer(path, device=device)
         if use_fp16(device):
             model.half()
+        else:
+            self._runner = runtime.runner(
+                model,
+                path,
+                key="sentence_embedding",
+                backend=self.settings.models.text_backend,
+                settings=self.settings,
+            )
         return model
 
     def _encode(self, items: Sequence[Any], kind: str) -> np.ndarray:
-        vectors = self.model.encode(
+        model = self.model
+        if self._runner is not None:
+            batch = self.settings.models.encode_batch_size
+            vectors = runtime.run_batched(model, self._runner, list(items), batch)
+            return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = model.encode(
             list(items),
             batch_size=self.settings.models.encode_batch_size,
             normalize_embeddings=True,

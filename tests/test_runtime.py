@@ -74,10 +74,11 @@ def cross_encoder(data_dir: Path) -> str:
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
 def test_reranker_backends_score_like_torch(backend: str, data_dir: Path, cross_encoder: str) -> None:
     query = "does vitamin d prevent fractures"
-    torch_scores = Reranker(cross_encoder, settings_for(data_dir, rerank_backend="torch")).score(query, SENTENCES)
+    reference = Reranker(cross_encoder, settings_for(data_dir, rerank_backend="torch"))
+    torch_scores = reference.score(query, SENTENCES)
     reranker = Reranker(cross_encoder, settings_for(data_dir, rerank_backend=backend))
     scores = reranker.score(query, SENTENCES)
     assert reranker.backend == backend and len(scores) == len(SENTENCES)
-    # int8 weights, and OpenVINO's bf16 on CPUs that have it (avx512_bf16 / AMX), move a sigmoid score a little
+    # int8 weights, and OpenVINO's bf16 on CPUs that have it (avx512_bf16, AMX), move a score a little
     assert np.allclose(scores, torch_scores, atol=1e-4 if backend == "onnx" else 0.02)
     assert reranker.score(query, []) == []

@@ -77,11 +77,12 @@ def encoders(settings: Settings, backends: list[str]) -> dict[str, TextEncoder]:
     return out
 
 
-def run(dataset: Path, n_queries: int = 50, n_docs: int = 200, backends: list[str] | None = None) -> Report:
+def run(
+    dataset: Path, n_queries: int = 50, n_docs: int = 200, backends: list[str] | None = None, batch: int = 32
+) -> Report:
     data = subset(dataset, n_queries, n_docs)
-    settings = get_settings()
+    settings = get_settings().replace(models={"encode_batch_size": batch})
     loaded = encoders(settings, backends or list(BACKENDS))
-    batch = settings.models.encode_batch_size
     doc_vecs: dict[str, list[np.ndarray]] = {b: [] for b in loaded}
     doc_s = dict.fromkeys(loaded, 0.0)
     for start in range(0, len(data.texts), batch):
@@ -157,8 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--docs", type=int, default=200)
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--batch", type=int, default=32, help="passages per encode call")
     args = parser.parse_args(argv)
-    report = run(args.dataset, args.queries, args.docs, args.backends.split(","))
+    report = run(args.dataset, args.queries, args.docs, args.backends.split(","), args.batch)
     console = Console()
     show(report, console)
     console.print(f"wrote {save(report)}")

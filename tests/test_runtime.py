@@ -82,3 +82,10 @@ def test_reranker_backends_score_like_torch(backend: str, data_dir: Path, cross_
     # int8 weights, and OpenVINO's bf16 on CPUs that have it (avx512_bf16, AMX), move a score a little
     assert np.allclose(scores, torch_scores, atol=1e-4 if backend == "onnx" else 0.02)
     assert reranker.score(query, []) == []
+
+
+def test_an_unknown_backend_is_refused_by_the_settings() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="text_backend"):
+        ModelSettings(text_backend="tensorrt")

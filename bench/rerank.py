@@ -112,7 +112,7 @@ def backends(
         rerankers[name] = Reranker(model, settings.replace(models={"rerank_backend": name, "device": "cpu"}))
         rerankers[name].score("warm up", ["the model loads and exports here, outside the timings"])
     baseline = scores(data.qrels, {q: ranked_run(w) for q, w in windows.items()}, ["ndcg@10"])["ndcg@10"]
-    rows = [{"backend": "(no reranking)", "top_k": 0, "nDCG@10": round(baseline, 4)}]
+    rows = [_backend_row("(no reranking)", 0, [0.0], baseline)]
     for top_k in depths:
         ms: dict[str, list[float]] = {name: [] for name in rerankers}
         runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in rerankers}
@@ -154,9 +154,9 @@ def _backends_report(rows: list[dict[str, Any]], data: Subset, model: str) -> Re
     torch_rows = {r["top_k"]: r for r in rows if r["backend"] == "torch"}
     for row in rows:
         base = torch_rows.get(row["top_k"])
-        if base and row["top_k"]:
-            row["x torch (p50)"] = round(base["stage p50 ms"] / row["stage p50 ms"], 2)
-            row["nDCG - torch"] = round(row["nDCG@10"] - base["nDCG@10"], 4)
+        same = base and row["top_k"]
+        row["x torch (p50)"] = round(base["stage p50 ms"] / row["stage p50 ms"], 2) if same else "-"
+        row["nDCG - torch"] = round(row["nDCG@10"] - base["nDCG@10"], 4) if same else "-"
     return Report(
         "rerank-backends",
         f"cross-encoder per backend: {len(data.queries)} held-back SciFact queries, a dense ranking of "

@@ -36,7 +36,8 @@ class TextEncoder(Encoder):
     input_kind = "text"
     query_kinds = frozenset({"text"})
     splits_passages = True
-    _runner: runtime.Runner | None = None  # set by `_load` when a CPU backend other than torch runs the model
+    _runner: runtime.Runner | None = None  # a CPU backend other than torch, prepared by `_compiled`
+    _runner_checked = False
 
     def default_model(self) -> str:
         return self.settings.models.text_model
@@ -62,9 +63,25 @@ class TextEncoder(Encoder):
 
     @property
     def backend(self) -> str:
-        """What runs the model here (loading it): torch on a GPU (fp16), else the `text_backend` setting."""
-        loaded = self.model is not None and self._runner is not None
-        return self.settings.models.text_backend if loaded else "torch"
+        """What runs the model here (preparing it): torch on a GPU (fp16), else the `text_backend` setting."""
+        return self.settings.models.text_backend if self._compiled() is not None else "torch"
+
+    def _compiled(self) -> runtime.Runner | None:
+        """The CPU backend's runner, exported/compiled on the first encode (not for `dims` or passages: a
+        collection is created without waiting for an export); None for torch."""
+        model = self.model
+        with self._lock:
+            if not self._runner_checked:
+                if not use_fp16(str(model.device)):
+                    self._runner = runtime.runner(
+                        model,
+                        resolve_model_path(self.model_ref, self.settings.models.models_dir),
+                        key="sentence_embedding",
+                        backend=self.settings.models.text_backend,
+                        settings=self.settings,
+                    )
+                self._runner_checked = True
+        return self._runner
 
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
@@ -74,21 +91,13 @@ class TextEncoder(Encoder):
         model = SentenceTransformer(path, device=device)
         if use_fp16(device):
             model.half()
-        else:
-            self._runner = runtime.runner(
-                model,
-                path,
-                key="sentence_embedding",
-                backend=self.settings.models.text_backend,
-                settings=self.settings,
-            )
         return model
 
     def _encode(self, items: Sequence[Any], kind: str) -> np.ndarray:
-        model = self.model
-        if self._runner is not None:
+        model, compiled = self.model, self._compiled()
+        if compiled is not None:
             batch = self.settings.models.encode_batch_size
-            vectors = runtime.run_batched(model, self._runner, list(items), batch)
+            vectors = runtime.run_batched(model, compiled, list(items), batch)
             return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         vectors = model.encode(
             list(items),

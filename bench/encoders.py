@@ -78,7 +78,12 @@ def encoders(settings: Settings, backends: list[str]) -> dict[str, TextEncoder]:
 
 
 def run(
-    dataset: Path, n_queries: int = 50, n_docs: int = 200, backends: list[str] | None = None, batch: int = 32
+    dataset: Path,
+    n_queries: int = 50,
+    n_docs: int = 200,
+    *,
+    backends: list[str] | None = None,
+    batch: int = 32,
 ) -> Report:
     data = subset(dataset, n_queries, n_docs)
     settings = get_settings().replace(models={"encode_batch_size": batch})
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--batch", type=int, default=32, help="passages per encode call")
     args = parser.parse_args(argv)
-    report = run(args.dataset, args.queries, args.docs, args.backends.split(","), args.batch)
+    report = run(args.dataset, args.queries, args.docs, backends=args.backends.split(","), batch=args.batch)
     console = Console()
     show(report, console)
     console.print(f"wrote {save(report)}")

@@ -230,6 +230,14 @@ class ModelSettings(_Section):
     default_encoders: list[str] = ["text"]
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encode_batch_size: int = 64
+    # How the text encoder and the reranker run on a CPU (a GPU keeps torch fp16): torch | onnx | onnx-int8
+    # | openvino, exported once from the local weights (encoders/runtime.py). Defaults: `mmsearch bench
+    # encoders` / `bench rerank` on 2 cores (README, "Inference backends").
+    text_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "openvino"
+    rerank_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "openvino"
+    # What reranking may add to a search (p50 ms on this host): `mmsearch rerank` adopts the deepest top_k
+    # whose measured cost fits.
+    rerank_budget_ms: float = Field(300.0, gt=0)
     max_loaded_models: int = Field(8, ge=1)  # encoder instances kept per process (least recently used go)
     # Long texts: passages of the text encoder's window, sharing this many tokens where a paragraph is cut.
     passage_overlap: int = 32

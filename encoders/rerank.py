@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings, get_settings
+from encoders import runtime
 from encoders.base import EncoderError
 from encoders.device import pick_device, use_fp16
 from encoders.text import resolve_model_path
@@ -38,7 +39,12 @@ class Reranker:
         self.ref = ref
         self.settings = settings
         self._model: Any = None
+        self._runner: runtime.Runner | None = None  # a CPU backend other than torch, set by `_load`
         self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        return resolve_model_path(self.ref, self.settings.models.models_dir)
 
     def load(self) -> Any:
         with self._lock:
@@ -52,7 +58,7 @@ class Reranker:
         device = pick_device(self.settings.models.device)
         try:
             model = CrossEncoder(
-                resolve_model_path(self.ref, self.settings.models.models_dir),
+                self.path,
                 device=device,
                 num_labels=1,
                 max_length=MAX_LENGTH,
@@ -61,16 +67,35 @@ class Reranker:
             raise RerankerError(f"reranking model {self.ref!r} cannot be loaded: {exc}") from None
         if use_fp16(device):
             model.model.half()
+        else:
+            self._runner = runtime.runner(
+                model,
+                self.path,
+                key="scores",
+                backend=self.settings.models.rerank_backend,
+                settings=self.settings,
+            )
         return model
+
+    @property
+    def backend(self) -> str:
+        """What runs the model here (loading it): torch on a GPU (fp16), else the `rerank_backend` setting."""
+        self.load()
+        return self.settings.models.rerank_backend if self._runner is not None else "torch"
 
     def score(self, query: str, passages: list[str]) -> list[float]:
         """One relevance score per passage (higher is better)."""
         if not passages:
             return []
-        scores = self.load().predict(
-            [(query, p) for p in passages], batch_size=32, convert_to_numpy=True, show_progress_bar=False
-        )
-        return [float(s) for s in scores]
+        model = self.load()
+        pairs = [(query, p) for p in passages]
+        if self._runner is None:
+            scores = model.predict(pairs, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
+            return [float(s) for s in scores]
+        import torch
+
+        logits = runtime.run_batched(model, self._runner, pairs, 32)
+        return [float(s) for s in model.activation_fn(torch.from_numpy(logits)).reshape(-1)]
 
 
 @lru_cache(maxsize=4)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from encoders import runtime
 from encoders.base import Encoder
 from encoders.device import pick_device, use_fp16
 from encoders.registry import register
@@ -35,6 +36,8 @@ class TextEncoder(Encoder):
     input_kind = "text"
     query_kinds = frozenset({"text"})
     splits_passages = True
+    _runner: runtime.Runner | None = None  # a CPU backend other than torch, prepared by `_compiled`
+    _runner_checked = False
 
     def default_model(self) -> str:
         return self.settings.models.text_model
@@ -58,6 +61,28 @@ class TextEncoder(Encoder):
         )
         return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
 
+    @property
+    def backend(self) -> str:
+        """What runs the model here (preparing it): torch on a GPU (fp16), else the `text_backend` setting."""
+        return self.settings.models.text_backend if self._compiled() is not None else "torch"
+
+    def _compiled(self) -> runtime.Runner | None:
+        """The CPU backend's runner, exported/compiled on the first encode (not for `dims` or passages: a
+        collection is created without waiting for an export); None for torch."""
+        model = self.model
+        with self._lock:
+            if not self._runner_checked:
+                if not use_fp16(str(model.device)):
+                    self._runner = runtime.runner(
+                        model,
+                        resolve_model_path(self.model_ref, self.settings.models.models_dir),
+                        key="sentence_embedding",
+                        backend=self.settings.models.text_backend,
+                        settings=self.settings,
+                    )
+                self._runner_checked = True
+        return self._runner
+
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
@@ -69,7 +94,12 @@ class TextEncoder(Encoder):
         return model
 
     def _encode(self, items: Sequence[Any], kind: str) -> np.ndarray:
-        vectors = self.model.encode(
+        model, compiled = self.model, self._compiled()
+        if compiled is not None:
+            batch = self.settings.models.encode_batch_size
+            vectors = runtime.run_batched(model, compiled, list(items), batch)
+            return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = model.encode(
             list(items),
             batch_size=self.settings.models.encode_batch_size,
             normalize_embeddings=True,

@@ -120,12 +120,13 @@ def compare(
     try:
         without, without_ms = held_ndcg(client, collection, queries, qrels, profile=CANDIDATE, rerank=False)
         judged = {qid: qrels[qid] for qid in queries}
-        matrix = weight_matrix(judged, windows(client, collection, queries, top_k))
+        reranked, window_ms = windows(client, collection, queries, top_k)
+        matrix = weight_matrix(judged, reranked)
         splits = folds(len(judged), n_folds)
         _, per_fold = cross_validate(matrix, splits)
         best = int(np.argmax(matrix.mean(axis=1)))
         weight = WEIGHTS[best]
-        with_, with_ms = without, without_ms
+        with_, with_ms = without, window_ms  # at weight 0 the cost is the one the windows' searches paid
         if weight > 0:
             candidate.rerank = Rerank(model=model, top_k=top_k, weight=weight)
             client.request("PUT", path, json=candidate.model_dump(mode="json"))
@@ -143,12 +144,17 @@ def compare(
         "by_weight": {w: round(float(row.mean()), 4) for w, row in zip(WEIGHTS, matrix, strict=True)},
         "server_ms_without": round(sum(without_ms) / len(without_ms), 1),
         "server_ms_with": round(sum(with_ms) / len(with_ms), 1),
+        # what the stage adds to a search on this host, one client: the figure the budget is held to
+        "added_p50_ms": round(float(np.percentile(with_ms, 50) - np.percentile(without_ms, 50)), 1),
         "profile": candidate,
     }
 
 
-def windows(client: ApiClient, collection: str, queries: dict[str, str], top_k: int) -> dict[str, Window]:
-    """One reranked search per query, read back from its explanation: each window hit's two scores."""
+def windows(
+    client: ApiClient, collection: str, queries: dict[str, str], top_k: int
+) -> tuple[dict[str, Window], list[float]]:
+    """One reranked search per query, read back from its explanation: each window hit's two scores, and
+    each search's server time."""
     responses, _ = run_queries(
         client,
         collection,
@@ -160,7 +166,37 @@ def windows(client: ApiClient, collection: str, queries: dict[str, str], top_k: 
         stage = [(h["explanation"]["rerank"], h["id"]) for h in resp["hits"] if "rerank" in h["explanation"]]
         stage.sort(key=lambda item: item[0]["fused_rank"])
         out[qid] = [(doc_id, s["fused_score"], s["score"]) for s, doc_id in stage]
-    return out
+    return out, [resp["took_ms"] for resp in responses.values()]
+
+
+def choose_depth(
+    client: ApiClient,
+    collection: str,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    *,
+    model: str,
+    depths: tuple[int, ...],
+    budget_ms: float,
+) -> dict[str, Any]:
+    """`compare` at each depth; the result of the deepest one that beats fusion alone on the held-back
+    queries and adds at most `budget_ms` (p50) to a search here, `adopted` False when none does (then the
+    deepest one's result, to show what it would cost)."""
+    results = [
+        compare(client, collection, queries, qrels, model=model, top_k=depth) for depth in sorted(set(depths))
+    ]
+    fitting = [r for r in results if wins(r) and r["added_p50_ms"] <= budget_ms]
+    chosen = fitting[-1] if fitting else results[-1]
+    table = [
+        {k: r[k] for k in ("top_k", "weight", "without", "with", "added_p50_ms")} | {"fits": r in fitting}
+        for r in results
+    ]
+    return {**chosen, "adopted": bool(fitting), "budget_ms": budget_ms, "depths": table}
+
+
+def wins(result: dict[str, Any]) -> bool:
+    """The reranker at its chosen weight beats fusion alone on the held-back queries."""
+    return result["weight"] > 0 and result["with"] > result["without"]
 
 
 def weight_matrix(judged: dict[str, dict[str, int]], windows: dict[str, Window]) -> np.ndarray:

@@ -14,7 +14,9 @@ from client.api import ApiClient
 from client.progress import progress as progress_bar
 from mmsearch.common import api, console, errors, wait_encoded
 
-BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train", "long-docs", "rerank")
+BENCHMARKS = (
+    "ingest", "query", "knn-recall", "growth", "train", "long-docs", "rerank", "encoders", "rerank-backends"
+)  # fmt: skip
 
 dataset_option = click.option(
     "--dataset",
@@ -372,9 +374,10 @@ def bench(
     json_out: Path | None,
 ) -> None:
     """Benchmarks, side by side in one run; each prints a table and writes data/bench/<name>.json.
-    `all` runs ingest, query and knn-recall (growth, train, long-docs and rerank only when asked: they take
-    long)."""
-    from bench import common, growth, ingest, knn_recall, long_docs, query, rerank, train_configs
+    `all` runs ingest, query and knn-recall (the others only when asked: they take long). `encoders` and
+    `rerank-backends` need no services: the CPU inference backends side by side (at most 50 / 20 queries
+    and 200 documents)."""
+    from bench import common, encoders, growth, ingest, knn_recall, long_docs, query, rerank, train_configs
 
     runs = {
         "ingest": lambda: ingest.run(dataset, docs),
@@ -390,6 +393,8 @@ def bench(
         ),
         "long-docs": lambda: long_docs.run(dataset, n_docs=docs, n_queries=n_queries),
         "rerank": lambda: rerank.run(api(), collection, dataset, min(n_queries, 50)),
+        "encoders": lambda: encoders.run(dataset, min(n_queries, 50), min(docs, 200)),
+        "rerank-backends": lambda: rerank.backends(dataset, min(n_queries, 20), min(docs, 200)),
     }
     reports = []
     with errors():

@@ -119,7 +119,18 @@ def show(report: dict[str, Any]) -> None:
 @click.option("--name", default=None, help="Model name; default rerank-<collection>-<time>.")
 @click.option("--negatives", default=3, show_default=True, help="Fused hits not judged relevant, per query.")
 @click.option("--epochs", default=2, show_default=True)
-@click.option("--top-k", default=50, show_default=True, help="Fused hits the reranker reorders.")
+@click.option(
+    "--top-k",
+    default="20,50",
+    show_default=True,
+    help="Fused hits the reranker reorders, depths to try: the deepest that wins within --budget-ms is kept.",
+)
+@click.option(
+    "--budget-ms",
+    type=float,
+    default=None,
+    help="p50 ms the reranker may add to a search on this host (default MMSEARCH_RERANK_BUDGET_MS).",
+)
 @click.option("--holdout", default=TrainConfig.holdout, show_default=True)
 @click.option("--seed", default=TrainConfig.seed, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
@@ -132,7 +143,8 @@ def rerank(
     name: str | None,
     negatives: int,
     epochs: int,
-    top_k: int,
+    top_k: str,
+    budget_ms: float | None,
     holdout: float,
     seed: int,
     json_out: Path | None,
@@ -140,7 +152,8 @@ def rerank(
     """Train a cross-encoder reranker on the judged queries (the held-back share excluded, the same one
     `train` held back when the collection's model came from it), score hybrid search on the held-back
     queries without it and with it at each weight against the fused score (the weight chosen there, with
-    its k-fold estimate), and turn it on in the `default` profile only if it wins there."""
+    its k-fold estimate), at each depth of --top-k with the latency it adds; turn it on in the `default`
+    profile at the deepest depth that wins there and fits the budget."""
     from datetime import UTC, datetime
 
     from core.config import get_settings
@@ -153,6 +166,10 @@ def rerank(
             "--holdout must be between 0 and 1: the reranker is judged on held-back queries"
         )
     settings = get_settings()
+    depths = commands_quality._ints(top_k)
+    if not depths or min(depths) < 1:
+        raise click.UsageError("--top-k must list positive depths, e.g. 20,50")
+    budget = budget_ms if budget_ms is not None else settings.models.rerank_budget_ms
     client = api()
     with errors():
         queries, judgments = commands_quality._load(dataset, qrels)
@@ -165,34 +182,41 @@ def rerank(
         name = name or f"rerank-{collection}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         info = {"collection": collection, "qrels": str(qrels.resolve()), "held": held, "negatives": negatives}
         ref, card = recipe.fit(settings, base, groups, name, info=info, epochs=epochs)
-        result = recipe.compare(
-            client, collection, {q: queries[q] for q in held}, judgments, model=ref, top_k=top_k
+        held_queries_ = {q: queries[q] for q in held}
+        result = recipe.choose_depth(
+            client, collection, held_queries_, judgments, model=ref, depths=depths, budget_ms=budget
         )
-        adopted = result["weight"] > 0 and result["with"] > result["without"]
-        if adopted:
+        if result["adopted"]:
             save_profile(client, collection, "default", result["profile"])
-    show_rerank(result, ref, top_k, adopted)
+    show_rerank(result, ref)
     if json_out:
-        report = {**{k: v for k, v in result.items() if k != "profile"}, "model": ref, "adopted": adopted}
+        report = {**{k: v for k, v in result.items() if k != "profile"}, "model": ref}
         commands_quality._write_json(json_out, {**report, "card": card})
 
 
-def show_rerank(result: dict[str, Any], ref: str, top_k: int, adopted: bool) -> None:
-    """The held-back score at each reranker weight, and the verdict on the `default` profile."""
+def show_rerank(result: dict[str, Any], ref: str) -> None:
+    """The held-back score at each reranker weight and each depth's cost, and the verdict."""
+    from evaluation.rerank import wins
+
     table = Table("reranker weight", "held-back nDCG@10", title=f"{result['queries']} held-back queries")
     for weight, value in result["by_weight"].items():
         table.add_row("0 (fusion alone)" if weight == 0 else str(weight), f"{value:.4f}")
     console.print(table)
-    verdict = (
-        "on in profile 'default'"
-        if adopted
-        else "left off: it does not beat fusion alone on held-back queries"
-    )
+    depths = Table("top_k", "weight", "nDCG@10 without", "with", "adds p50 ms", "fits budget")
+    for row in result["depths"]:
+        depths.add_row(*(str(row[k]) for k in ("top_k", "weight", "without", "with", "added_p50_ms", "fits")))
+    console.print(depths)
+    if result["adopted"]:
+        verdict = "on in profile 'default'"
+    elif wins(result):
+        verdict = f"left off: it wins but adds more than the budget ({result['budget_ms']} ms p50)"
+    else:
+        verdict = "left off: it does not beat fusion alone on held-back queries"
     cv, cv_without = result["cv"], result["cv_without"]
     console.print(
-        f"reranker {ref} (top {top_k}, weight {result['weight']}): held-back nDCG@10 "
+        f"reranker {ref} (top {result['top_k']}, weight {result['weight']}): held-back nDCG@10 "
         f"{result['without']:.4f} without, {result['with']:.4f} with "
         f"(k-fold estimate of choosing the weight there: {cv['mean']:.4f} ± {cv['std']:.4f}; "
-        f"without: {cv_without['mean']:.4f}); server ms {result['server_ms_without']} vs "
-        f"{result['server_ms_with']}; {verdict}"
+        f"without: {cv_without['mean']:.4f}); adds {result['added_p50_ms']} ms p50 per search here "
+        f"(server mean {result['server_ms_without']} vs {result['server_ms_with']} ms); {verdict}"
     )

@@ -35,6 +35,9 @@ VARIABLES = [
     ("MMSEARCH_ENCODE_CHUNK_SIZES", '{"text": 3}', "workers", "encode_chunk_sizes", {"text": 3}),
     ("MMSEARCH_TEXT_MODEL", "some/model", "models", "text_model", "some/model"),
     ("MMSEARCH_DEVICE", "cpu", "models", "device", "cpu"),
+    ("MMSEARCH_TEXT_BACKEND", "onnx-int8", "models", "text_backend", "onnx-int8"),
+    ("MMSEARCH_RERANK_BACKEND", "torch", "models", "rerank_backend", "torch"),
+    ("MMSEARCH_RERANK_BUDGET_MS", "150", "models", "rerank_budget_ms", 150.0),
     ("MMSEARCH_MAX_BODY_BYTES", "1234", "limits", "max_body_bytes", 1234),
     ("MMSEARCH_MAX_PASSAGES", "9", "limits", "max_passages", 9),
 ]
@@ -50,7 +53,9 @@ def test_each_section_reads_its_variables(
 
 def test_variable_names_are_the_flat_ones_and_unique() -> None:
     keys = [key for _, _, key in env_names()]
-    assert len(keys) == len(set(keys)) == 80  # 68, read_rate_limit, metrics_scope, snapshot_dir, oidc_* (9)
+    # 68, then read_rate_limit, metrics_scope, snapshot_dir; oidc_* (9); text_backend, rerank_backend,
+    # rerank_budget_ms
+    assert len(keys) == len(set(keys)) == 83
     assert {"ELASTICSEARCH_URL", "REDIS_URL", "MMSEARCH_ENGINE", "MMSEARCH_MAX_BODY_BYTES"} <= set(keys)
     assert all(key.startswith("MMSEARCH_") or key in {"ELASTICSEARCH_URL", "REDIS_URL"} for key in keys)
 

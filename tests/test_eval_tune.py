@@ -132,10 +132,15 @@ def test_eval_tune_rerank_and_the_saved_profiles(
     # a reranker trained on half the queries, judged on the other half at each weight against fusion
     _invoke(
         "rerank", "--dataset", str(beir_slice), "--qrels", qrels, "--collection", slice_collection,
-        "--holdout", "0.5", "--epochs", "1", "--negatives", "2", "--top-k", "10",
+        "--holdout", "0.5", "--epochs", "1", "--negatives", "2", "--top-k", "5,10", "--budget-ms", "60000",
         "--json", str(tmp_path / "rerank.json"),
     )  # fmt: skip
     rerank = json.loads((tmp_path / "rerank.json").read_text())
+    # each depth tried, with what it adds to a search; the kept one is the deepest that wins within budget
+    assert [d["top_k"] for d in rerank["depths"]] == [5, 10] and rerank["budget_ms"] == 60000
+    assert all(isinstance(d["added_p50_ms"], float) for d in rerank["depths"])
+    fits = [d["top_k"] for d in rerank["depths"] if d["fits"]]
+    assert rerank["adopted"] == bool(fits) and (not fits or rerank["top_k"] == fits[-1])
     card = rerank["card"]
     assert card["pairs"] == 3 * card["groups"] and card["steps"] >= 1  # a judged passage, 2 negatives
     assert rerank["queries"] == QUERIES // 2
@@ -148,7 +153,7 @@ def test_eval_tune_rerank_and_the_saved_profiles(
     assert "rerank-candidate" not in stored
     if rerank["adopted"]:
         assert rerank["with"] > rerank["without"]
-        expected = {"model": rerank["model"], "top_k": 10, "weight": rerank["weight"]}
+        expected = {"model": rerank["model"], "top_k": rerank["top_k"], "weight": rerank["weight"]}
         assert stored["default"]["rerank"] == expected
     else:
         assert rerank["weight"] == 0 or rerank["with"] <= rerank["without"]

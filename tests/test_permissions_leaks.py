@@ -98,7 +98,7 @@ class Caller:
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(
-            method, f"{self.base}{path}", headers=headers(self.who), timeout=120, **kwargs
+            method, f"{self.base}{path}", headers=headers(self.who), timeout=600, **kwargs
         )
 
     def search(self, collection: str = "hr", **body: Any) -> dict[str, Any]:

@@ -121,15 +121,17 @@ class ApiClient:
         allow_duplicates: bool = False,
         ids: list[str | None] | None = None,
         sources: list[dict[str, Any] | None] | None = None,
+        readers: list[list[str] | None] | None = None,
     ) -> dict[str, Any]:
         """One multipart request; per-file outcomes (`pending`, `duplicate`, `rejected` with the reason).
 
         `ids` key the documents (an existing one is replaced); `sources` say where each file lives
-        (`{root, path, mtime_ns}`, what a crawl's manifest lists)."""
+        (`{root, path, mtime_ns}`, what a crawl's manifest lists); `readers` who may read each (reader
+        terms, or None for the collection's default)."""
         handles = [path.open("rb") for path in paths]
         try:
             files = [("file", (path.name, handle)) for path, handle in zip(paths, handles, strict=True)]
-            fields = {"metadata": metadata, "ids": ids, "sources": sources}
+            fields = {"metadata": metadata, "ids": ids, "sources": sources, "readers": readers}
             data = {key: json.dumps(value) for key, value in fields.items() if value}
             params = {"refresh": "wait_for"} if refresh else {}
             if allow_duplicates:
@@ -140,6 +142,14 @@ class ApiClient:
         finally:
             for handle in handles:
                 handle.close()
+
+    def set_readers(
+        self, name: str, doc_id: str, readers: list[str], refresh: bool = False
+    ) -> dict[str, Any]:
+        """Replace who may read a document (and a mail's attachments), in place."""
+        params = {"refresh": "wait_for"} if refresh else None
+        path = f"/v1/collections/{name}/documents/{doc_id}/readers"
+        return self.request("PUT", path, json={"readers": readers}, params=params)
 
     def delete_documents(self, name: str, ids: list[str], refresh: bool = False) -> dict[str, Any]:
         """Many documents in one request; `not_found` lists the ids that were already gone."""

@@ -50,6 +50,7 @@ def crawl(
     local = scan(root, include, exclude, follow_symlinks)
     todo = plan(local, {entry["path"]: entry for entry in client.manifest(collection, key)})
     reports = [FileReport(rel, "unchanged") for rel in todo.unchanged]
+    reports += [_relabel(client, collection, file, doc_id) for file, doc_id in todo.relabelled]
     work = [(f, "added") for f in todo.added] + [(f, "changed") for f in todo.changed]
 
     def emit(found: list[FileReport]) -> None:
@@ -114,9 +115,12 @@ def _upload(
     files = [f for f, _ in batch]
     ids = [path_id(key, f.path) for f in files]
     sources = [{"root": key, "path": f.path, "mtime_ns": f.mtime_ns} for f in files]
+    readers: list[list[str] | None] = [list(f.readers) for f in files]
     try:
         paths = [f.real for f in files]
-        outcomes = client.add_files(collection, paths, ids=ids, sources=sources, refresh=refresh)["files"]
+        outcomes = client.add_files(
+            collection, paths, ids=ids, sources=sources, readers=readers, refresh=refresh
+        )["files"]
     except (ApiClientError, OSError) as exc:  # every file refused, or one vanished before the upload
         return [FileReport(f.path, "failed", str(exc)) for f in files]
     late = {o["id"]: o["error"] for o in outcomes[len(files) :]}  # failed when written to the index
@@ -129,6 +133,16 @@ def _upload(
         else:
             reports.append(FileReport(file.path, kind))
     return reports
+
+
+def _relabel(client: ApiClient, collection: str, file: LocalFile, doc_id: str) -> FileReport:
+    """A file whose only change is who may read it: its document's readers replaced in place (no upload,
+    no re-encode); reported as changed."""
+    try:
+        client.set_readers(collection, doc_id, list(file.readers), refresh=True)
+    except ApiClientError as exc:
+        return FileReport(file.path, "failed", f"readers: {exc}")
+    return FileReport(file.path, "changed", "readers")
 
 
 def _delete(

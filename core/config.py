@@ -7,6 +7,7 @@ each section reads its own variables, so the names stay flat: `MMSEARCH_<FIELD>`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +17,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# A user or group name as reader terms hold it (core.access.READER_TERM without the prefix).
+PRINCIPAL_NAME = r"^[^\s:*,][^:*,\x00-\x1f]{0,255}$"
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 ENV_PREFIX = "MMSEARCH_"
 
@@ -29,6 +32,27 @@ class ApiKey(BaseModel):
     name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     scope: Literal["read", "write", "admin"]
     sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
+    # The principal a non-admin key acts for (core.access): its user and groups, and the collections it
+    # may use (fnmatch patterns; all by default). Admin keys see everything whatever these say.
+    user: str | None = Field(None, min_length=1, max_length=256, pattern=PRINCIPAL_NAME)
+    groups: tuple[str, ...] = Field((), max_length=1000)
+    collections: tuple[str, ...] = Field(("*",), min_length=1, max_length=100)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [g for g in value if not re.fullmatch(PRINCIPAL_NAME, g or "")]
+        if bad:
+            raise ValueError(f"group name {bad[0]!r} may not hold `:`, `*`, `,` or control characters")
+        return value
+
+    @field_validator("collections")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if not re.fullmatch(r"[a-z0-9_*?\[\]!-]{1,63}", p or "")]
+        if bad:
+            raise ValueError(f"collection pattern {bad[0]!r} is not a name or fnmatch pattern of names")
+        return value
 
     @field_validator("sha256")
     @classmethod

@@ -4,7 +4,9 @@ Used by the CLI (`mmsearch ingest DIR` and `mmsearch crawl DIR`, through `client
 `client.crawl`): symlinks are skipped or, when followed, must stay inside the folder, so a link can't
 pull in files from elsewhere. The crawl's manifest is the index itself: every crawled document carries
 `source.{root,path,size,mtime,sha256}`, so `plan` compares the tree on disk with what the collection
-holds for that root and says what to add, replace and delete.
+holds for that root and says what to add, replace and delete. Each file carries its readers as the file
+system decides them (`ingest.permissions`); a file whose only change is who may read it is relabelled in
+place, not sent again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ingest.permissions import file_readers
 from media.filetypes import IngestError
 
 log = logging.getLogger(__name__)
@@ -123,6 +126,7 @@ class LocalFile:
     real: Path
     size: int
     mtime_ns: int
+    readers: tuple[str, ...] = ()  # reader terms from owner, group, mode and ACL (`ingest.permissions`)
 
     @property
     def mtime(self) -> str:
@@ -137,6 +141,7 @@ class Plan:
     changed: list[LocalFile] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deleted: list[dict[str, Any]] = field(default_factory=list)
+    relabelled: list[tuple[LocalFile, str]] = field(default_factory=list)  # same bytes, new readers; id
 
 
 def root_key(root: Path | str) -> str:
@@ -189,7 +194,7 @@ def scan(
             st = real.stat()
         except OSError:  # vanished since the walk
             continue
-        found[rel] = LocalFile(rel, real, st.st_size, st.st_mtime_ns)
+        found[rel] = LocalFile(rel, real, st.st_size, st.st_mtime_ns, tuple(file_readers(real, st)))
     return found
 
 
@@ -201,17 +206,20 @@ def plan(
     """Compare the tree with the manifest: size and mtime first, the sha256 only when those differ.
 
     A file whose bytes are unchanged (touched, copied back) stays `unchanged`; its recorded mtime is then
-    stale, so the next run hashes it again rather than re-indexing it.
+    stale, so the next run hashes it again rather than re-indexing it. One whose bytes are unchanged but
+    whose readers differ from the manifest's (a server that lists readers) is `relabelled`.
     """
     result = Plan()
     for rel, file in sorted(local.items()):
         entry = indexed.get(rel)
         if entry is None:
             result.added.append(file)
-        elif _same(entry, file, sha_of):
-            result.unchanged.append(rel)
-        else:
+        elif not _same(entry, file, sha_of):
             result.changed.append(file)
+        elif "readers" in entry and sorted(entry["readers"] or ()) != sorted(file.readers):
+            result.relabelled.append((file, str(entry["id"])))
+        else:
+            result.unchanged.append(rel)
     result.deleted = [dict(entry) for rel, entry in sorted(indexed.items()) if rel not in local]
     return result
 

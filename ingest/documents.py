@@ -6,12 +6,13 @@ import json
 import math
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.access import EVERYONE, READERS_FIELD, check_readers
 from core.errors import MmsearchError
 from ingest.lifecycle import now_iso, pending
 from mappings.analysis import stem_text
@@ -31,6 +32,13 @@ class DocumentIn(BaseModel):
     text: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
     lang: str | None = Field(None, max_length=16)
+    # Who may read it (`*`, `user:<name>`, `group:<name>`); the collection's default when absent.
+    readers: list[str] | None = Field(None, max_length=1000)
+
+    @field_validator("readers")
+    @classmethod
+    def _reader_terms(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_readers(value)
 
     @field_validator("metadata")
     @classmethod
@@ -246,9 +254,11 @@ def new_document(
     source: dict[str, Any] | None = None,
     lang: str | None = None,
     pages: list[dict[str, Any]] | None = None,
+    readers: Sequence[str] = (EVERYONE,),
 ) -> dict[str, Any]:
     """A new index document, built (the write path indexes it): text fields at once (BM25 now), vectors
-    later (`pending`). `pages`: where each page's text lies in `content`, so passages can say their page."""
+    later (`pending`). `pages`: where each page's text lies in `content`, so passages can say their page;
+    `readers`: who may read it (checked terms, core.access)."""
     stamp = now_iso()
     doc: dict[str, Any] = {
         "doc_id": doc_id or uuid.uuid4().hex,
@@ -261,6 +271,7 @@ def new_document(
         "search_stemmed": {"title": stem_text(title or ""), "content": stem_text(content)},
         "metadata": metadata or {},
         "ingest": pending(stamp),
+        READERS_FIELD: list(readers),
     }
     if lang:
         doc["lang"] = lang
@@ -271,8 +282,20 @@ def new_document(
     return doc
 
 
-def from_json(collection: str, doc: DocumentIn, doc_id: str | None = None) -> dict[str, Any]:
-    """The index document of a JSON document; `doc_id` applies when the document names none."""
+def from_json(
+    collection: str,
+    doc: DocumentIn,
+    doc_id: str | None = None,
+    default_readers: Sequence[str] = (EVERYONE,),
+) -> dict[str, Any]:
+    """The index document of a JSON document; `doc_id` applies when the document names none, and
+    `default_readers` (the collection's) when it names no readers."""
     return new_document(
-        collection, doc.id or doc_id, title=doc.title, content=doc.text, metadata=doc.metadata, lang=doc.lang
+        collection,
+        doc.id or doc_id,
+        title=doc.title,
+        content=doc.text,
+        metadata=doc.metadata,
+        lang=doc.lang,
+        readers=doc.readers if doc.readers is not None else default_readers,
     )

@@ -3,8 +3,9 @@
 Each call validates, extracts, indexes, stores blobs and enqueues, in that order, so the HTTP blueprints,
 the CLI and the crawler share one behaviour instead of each wiring six modules together. The engine client,
 the settings and the queue are handed in (`enqueue` is the Celery side's, given by whoever builds the
-service), which keeps this package below the workers. The principal and the priority of a write will enter
-here and nowhere else.
+service), which keeps this package below the workers. The principal of a request enters here (and in
+`search.service` for reads) and nowhere else: a collection it may not use does not exist for it, and a
+document it may not read is a `DocumentNotFound`, never a 403.
 """
 
 from __future__ import annotations
@@ -13,6 +14,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from elasticsearch import NotFoundError
+
+from core.access import (
+    READERS_FIELD,
+    DocumentNotFound,
+    Principal,
+    check_readers,
+    may_read,
+    read_filter,
+    read_filters,
+)
 from core.config import Settings
 from core.errors import Conflict, MmsearchError
 from core.es import Client, bulk, scan, streaming_bulk
@@ -23,7 +35,7 @@ from ingest.documents import from_json, idempotent_id, parse_documents
 from ingest.lifecycle import requeue_update, sha256_of
 from ingest.uploads import FileDocuments, Upload, file_documents
 from mappings import catalog, metastore
-from mappings.catalog import Collection
+from mappings.catalog import Collection, CollectionNotFound
 
 # (index, (document id, modality) pairs) -> the number of encode tasks sent.
 Enqueue = Callable[[str, Iterable[tuple[str, str]]], int]
@@ -72,9 +84,12 @@ class IngestService:
         self.enqueue = enqueue
         self.blobs = BlobStore.from_settings(settings)
 
-    def collection(self, name: str) -> Collection:
-        """The collection (cached for a few seconds), or `CollectionNotFound` (a 404)."""
-        return catalog.CACHE.get(self.es, self.settings, name)
+    def collection(self, name: str, *, principal: Principal, fresh: bool = False) -> Collection:
+        """The collection (cached for a few seconds unless `fresh`), or `CollectionNotFound` (a 404), also
+        when the principal may not use it."""
+        if not principal.may_use(name):
+            raise CollectionNotFound(f"collection {name!r} does not exist")
+        return catalog.CACHE.get(self.es, self.settings, name, fresh=fresh)
 
     # --- documents -------------------------------------------------------------------------------------
 
@@ -84,13 +99,15 @@ class IngestService:
         body: bytes,
         content_type: str | None,
         *,
+        principal: Principal,
         key: str | None = None,
         refresh: bool = False,
     ) -> Indexed:
         """One JSON document, an array or NDJSON. Valid documents land; invalid ones are reported by
         position. With an idempotency `key`, documents without an id get ids derived from the key and their
-        position, so a retried request replaces what its first try wrote instead of duplicating it."""
-        collection = self.collection(name)
+        position, so a retried request replaces what its first try wrote instead of duplicating it.
+        Documents naming no readers get the collection's default ones."""
+        collection = self.collection(name, principal=principal)
         parsed = parse_documents(
             body,
             content_type,
@@ -98,7 +115,12 @@ class IngestService:
             self.settings.limits.max_text_chars,
         )
         bodies = {
-            position: from_json(collection.name, doc, idempotent_id(key, position) if key else None)
+            position: from_json(
+                collection.name,
+                doc,
+                idempotent_id(key, position) if key else None,
+                default_readers=collection.default_readers,
+            )
             for position, doc in parsed.docs
         }
         ids, failed = index_many(self.es, collection.index, bodies.values(), refresh=refresh)
@@ -108,15 +130,27 @@ class IngestService:
         return Indexed(ids, errors, self.enqueue(collection.index, ((i, "text") for i in ids)))
 
     def add_files(
-        self, name: str, uploads: Sequence[Upload], *, dedup: bool = True, refresh: bool = False
+        self,
+        name: str,
+        uploads: Sequence[Upload],
+        *,
+        principal: Principal,
+        dedup: bool = True,
+        refresh: bool = False,
     ) -> FilesIndexed:
         """Files extracted and indexed (text searchable at once), their bytes stored once their documents
         are, the blobs of the versions they replaced released, and encoding queued. Raises `UploadRejected`
-        when no file was accepted."""
-        collection = self.collection(name)
+        when no file was accepted. Files naming no readers get the collection's default ones; a mail's
+        attachments get the mail's."""
+        collection = self.collection(name, principal=principal)
         found = [
             file_documents(
-                collection.name, upload, self.settings, is_duplicate=self._exists(collection), dedup=dedup
+                collection.name,
+                upload,
+                self.settings,
+                is_duplicate=self._exists(collection),
+                dedup=dedup,
+                default_readers=tuple(collection.default_readers),
             )
             for upload in uploads
         ]
@@ -136,38 +170,67 @@ class IngestService:
             raise UploadRejected(message, status=max(o["http_status"] for o in rejected))
         return FilesIndexed(outcomes, tasks)
 
-    def delete_document(self, name: str, doc_id: str, *, refresh: bool = False) -> int:
-        """Delete one document (`NotFoundError` when absent) and its stored file when no other document
-        references the same bytes; returns the number of blobs deleted."""
-        collection = self.collection(name)
-        source = self.es.get(index=collection.alias, id=doc_id, source_includes=["source.sha256"])["_source"]
+    def delete_document(self, name: str, doc_id: str, *, principal: Principal, refresh: bool = False) -> int:
+        """Delete one document (`DocumentNotFound` when absent or not the principal's to read) and its
+        stored file when no other document references the same bytes; returns the number of blobs deleted."""
+        collection = self.collection(name, principal=principal)
+        source = self._readable(collection, doc_id, principal, ["source.sha256"])
         self.es.delete(index=collection.index, id=doc_id, refresh=refresh)
         return len(release(self.es, self.settings, [sha256_of(source)]))
 
-    def delete_documents(self, name: str, ids: Iterable[str], *, refresh: bool = False) -> Deleted:
+    def delete_documents(
+        self, name: str, ids: Iterable[str], *, principal: Principal, refresh: bool = False
+    ) -> Deleted:
         """Delete many documents in one bulk request (a crawl's deleted files), then the blobs that nothing
-        references any more. Ids not found are listed, not an error."""
-        collection = self.collection(name)
+        references any more. Ids not found, or not the principal's to read, are listed, not an error."""
+        collection = self.collection(name, principal=principal)
         wanted = [i for i in ids if i]
-        shas = self._stored_shas(collection, wanted).values()
-        actions = ({"_op_type": "delete", "_index": collection.index, "_id": i} for i in wanted)
+        stored = self._stored_shas(collection, wanted, principal)
+        hidden = [i for i in wanted if i not in stored] if not principal.admin else []
+        actions = (
+            {"_op_type": "delete", "_index": collection.index, "_id": i} for i in wanted if i not in hidden
+        )
         outcomes = list(streaming_bulk(self.es, actions, raise_on_error=False, refresh=refresh))
         return Deleted(
             deleted=[item["delete"]["_id"] for ok, item in outcomes if ok],
-            not_found=[item["delete"]["_id"] for ok, item in outcomes if not ok],
-            blobs_deleted=len(release(self.es, self.settings, shas)),
+            not_found=[item["delete"]["_id"] for ok, item in outcomes if not ok] + hidden,
+            blobs_deleted=len(release(self.es, self.settings, stored.values())),
         )
 
-    def requeue(self, name: str, *, status: str, older_than: int) -> tuple[int, int]:
+    def set_readers(
+        self, name: str, doc_id: str, readers: list[str], *, principal: Principal, refresh: bool = False
+    ) -> list[str]:
+        """Replace who may read a document (checked terms) by a partial update: no re-encode; its passages
+        (nested in it) follow at once, and so do a mail's attachments (`metadata.parent_id`). Returns the
+        ids updated. `DocumentNotFound` when absent or not the principal's to read."""
+        readers = check_readers(readers)
+        collection = self.collection(name, principal=principal)
+        self._readable(collection, doc_id, principal, [])
+        children = scan(
+            self.es,
+            index=collection.alias,
+            query={"query": {"term": {"metadata.parent_id": doc_id}}},
+            _source=False,
+        )
+        ids = [doc_id, *(hit["_id"] for hit in children)]
+        actions = (
+            {"_op_type": "update", "_index": collection.index, "_id": i, "doc": {READERS_FIELD: readers}}
+            for i in ids
+        )
+        bulk(self.es, actions, raise_on_error=False, refresh="wait_for" if refresh else False)
+        return ids
+
+    def requeue(self, name: str, *, principal: Principal, status: str, older_than: int) -> tuple[int, int]:
         """Send documents to the workers again: `pending` ones queued over `older_than` seconds ago (lost
-        messages, e.g. a purged queue) or the `failed` ones after fixing the cause. Returns (documents,
-        tasks)."""
-        collection = catalog.get(self.es, self.settings, name)
+        messages, e.g. a purged queue) or the `failed` ones after fixing the cause; only those the
+        principal may read. Returns (documents, tasks)."""
+        collection = self.collection(name, principal=principal, fresh=True)
         query = {
             "bool": {
                 "filter": [
                     {"term": {"ingest.status": status}},
                     {"range": {"ingest.queued_at": {"lte": f"now-{older_than}s"}}},
+                    *read_filters(principal),
                 ]
             }
         }
@@ -181,21 +244,24 @@ class IngestService:
             bulk(self.es, actions, raise_on_error=False, refresh="wait_for")
         return len(docs), self.enqueue(collection.index, docs)
 
-    def manifest(self, name: str, root: str) -> Iterator[dict[str, Any]]:
-        """`{id, path, size, mtime, sha256}` of every document crawled from `root`: what the next crawl of
-        that folder compares the disk with. A read: it writes nothing (collections made before crawls had
-        no `source.root` field and simply list nothing)."""
-        collection = self.collection(name)
+    def manifest(self, name: str, root: str, *, principal: Principal) -> Iterator[dict[str, Any]]:
+        """`{id, path, size, mtime, sha256, readers}` of every document crawled from `root` that the
+        principal may read: what the next crawl of that folder compares the disk with. A read: it writes
+        nothing (collections made before crawls had no `source.root` field and simply list nothing)."""
+        collection = self.collection(name, principal=principal)
         hits = scan(
             self.es,
             index=collection.alias,
-            query={"query": {"term": {"source.root": root}}},
-            _source=[f"source.{f}" for f in MANIFEST_FIELDS],
+            query={
+                "query": {"bool": {"filter": [{"term": {"source.root": root}}, *read_filters(principal)]}}
+            },
+            _source=[*(f"source.{f}" for f in MANIFEST_FIELDS), READERS_FIELD],
             size=2000,
         )
         for hit in hits:
             source = hit["_source"].get("source", {})
-            yield {"id": hit["_id"], **{f: source.get(f) for f in MANIFEST_FIELDS}}
+            readers = hit["_source"].get(READERS_FIELD)
+            yield {"id": hit["_id"], **{f: source.get(f) for f in MANIFEST_FIELDS}, READERS_FIELD: readers}
 
     # --- collections -----------------------------------------------------------------------------------
 
@@ -203,18 +269,31 @@ class IngestService:
         self,
         name: str,
         *,
+        principal: Principal,
         encoders: list[str] | None = None,
         models: dict[str, str] | None = None,
         extractors: list[str] | None = None,
         passages: bool = True,
+        default_readers: list[str] | None = None,
     ) -> dict[str, Any]:
+        """A new collection (a name the principal may not use: 404, as for any of its routes)."""
+        if not principal.may_use(name):
+            raise CollectionNotFound(f"collection {name!r} does not exist")
         catalog.create(
-            self.es, self.settings, name, encoders, models=models, extractors=extractors, passages=passages
+            self.es,
+            self.settings,
+            name,
+            encoders,
+            models=models,
+            extractors=extractors,
+            passages=passages,
+            default_readers=default_readers,
         )
-        return self.describe_collection(name)
+        return self.describe_collection(name, principal=principal)
 
-    def describe_collection(self, name: str) -> dict[str, Any]:
-        info = catalog.get(self.es, self.settings, name)
+    def describe_collection(self, name: str, *, principal: Principal) -> dict[str, Any]:
+        """What the collection is, and its documents counted among those the principal may read."""
+        info = self.collection(name, principal=principal, fresh=True)
         return {
             "name": info.name,
             "alias": info.alias,
@@ -222,19 +301,20 @@ class IngestService:
             "encoders": info.encoders,
             "extractors": info.extractors,
             "passages": info.passages,
+            "default_readers": info.default_readers,
             "profiles": sorted(info.profiles),
-            "documents": catalog.status_counts(self.es, info.alias),
+            "documents": catalog.status_counts(self.es, info.alias, read_filter(principal)),
             "jobs": info.jobs,
         }
 
-    def profiles(self, name: str) -> dict[str, Any]:
+    def profiles(self, name: str, *, principal: Principal) -> dict[str, Any]:
         """The collection's search profiles, read afresh (a PUT by another API process shows at once)."""
-        return catalog.get(self.es, self.settings, name).profiles
+        return self.collection(name, principal=principal, fresh=True).profiles
 
-    def put_profile(self, name: str, profile: str, body: dict[str, Any]) -> bool:
+    def put_profile(self, name: str, profile: str, body: dict[str, Any], *, principal: Principal) -> bool:
         """Save one profile (replacing only that name); True when it is new. A collection holds at most
         `MAX_PROFILES` (a count checked before the write: two racing PUTs may pass it by one)."""
-        stored = catalog.get(self.es, self.settings, name).profiles  # fresh; 404: no such collection
+        stored = self.profiles(name, principal=principal)  # fresh; 404: no such collection
         if profile not in stored and len(stored) >= MAX_PROFILES:
             raise Conflict(
                 f"collection {name!r} has {len(stored)} search profiles, the most it may have "
@@ -244,18 +324,21 @@ class IngestService:
         catalog.CACHE.invalidate(name)
         return created
 
-    def delete_profile(self, name: str, profile: str) -> bool:
+    def delete_profile(self, name: str, profile: str, *, principal: Principal) -> bool:
         """Remove one profile; False when the collection has none of that name."""
-        catalog.get(self.es, self.settings, name)  # 404: no such collection
+        self.collection(name, principal=principal, fresh=True)  # 404: no such collection
         deleted = metastore.delete(self.es, self.settings, name, kind=metastore.PROFILE, name=profile)
         catalog.CACHE.invalidate(name)
         return bool(deleted)
 
-    def list_collections(self) -> list[str]:
-        return catalog.list_names(self.es, self.settings)
+    def list_collections(self, *, principal: Principal) -> list[str]:
+        """The names of the collections the principal may use (the others do not exist for it)."""
+        return [name for name in catalog.list_names(self.es, self.settings) if principal.may_use(name)]
 
-    def delete_collection(self, name: str) -> dict[str, Any]:
+    def delete_collection(self, name: str, *, principal: Principal) -> dict[str, Any]:
         """Delete the collection's indices and state, then the stored files no other collection references."""
+        if not principal.may_use(name):
+            raise CollectionNotFound(f"collection {name!r} does not exist")
         alias = catalog.alias_for(self.settings, name)
         shas = set(shas_of(self.es, alias))  # every generation holds the same files
         indices = catalog.delete(self.es, self.settings, name)
@@ -267,12 +350,33 @@ class IngestService:
     def _exists(self, collection: Collection) -> Callable[[str], bool]:
         return lambda doc_id: bool(self.es.exists(index=collection.alias, id=doc_id))
 
-    def _stored_shas(self, collection: Collection, ids: list[str]) -> dict[str, str | None]:
-        """The blob each existing document among `ids` references (ids not found are not listed)."""
+    def _stored_shas(
+        self, collection: Collection, ids: list[str], principal: Principal | None = None
+    ) -> dict[str, str | None]:
+        """The blob each existing document among `ids` references (ids not found, or not readable by
+        `principal` when one is given, are not listed)."""
         if not ids:
             return {}
-        found = self.es.mget(index=collection.alias, ids=ids, source_includes=["source.sha256"])["docs"]
-        return {d["_id"]: sha256_of(d["_source"]) for d in found if d.get("found")}
+        includes = ["source.sha256", READERS_FIELD]
+        found = self.es.mget(index=collection.alias, ids=ids, source_includes=includes)["docs"]
+        return {
+            d["_id"]: sha256_of(d["_source"])
+            for d in found
+            if d.get("found") and (principal is None or may_read(principal, d["_source"].get(READERS_FIELD)))
+        }
+
+    def _readable(
+        self, collection: Collection, doc_id: str, principal: Principal, includes: list[str]
+    ) -> dict[str, Any]:
+        """A document's source by id (realtime) when the principal may read it, else `DocumentNotFound`:
+        the same answer as for a missing id."""
+        try:
+            found = self.es.get(index=collection.alias, id=doc_id, source_includes=[*includes, READERS_FIELD])
+        except NotFoundError:
+            raise DocumentNotFound() from None
+        if not may_read(principal, found["_source"].get(READERS_FIELD)):
+            raise DocumentNotFound()
+        return found["_source"]
 
     def _store_blobs(
         self, found: list[FileDocuments], ids: list[str], previous: dict[str, str | None]

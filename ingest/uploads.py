@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.access import EVERYONE
 from core.config import Settings
 from ingest.documents import new_document
 from ingest.extract import extract
@@ -38,6 +39,7 @@ class Upload:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     doc_id: str | None = None  # the client's id: replaces that document (else the sha256 when deduplicating)
     origin: Mapping[str, Any] | None = None  # where a crawled file lives: source.{root,path,mtime}
+    readers: tuple[str, ...] | None = None  # checked reader terms; None: the collection's default
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,14 @@ def file_documents(
     *,
     is_duplicate: Callable[[str], bool],
     dedup: bool = True,
+    default_readers: tuple[str, ...] = (EVERYONE,),
 ) -> FileDocuments:
     """One file extracted into its document (id: the client's, else its sha256 when deduplicating), and an
     e-mail's attachments into child documents `<parent id>.<n>` with `metadata.parent_id`, extracted like
-    uploads of their own (one level: attachments of an attached mail are counted, not indexed)."""
+    uploads of their own (one level: attachments of an attached mail are counted, not indexed). The file's
+    readers (its own, else `default_readers`) are its attachments' too."""
+    readers = upload.readers if upload.readers is not None else default_readers
+    upload = replace(upload, readers=readers)
     parent, attachments = _one_file(collection, upload, settings, is_duplicate=is_duplicate, dedup=dedup)
     if not parent.docs:
         return parent
@@ -74,6 +80,7 @@ def file_documents(
                 attachment.mime,
                 {"parent_id": parent_id, "attachment_number": number},
                 doc_id=f"{parent_id}.{number}",
+                readers=readers,
             ),
             settings,
             is_duplicate=lambda _: False,
@@ -125,6 +132,7 @@ def _one_file(
             **(upload.origin or {}),
         },
         pages=found.pages,
+        readers=upload.readers if upload.readers is not None else (EVERYONE,),
     )
     outcome.update(id=doc["doc_id"], status="pending")
     return FileDocuments(outcome, (doc,), {doc["doc_id"]: upload.data}), list(found.attachments)

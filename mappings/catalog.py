@@ -19,11 +19,12 @@ from typing import Any
 
 from elasticsearch import NotFoundError
 
+from core.access import EVERYONE, READERS_FIELD, check_readers
 from core.config import Settings
 from core.errors import MmsearchError
-from core.es import Client, engine_of
+from core.es import Client, bulk, engine_of, scan
 from encoders import allowlist, get_encoder
-from mappings import index_body, metastore, source_properties
+from mappings import added_properties, index_body, metastore
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -52,6 +53,8 @@ class Collection:
     passages: list[str] = field(default_factory=list)  # encoders with a vector per passage of long texts
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # re-encode jobs by id
     legacy: bool = False  # profiles and jobs come from `_meta` (a collection older than the state index)
+    # Readers of documents that name none (collections made before permissions: everyone).
+    default_readers: list[str] = field(default_factory=lambda: [EVERYONE])
 
 
 def validate_name(name: str) -> str:
@@ -80,9 +83,12 @@ def create(
     models: dict[str, str] | None = None,
     extractors: list[str] | None = None,
     passages: bool = True,
+    default_readers: list[str] | None = None,
 ) -> Collection:
     """A new collection; `passages=False` keeps one vector per document however long (the text encoder
-    then sees only a long document's start)."""
+    then sees only a long document's start); `default_readers` are the readers of documents that name
+    none (everyone by default), kept in the mapping's `_meta`."""
+    readers = check_readers(default_readers if default_readers is not None else [EVERYONE])
     for encoder, ref in (models or {}).items():
         allowlist.check_model_ref(settings, ref, encoder=encoder)  # before anything is loaded or asked
     alias = alias_for(settings, name)
@@ -100,7 +106,12 @@ def create(
             ) from None
     index = physical_index(settings, name, 1)
     body = index_body(
-        name, instances, settings, engine_of(es), meta={"extractors": extractors or []}, passages=passages
+        name,
+        instances,
+        settings,
+        engine_of(es),
+        meta={"extractors": extractors or [], "default_readers": readers},
+        passages=passages,
     )
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
     metastore.delete_collection(es, settings, name)  # orphans of an earlier one whose indices went by hand
@@ -126,6 +137,7 @@ def _from_mapping(
         passages=meta.get("passages", []),
         jobs=state[metastore.JOB],
         legacy=legacy,
+        default_readers=meta.get("default_readers", [EVERYONE]),
     )
 
 
@@ -152,9 +164,11 @@ def get(es: Client, settings: Settings, name: str) -> Collection:
 
 def upgrade(es: Client, settings: Settings) -> dict[str, int]:
     """Every one-off upgrade of collections made by older versions, off the request path (reads never
-    write mappings): crawl fields where they are missing, then the legacy `_meta` state moved. Idempotent;
-    returns what `migrate_legacy_state` moved."""
+    write mappings): crawl and permission fields where they are missing, readers for documents older than
+    permissions, then the legacy `_meta` state moved. Idempotent; returns what `migrate_legacy_state`
+    moved."""
     ensure_source_fields(es, settings)
+    fill_readers(es, settings)
     return migrate_legacy_state(es, settings)
 
 
@@ -194,8 +208,9 @@ def update_meta(es: Client, index: str, **changes: Any) -> dict[str, Any]:
 
 
 def ensure_source_fields(es: Client, settings: Settings) -> list[str]:
-    """Give every collection index made before `source.{root,path,mtime}` existed those fields (a no-op
-    for the others): a one-off upgrade step, so that reads never write mappings. Returns the indices."""
+    """Give every collection index made before `source.{root,path,mtime}` or `readers` existed those
+    fields (a no-op for the others): a one-off upgrade step, so that reads never write mappings. Returns
+    the indices."""
     indices = sorted(
         es.indices.get(
             index=f"{settings.engine.index_prefix}*", ignore_unavailable=True, allow_no_indices=True
@@ -203,8 +218,32 @@ def ensure_source_fields(es: Client, settings: Settings) -> list[str]:
     )
     indices = [index for index in indices if index != metastore.index_name(settings)]
     for index in indices:
-        es.indices.put_mapping(index=index, properties={"source": source_properties()})
+        es.indices.put_mapping(index=index, properties=added_properties())
     return indices
+
+
+def fill_readers(es: Client, settings: Settings) -> dict[str, int]:
+    """Give documents indexed before permissions existed their collection's default readers (everyone
+    for such collections), as partial updates: without readers only admins would see them. Idempotent;
+    returns collection -> documents updated, for those that had any."""
+    filled: dict[str, int] = {}
+    missing = {"query": {"bool": {"must_not": [{"exists": {"field": READERS_FIELD}}]}}}
+    for name in list_names(es, settings):
+        collection = get(es, settings, name)
+        hits = scan(es, index=collection.alias, query=missing, _source=False)
+        actions = (
+            {
+                "_op_type": "update",
+                "_index": hit["_index"],
+                "_id": hit["_id"],
+                "doc": {READERS_FIELD: collection.default_readers},
+            }
+            for hit in hits
+        )
+        done, _ = bulk(es, actions, raise_on_error=False, refresh="wait_for")
+        if done:
+            filled[name] = done
+    return filled
 
 
 def list_names(es: Client, settings: Settings) -> list[str]:
@@ -234,9 +273,11 @@ def delete(es: Client, settings: Settings, name: str) -> list[str]:
     return indices
 
 
-def status_counts(es: Client, alias: str) -> dict[str, int]:
+def status_counts(es: Client, alias: str, query: dict[str, Any] | None = None) -> dict[str, int]:
+    """Documents by ingest status and in all, among those `query` matches (a principal's readable ones)."""
     resp = es.search(
         index=alias,
+        query=query or {"match_all": {}},
         size=0,
         track_total_hits=True,
         aggs={"status": {"terms": {"field": "ingest.status", "size": 10}}},

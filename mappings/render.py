@@ -8,6 +8,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from core.access import READERS_FIELD
 from core.config import Settings
 from core.engine import Engine
 from encoders.base import Encoder
@@ -21,6 +22,13 @@ def _template() -> dict[str, Any]:
 def source_properties() -> dict[str, Any]:
     """The mapping of `source.*`: additive, so an index made before a field existed can be given it."""
     return copy.deepcopy(_template()["mappings"]["properties"]["source"])
+
+
+def added_properties() -> dict[str, Any]:
+    """Fields later versions added to the template, as a mapping update any older index can take
+    (additive): `source.*` of crawls and `readers` of document permissions."""
+    properties = _template()["mappings"]["properties"]
+    return copy.deepcopy({"source": properties["source"], READERS_FIELD: properties[READERS_FIELD]})
 
 
 def index_body(

@@ -14,6 +14,7 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from core.access import DocumentNotFound
 from core.errors import MmsearchError
 from core.es import error_reason
 
@@ -53,7 +54,8 @@ def register_error_handlers(app: Flask) -> None:
         return problem(400, "invalid_request", _validation_message(exc))
 
     @app.errorhandler(NotFoundError)
-    def _not_found(exc: NotFoundError):  # noqa: ANN202
+    @app.errorhandler(DocumentNotFound)
+    def _not_found(exc: NotFoundError | DocumentNotFound):  # noqa: ANN202 - one body: missing or hidden
         return problem(404, "not_found", "not found")
 
     @app.errorhandler(BadRequestError)

@@ -21,7 +21,7 @@ import search.responses as r
 from ingest.documents import DocumentIn
 from mappings.catalog import NAME_PATTERN
 from search.api.collections import CollectionIn
-from search.api.documents import DeleteIn
+from search.api.documents import DeleteIn, ReadersIn
 from search.api.jobs import ReencodeIn
 from search.api.profiles import PROFILE_NAME
 from search.api.ui import STATIC
@@ -44,6 +44,7 @@ class Op:
 
 REFRESH = {"refresh": {"type": "string", "enum": ["true", "false", "wait_for"]}}
 BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
+SIGNED = {"expires": {"type": "string"}, "p": {"type": "string"}, "sig": {"type": "string"}}
 
 OPERATIONS: dict[str, Op] = {
     "health.healthz": Op("Liveness", r.Health, tag="health"),
@@ -75,6 +76,13 @@ OPERATIONS: dict[str, Op] = {
     "documents.delete_many": Op(
         "Delete many documents by id", r.DeletedMany, DeleteIn, query=REFRESH, tag="documents"
     ),
+    "documents.set_readers": Op(
+        "Replace who may read a document (no re-encode; a mail's attachments follow)",
+        r.ReadersSet,
+        ReadersIn,
+        query=REFRESH,
+        tag="documents",
+    ),
     "manifest.manifest": Op(
         "What a collection holds of the files crawled from one folder (NDJSON)",
         {"application/x-ndjson": {"schema": {"type": "string"}}},
@@ -85,13 +93,13 @@ OPERATIONS: dict[str, Op] = {
         "The stored file (ranges, ETag); non-media types as a download",
         {"*/*": {"schema": BINARY}},
         status=(200, 206, 304),
-        query={"expires": {"type": "string"}, "sig": {"type": "string"}},
+        query=SIGNED,
         tag="documents",
     ),
     "documents.thumbnail": Op(
         "A JPEG thumbnail of an image document",
         {"image/jpeg": {"schema": BINARY}},
-        query={"expires": {"type": "string"}, "sig": {"type": "string"}},
+        query=SIGNED,
         tag="documents",
     ),
     "documents.similar": Op(
@@ -164,6 +172,10 @@ def _bodies(ref: dict[type[BaseModel], dict[str, Any]]) -> dict[str, dict[str, A
                         "sources": {
                             "type": "string",
                             "description": "a JSON list: {root, path, mtime_ns} (or null) per file",
+                        },
+                        "readers": {
+                            "type": "string",
+                            "description": "JSON: reader terms for every file, or a list (or null) per file",
                         },
                     },
                 }

@@ -34,9 +34,13 @@ PASSAGES = "passages:"  # sub-query name prefix of a nested passage kNN
 PASSAGE_HITS = 3  # best passages returned with each hit
 
 
-def request_filters(req: SearchRequest) -> list[dict[str, Any]]:
-    """Filters shared by every sub-query; `like` never finds the document it starts from."""
+def request_filters(req: SearchRequest, access: Body | None = None) -> list[dict[str, Any]]:
+    """Filters shared by every sub-query; `like` never finds the document it starts from. `access` is the
+    principal's read filter (`core.access.read_filter`; None for an admin): a filter clause like the
+    request's own, so it runs inside every sub-query, kNN included, and nothing can widen it."""
     filters = filter_clauses(req.filters, req.modalities)
+    if access is not None:
+        filters.append(access)
     if req.like:
         filters.append({"bool": {"must_not": [{"ids": {"values": [req.like]}}]}})
     return filters
@@ -51,13 +55,14 @@ def subqueries(
     window: int,
     engine: Engine,
     passages: Sequence[str] = (),
+    access: Body | None = None,
 ) -> dict[str, Body]:
     """`{"lexical": body, "vector:<encoder>": body, ...}`, lexical first, vectors in the given order.
 
     `vectors` maps encoder name -> query vector; `encoders` is the collection's encoder descriptions (a
     float field is quantised, so its kNN rescores); `req.encoders`, when set, keeps only those encoders;
-    `passages` names the encoders with passage vectors."""
-    filters = request_filters(req)
+    `passages` names the encoders with passage vectors; `access` the principal's read filter."""
+    filters = request_filters(req, access)
     bodies: dict[str, Body] = {}
     if req.mode in ("lexical", "hybrid") and req.query:
         lexical = lexical_query(req.query, profile.boosts)
@@ -91,12 +96,12 @@ def subqueries(
     return bodies
 
 
-def page_fetch(req: SearchRequest, ids: list[str], engine: Engine) -> Body:
+def page_fetch(req: SearchRequest, ids: list[str], engine: Engine, access: Body | None = None) -> Body:
     """The one request for what the page shows: sources, highlights and the transcript segments that
-    match the query (where in a recording the words were said)."""
+    match the query (where in a recording the words were said); only documents `access` lets through."""
     if not (req.highlight and req.query):
-        return fetch_body(ids, None, None)
-    return fetch_body(ids, highlight_spec(req.query, engine), segments_clause(req.query))
+        return fetch_body(ids, None, None, access=access)
+    return fetch_body(ids, highlight_spec(req.query, engine), segments_clause(req.query), access=access)
 
 
 def highlight_text(req: SearchRequest) -> str | None:

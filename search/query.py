@@ -123,12 +123,18 @@ def knn_body(
 
 
 def fetch_body(
-    ids: list[str], highlight: dict[str, Any] | None, segments: dict[str, Any] | None
+    ids: list[str],
+    highlight: dict[str, Any] | None,
+    segments: dict[str, Any] | None,
+    *,
+    access: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The sources (highlights, matched segments) of the hits a response shows: one request for the page,
-    not one copy per sub-query and window position."""
+    not one copy per sub-query and window position; `access` (a read filter) keeps out what the
+    principal may not read, whatever ids it is asked for."""
+    filters = [{"ids": {"values": ids}}, *([access] if access is not None else [])]
     body: dict[str, Any] = {
-        "query": {"bool": {"filter": [{"ids": {"values": ids}}], "should": [segments] if segments else []}},
+        "query": {"bool": {"filter": filters, "should": [segments] if segments else []}},
         "size": len(ids),
         "_source": {"excludes": SOURCE_EXCLUDES},
         "track_total_hits": False,

@@ -55,6 +55,7 @@ class CollectionOut(Open):
     encoders: dict[str, dict[str, Any]]
     extractors: list[str]
     passages: list[str] = []  # encoders with a vector per passage of long texts
+    default_readers: list[str] = ["*"]  # readers of documents that name none
     profiles: list[str]
     documents: dict[str, int]
     jobs: dict[str, Any]
@@ -92,6 +93,14 @@ class Deleted(BaseModel):
     blobs_deleted: int = 0
 
 
+class ReadersSet(BaseModel):
+    """A document's new readers, and the ids updated: the document and a mail's attachments."""
+
+    id: str
+    readers: list[str]
+    updated: list[str]
+
+
 class DeletedMany(BaseModel):
     deleted: list[str]
     not_found: list[str]
@@ -99,8 +108,8 @@ class DeletedMany(BaseModel):
 
 
 class MediaUrls(BaseModel):
-    """Links to a hit's stored file; signed (`?expires=&sig=`) when the API has keys, so a page can put
-    them in `<img>`/`<audio>` without a header."""
+    """Links to a hit's stored file; signed (`?expires=&p=&sig=`, `p` the principal it was minted for)
+    when the API has keys, so a page can put them in `<img>`/`<audio>` without a header."""
 
     content: str
     thumbnail: str | None = None

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FILTER_FIELD = re.compile(
     r"^(metadata\.[\w.-]{1,128}|modality|lang|doc_id|ingest\.status|source\.(mime|filename|sha256)"
-    r"|title\.keyword|@timestamp|updated_at)$"
+    r"|title\.keyword|@timestamp|updated_at|readers)$"
 )
 RANGE_KEYS = {"gt", "gte", "lt", "lte"}
 Scalar = str | int | float | bool

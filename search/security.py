@@ -1,6 +1,6 @@
-"""Who may call what, from where: scoped API keys and OIDC tokens (search/oidc.py), cross-site and Host
-checks, signed media URLs, per-key read and write rate limits, and the response headers that keep uploaded
-content inert.
+"""Who may call what, from where: scoped API keys and OIDC tokens (search/oidc.py), the principal each
+request acts for, cross-site and Host checks, signed media URLs (minted for a principal), per-key read and
+write rate limits, and the response headers that keep uploaded content inert.
 
 Everything hangs off `install(app, settings)` (before/after request hooks and the limiter), so the
 blueprints stay unaware of it; what a route needs is declared here, by endpoint name.
@@ -26,9 +26,10 @@ from flask import Flask, Response, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 
+from core.access import ADMIN, Principal, principal_from_token, principal_token
 from core.config import ApiKey, Settings
 from core.errors import Forbidden, MmsearchError, Unauthorized, UnsupportedMediaType
-from search.oidc import Identity, OidcVerifier, looks_like_jwt
+from search.oidc import OidcVerifier, looks_like_jwt
 
 SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
 # Unsafe methods by endpoint; any other unsafe endpoint needs `admin` (a new route is closed by default).
@@ -38,6 +39,7 @@ WRITE_ENDPOINTS = {
     "documents.delete_many",
     "files.upload",
     "collections.requeue",
+    "documents.set_readers",
 }
 READ_POSTS = {"search.search"}  # a search is a read, whatever its method
 # Request bodies each endpoint takes; JSON-only everywhere else. text/plain and urlencoded forms are what a
@@ -67,10 +69,37 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key(name: str, scope: str) -> tuple[str, ApiKey]:
-    """A fresh random key (shown once) and the entry the server stores for it."""
+def new_key(
+    name: str,
+    scope: str,
+    *,
+    user: str | None = None,
+    groups: tuple[str, ...] = (),
+    collections: tuple[str, ...] = ("*",),
+) -> tuple[str, ApiKey]:
+    """A fresh random key (shown once) and the entry the server stores for it, with the principal it
+    acts for (user, groups, collection patterns)."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    return key, ApiKey(name=name, scope=scope, sha256=hash_key(key))
+    entry = ApiKey(
+        name=name, scope=scope, sha256=hash_key(key), user=user, groups=groups, collections=collections
+    )
+    return key, entry
+
+
+def principal_for_key(key: ApiKey) -> Principal:
+    """Whom a key acts for: everything for an admin key; else its user, groups and collection patterns
+    (a key with neither user nor groups reads what everyone may read: documents with reader `*`)."""
+    if key.scope == "admin":
+        return ADMIN
+    return Principal(
+        name=key.name, user=key.user, groups=frozenset(key.groups), collections=tuple(key.collections)
+    )
+
+
+def authenticating(settings: Settings) -> bool:
+    """Whether requests must prove who they are (keys configured); otherwise every request is `ADMIN`
+    (local keyless use, behaviour unchanged)."""
+    return settings.security.keyed
 
 
 def find_key(settings: Settings, token: str) -> ApiKey | None:
@@ -122,7 +151,7 @@ def trusted_hosts(settings: Settings) -> list[str] | None:
     API's own names, so a forged Host cannot steer redirects or links built from it."""
     if settings.security.trusted_hosts:
         return None if "*" in settings.security.trusted_hosts else settings.security.trusted_hosts
-    return LOOPBACK_NAMES + own_host_names(settings) if settings.security.keyed else LOOPBACK_NAMES
+    return LOOPBACK_NAMES + own_host_names(settings) if authenticating(settings) else LOOPBACK_NAMES
 
 
 def own_host_names(settings: Settings) -> list[str]:
@@ -139,6 +168,9 @@ def own_host_names(settings: Settings) -> list[str]:
 
 class BadSignedUrl(MmsearchError):
     """A signed URL whose `expires` is not a Unix time in ASCII digits."""
+
+
+MAX_PRINCIPAL_CHARS = 8192  # the `p=` of a signed URL: a principal with many groups, base64
 
 
 def signing_secret(settings: Settings) -> bytes:
@@ -170,22 +202,28 @@ def _secret_file(path: Path) -> bytes:
     return secret.encode()
 
 
-def _signature(settings: Settings, path: str, expires: int) -> str:
-    mac = hmac.new(signing_secret(settings), f"{path}\n{expires}".encode(), hashlib.sha256)
-    return mac.hexdigest()
+def _signature(settings: Settings, path: str, expires: int, principal: str) -> str:
+    message = f"{path}\n{expires}\n{principal}".encode()
+    return hmac.new(signing_secret(settings), message, hashlib.sha256).hexdigest()
 
 
-def signed_url(settings: Settings, path: str, now: float | None = None) -> str:
-    """`path` itself without keys; else `path?expires=..&sig=..`: a GET that needs no header (img, audio)."""
-    if not settings.security.keyed:
+def signed_url(settings: Settings, path: str, principal: Principal, now: float | None = None) -> str:
+    """`path` itself for an admin without keys; else `path?expires=..&p=..&sig=..`, a GET that needs no
+    header (img, audio) and opens only what `principal` (encoded in `p`, covered by the signature) may
+    read when it is opened."""
+    if not authenticating(settings) and principal.admin:
         return path
     expires = int(now or time.time()) + settings.security.signed_url_ttl
-    return f"{path}?expires={expires}&sig={_signature(settings, path, expires)}"
+    who = principal_token(principal)
+    return f"{path}?expires={expires}&p={who}&sig={_signature(settings, path, expires, who)}"
 
 
-def check_signature(settings: Settings, path: str, expires: str | None, sig: str | None) -> None:
-    """Raise unless `sig` signs `path` until `expires`, which lies in the future but no further than the
-    configured TTL (a URL minted for ten years is refused, whoever signed it)."""
+def check_signature(
+    settings: Settings, path: str, expires: str | None, sig: str | None, *, principal: str | None = None
+) -> Principal:
+    """The principal a signed URL was minted for. Raise unless `sig` signs `path` and that principal
+    until `expires`, which lies in the future but no further than the configured TTL (a URL minted for
+    ten years is refused, whoever signed it)."""
     if not expires or not expires.isascii() or not expires.isdigit() or len(expires) > 20:
         raise BadSignedUrl("`expires` of a signed URL must be a Unix time in ASCII digits")
     now = time.time()
@@ -195,30 +233,40 @@ def check_signature(settings: Settings, path: str, expires: str | None, sig: str
             f"signed URL `expires` lies beyond the {ttl} s a signed URL may live "
             "(MMSEARCH_SIGNED_URL_TTL); search again for fresh links"
         )
-    expected = _signature(settings, path, int(expires)).encode()
+    who = principal or ""
+    expected = _signature(settings, path, int(expires), who).encode()
     signed = bool(sig) and hmac.compare_digest(expected, (sig or "").encode())  # bytes: any sig compares
-    if int(expires) < now or not signed:
+    if int(expires) < now or not signed or not who or len(who) > MAX_PRINCIPAL_CHARS:
         raise Unauthorized("invalid or expired signed URL; search again for fresh links")
-
-
-def valid_signature(settings: Settings, path: str, expires: str | None, sig: str | None) -> bool:
     try:
-        check_signature(settings, path, expires, sig)
+        return principal_from_token(who)
+    except ValueError:  # signed by us yet unreadable: a secret shared with an incompatible version
+        raise Unauthorized("invalid or expired signed URL; search again for fresh links") from None
+
+
+def valid_signature(
+    settings: Settings, path: str, expires: str | None, sig: str | None, *, principal: str | None = None
+) -> bool:
+    try:
+        check_signature(settings, path, expires, sig, principal=principal)
     except MmsearchError:
         return False
     return True
 
 
-def add_media_urls(settings: Settings, collection: str, result: dict[str, Any]) -> dict[str, Any]:
-    """Give each hit with a stored file its `urls` (content, and thumbnail for images), signed under keys."""
+def add_media_urls(
+    settings: Settings, collection: str, result: dict[str, Any], principal: Principal
+) -> dict[str, Any]:
+    """Give each hit with a stored file its `urls` (content, and thumbnail for images), signed for the
+    principal the result was searched for."""
     for hit in result.get("hits", []):
         source = hit.get("source") or {}
         if not (source.get("source") or {}).get("sha256"):
             continue
         base = f"/v1/collections/{collection}/documents/{hit['id']}"
-        urls = {"content": signed_url(settings, f"{base}/content")}
+        urls = {"content": signed_url(settings, f"{base}/content", principal)}
         if source.get("modality") == "image":
-            urls["thumbnail"] = signed_url(settings, f"{base}/thumbnail")
+            urls["thumbnail"] = signed_url(settings, f"{base}/thumbnail", principal)
         hit["urls"] = urls
     return result
 
@@ -227,37 +275,47 @@ def add_media_urls(settings: Settings, collection: str, result: dict[str, Any]) 
 
 
 def _authenticate(settings: Settings, oidc: OidcVerifier | None) -> None:
+    """Set `g.principal` (whom the request acts for) and `g.api_key` (the key, for limits and caching)."""
     g.api_key = None
+    g.principal = ADMIN
     metrics = request.endpoint == METRICS_ENDPOINT
-    if not settings.security.keyed or not (request.path.startswith("/v1/") or metrics):
+    if not authenticating(settings) or not (request.path.startswith("/v1/") or metrics):
         return
     if request.method == "GET" and request.endpoint in MEDIA_ENDPOINTS and "sig" in request.args:
-        check_signature(settings, request.path, request.args.get("expires"), request.args.get("sig"))
+        args = request.args
+        g.principal = check_signature(
+            settings, request.path, args.get("expires"), args.get("sig"), principal=args.get("p")
+        )
         g.api_key = ApiKey(name="signed-url", scope="read", sha256="0" * 64)
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     key = find_key(settings, token)
-    if key is None and oidc is not None and looks_like_jwt(token):
-        key = _token_scope(oidc.identify(token))
-    if key is None:
+    found = (principal_for_key(key), key.scope) if key else _token_principal(oidc, token)
+    if found is None:
         raise Unauthorized(
             "missing or invalid API key (Authorization: Bearer <key>)"
             + (" or OIDC token" if oidc is not None else "")
         )
+    principal, scope = found
     needed = settings.security.metrics_scope if metrics else required_scope(request.method, request.endpoint)
-    if SCOPE_RANK[key.scope] < SCOPE_RANK[needed]:
-        raise Forbidden(f"API key or token {key.name!r} has scope {key.scope!r}; this call needs {needed!r}")
-    g.api_key = key
+    if SCOPE_RANK[scope] < SCOPE_RANK[needed]:
+        raise Forbidden(f"{principal.name!r} has scope {scope!r}; this call needs {needed!r}")
+    # a token's principal stands in for a key, so rate limits and logs treat both alike
+    g.api_key = key or ApiKey(
+        name=re.sub(r"[^A-Za-z0-9_.@-]", "-", principal.name)[:64], scope=scope, sha256="0" * 64
+    )
+    g.principal = principal
 
 
-def _token_scope(identity: Identity) -> ApiKey:
-    """Hold a signed-in user's principal in `g.principal` and return its scope as a key-like entry, so
-    the scope check, rate limits and logs treat it as they treat a key (named `oidc-<user>`)."""
-    g.principal = identity.principal
-    name = "oidc-" + re.sub(r"[^A-Za-z0-9_.@-]", "_", identity.principal.user or "")[:59]
-    return ApiKey(name=name, scope=identity.scope, sha256="0" * 64)
+def _token_principal(oidc: OidcVerifier | None, token: str) -> tuple[Principal, str] | None:
+    """(principal, scope) of a bearer value that is no API key: an OIDC token when sign-in is set up;
+    None (a 401) for anything else. A bad token raises its own 401 saying why."""
+    if oidc is None or not looks_like_jwt(token):
+        return None
+    identity = oidc.identify(token)
+    return identity.principal, identity.scope
 
 
 def _refuse_cross_site() -> None:
@@ -308,7 +366,12 @@ def _harden(response: Response) -> Response:
 
 def _rate_key() -> str:
     key = getattr(g, "api_key", None)
-    return f"key:{key.name}" if key is not None else f"addr:{get_remote_address()}"
+    if key is not None:
+        return f"key:{key.name}"
+    principal = getattr(g, "principal", None)
+    if principal is not None and not principal.admin:  # a bearer token that is not a key (OIDC)
+        return f"principal:{principal.name}"
+    return f"addr:{get_remote_address()}"
 
 
 def _is_read() -> bool:

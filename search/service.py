@@ -12,6 +12,7 @@ from typing import Any
 
 from elasticsearch import ApiError, NotFoundError
 
+from core.access import READERS_FIELD, DocumentNotFound, Principal, may_read, read_filter, read_filters
 from core.config import Settings
 from core.errors import BackendError, MmsearchError, NotFound, Unavailable
 from core.es import Client, engine_of, error_reason
@@ -20,7 +21,7 @@ from encoders.rerank import get_reranker
 from ingest.blobstore import BlobStore
 from ingest.lifecycle import encoder_text, sha256_of
 from mappings import catalog
-from mappings.catalog import Collection
+from mappings.catalog import Collection, CollectionNotFound
 from media.decode import load_audio, load_image
 from media.filetypes import UnsupportedType, detect
 from search import fusion, plan
@@ -81,39 +82,66 @@ class SearchService:
 
     # --- collections and single documents ----------------------------------------------------------
 
-    def collection(self, name: str, profile: str | None = None) -> Collection:
-        """The collection (cached a few seconds; `CollectionNotFound` is a 404), read afresh when it lacks
-        the named `profile`, which another API process may have saved within the cache's lifetime."""
+    def collection(self, name: str, profile: str | None = None, *, principal: Principal) -> Collection:
+        """The collection (cached a few seconds; `CollectionNotFound` is a 404, also for one the principal
+        may not use), read afresh when it lacks the named `profile`, which another API process may have
+        saved within the cache's lifetime."""
+        if not principal.may_use(name):
+            raise CollectionNotFound(f"collection {name!r} does not exist")
         collection = catalog.CACHE.get(self.es, self.settings, name)
         if profile and profile not in collection.profiles:
             collection = catalog.CACHE.get(self.es, self.settings, name, fresh=True)
         return collection
 
-    def document(self, name: str, doc_id: str) -> dict[str, Any]:
-        """One stored document without its vectors and stemmed copies (`NotFoundError` when absent)."""
-        alias = self.collection(name).alias
-        return self.es.get(index=alias, id=doc_id, source_excludes=["vectors", "search_stemmed"])["_source"]
+    def document(self, name: str, doc_id: str, *, principal: Principal) -> dict[str, Any]:
+        """One stored document without its vectors and stemmed copies (`DocumentNotFound` when absent or
+        not the principal's to read)."""
+        return self._readable(name, doc_id, principal, excludes=["vectors", "search_stemmed"])
 
-    def stored_file(self, name: str, doc_id: str) -> StoredFile:
+    def _readable(
+        self,
+        name: str,
+        doc_id: str,
+        principal: Principal,
+        *,
+        includes: list[str] | None = None,
+        excludes: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """A document's source by id, realtime (a get), when the principal may read it; else the same
+        `DocumentNotFound` as for a missing id. `readers` is fetched for the check and then dropped unless
+        `includes` asked for it."""
+        alias = self.collection(name, principal=principal).alias
+        wanted = None if includes is None else [*includes, READERS_FIELD]
+        try:
+            found = self.es.get(index=alias, id=doc_id, source_includes=wanted, source_excludes=excludes)
+        except NotFoundError:
+            raise DocumentNotFound() from None
+        source = found["_source"]
+        if not may_read(principal, source.get(READERS_FIELD)):
+            raise DocumentNotFound()
+        if includes is not None and READERS_FIELD not in includes:
+            source = {key: value for key, value in source.items() if key != READERS_FIELD}
+        return source
+
+    def stored_file(self, name: str, doc_id: str, *, principal: Principal) -> StoredFile:
         """The original bytes of an uploaded document, or `NotFound` saying why there are none."""
-        source = self._file_source(name, doc_id)
+        source = self._file_source(name, doc_id, principal)
         path = BlobStore.from_settings(self.settings).path(sha256_of(source) or "")
         if not path.exists():
             raise NotFound(f"the stored file of document {doc_id!r} is missing from the blob store")
         meta = source["source"]
         return StoredFile(path, meta.get("mime"), meta.get("filename"))
 
-    def thumbnail(self, name: str, doc_id: str) -> bytes:
+    def thumbnail(self, name: str, doc_id: str, *, principal: Principal) -> bytes:
         """A JPEG no larger than `thumbnail_side` of an image document."""
-        source = self._file_source(name, doc_id)
+        source = self._file_source(name, doc_id, principal)
         if source.get("modality") != "image":
             raise NotFound(f"document {doc_id!r} is {source.get('modality')}, thumbnails exist for images")
         store = BlobStore.from_settings(self.settings)
         return store.thumbnail(sha256_of(source) or "", self.settings.limits.thumbnail_side)
 
-    def _file_source(self, name: str, doc_id: str) -> dict[str, Any]:
-        alias = self.collection(name).alias
-        source = self.es.get(index=alias, id=doc_id, source_includes=["source", "modality"])["_source"]
+    def _file_source(self, name: str, doc_id: str, principal: Principal) -> dict[str, Any]:
+        source = self._readable(name, doc_id, principal, includes=["source", "modality"])
         if not sha256_of(source):
             raise NotFound(f"document {doc_id!r} has no stored file (it was ingested as JSON text)")
         return source
@@ -142,18 +170,22 @@ class SearchService:
         collection: Collection,
         req: SearchRequest,
         example: tuple[str, Any] | None = None,
+        *,
+        principal: Principal,
     ) -> dict[str, Any]:
-        """`example`: an uploaded (kind, decoded item) to search by."""
+        """`example`: an uploaded (kind, decoded item) to search by. Every request sent carries the
+        principal's read filter: sub-queries (inside each kNN), the rerank texts and the page fetch."""
         started = time.perf_counter()
-        vectors = self.query_vectors(collection, req, example)
-        profile, bodies = self.plan(collection, req, vectors)
+        self.collection(collection.name, principal=principal)  # a collection it may not use: 404
+        vectors = self.query_vectors(collection, req, example, principal=principal)
+        profile, bodies = self.plan(collection, req, vectors, principal=principal)
         if not bodies and not req.query and not vectors:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies, req.allow_partial)
         rankings = plan.rankings(responses)
         fused = fusion.fuse(rankings, profile.fusion)
         method = fusion.applied_method(rankings, profile.fusion)
-        reranked = self.rerank(collection.alias, req, profile, fused)
+        reranked = self.rerank(collection.alias, req, profile, fused, principal=principal)
         hits, page_resp = self._page(
             collection.alias,
             req,
@@ -161,6 +193,7 @@ class SearchService:
             responses,
             method=method,
             reranked=reranked,
+            access=read_filter(principal),
         )
         incomplete = plan.incomplete({**responses, **({"page": page_resp} if page_resp else {})})
         if incomplete and not req.allow_partial:
@@ -181,10 +214,10 @@ class SearchService:
         }
 
     def plan(
-        self, collection: Collection, req: SearchRequest, vectors: dict[str, Any]
+        self, collection: Collection, req: SearchRequest, vectors: dict[str, Any], *, principal: Principal
     ) -> tuple[Profile, dict[str, dict[str, Any]]]:
         """The profile in force and the sub-query bodies for these query vectors (what `bench.query` sends
-        directly, to measure the API against the engine)."""
+        directly, to measure the API against the engine), each holding the principal's read filter."""
         profile = self.profile(collection, req)
         bodies = plan.subqueries(
             req,
@@ -194,11 +227,18 @@ class SearchService:
             window=self.window(profile, req),
             engine=self.engine,
             passages=collection.passages,
+            access=read_filter(principal),
         )
         return profile, bodies
 
     def rerank(
-        self, alias: str, req: SearchRequest, profile: Profile, fused: list[fusion.FusedHit]
+        self,
+        alias: str,
+        req: SearchRequest,
+        profile: Profile,
+        fused: list[fusion.FusedHit],
+        *,
+        principal: Principal,
     ) -> Reranked | None:
         """Reorder the top k fused hits by a cross-encoder, when the request or the profile asks for it."""
         if (
@@ -214,7 +254,7 @@ class SearchService:
         model = spec.model or self.settings.models.rerank_model
         started = time.perf_counter()
         window = fused[: spec.top_k]
-        texts = self._texts(alias, [h.doc_id for h in window])
+        texts = self._texts(alias, [h.doc_id for h in window], principal)
         try:
             scores = get_reranker(model).score(req.query, [texts.get(h.doc_id, "") for h in window])
         except EncoderError as exc:
@@ -239,11 +279,11 @@ class SearchService:
         }
         return Reranked([*hits, *fused[spec.top_k :]], details, summary)
 
-    def _texts(self, alias: str, ids: list[str]) -> dict[str, str]:
+    def _texts(self, alias: str, ids: list[str], principal: Principal) -> dict[str, str]:
         """Title and content of the rerank window, one request, as the encoders read them."""
         resp = self.es.search(
             index=alias,
-            query={"ids": {"values": ids}},
+            query={"bool": {"filter": [{"ids": {"values": ids}}, *read_filters(principal)]}},
             size=len(ids),
             source_includes=["title", "content"],
         )
@@ -280,6 +320,8 @@ class SearchService:
         collection: Collection,
         req: SearchRequest,
         example: tuple[str, Any] | None = None,
+        *,
+        principal: Principal,
     ) -> dict[str, Any]:
         """Every query vector of a request, encoder name -> vector: the `like` document's stored ones,
         overridden by an uploaded example's, then the text query's for each text tower left.
@@ -288,7 +330,7 @@ class SearchService:
         something to search for)."""
         vectors: dict[str, Any] = {}
         if req.like:
-            vectors.update(self.like_vectors(collection, req.like))
+            vectors.update(self.like_vectors(collection, req.like, principal=principal))
         if example:
             vectors.update(self.example_vectors(collection, *example))
         if req.mode != "lexical":
@@ -327,13 +369,13 @@ class SearchService:
             raise SearchError(f"collection {collection.name!r} has no encoder that takes {kind} queries")
         return vectors
 
-    def like_vectors(self, collection: Collection, doc_id: str) -> dict[str, Any]:
-        """The stored vectors of a document, to find items similar to it."""
+    def like_vectors(self, collection: Collection, doc_id: str, *, principal: Principal) -> dict[str, Any]:
+        """The stored vectors of a document the principal may read, to find items similar to it."""
         try:
-            doc = self.es.get(index=collection.alias, id=doc_id, source_includes=["vectors"])
-        except NotFoundError:
+            source = self._readable(collection.name, doc_id, principal, includes=["vectors"])
+        except DocumentNotFound:
             raise SearchNotFound(f"`like`: document {doc_id!r} does not exist") from None
-        vectors = doc["_source"].get("vectors", {})
+        vectors = source.get("vectors", {})
         if not vectors:
             raise SearchError(f"`like`: document {doc_id!r} has no vectors yet (is it still pending?)")
         return vectors
@@ -367,6 +409,7 @@ class SearchService:
         *,
         method: str,
         reranked: Reranked | None = None,
+        access: dict[str, Any] | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """The requested slice of the fused list, each hit with its source, highlights, best passages and
         explanation: the sources come in one request for the page only (sub-queries return ids). Also
@@ -375,7 +418,7 @@ class SearchService:
         if not page:
             return [], None
         try:
-            body = plan.page_fetch(req, [h.doc_id for h in page], self.engine)
+            body = plan.page_fetch(req, [h.doc_id for h in page], self.engine, access)
             resp = self.es.search(index=alias, body=body, allow_partial_search_results=req.allow_partial)
         except ApiError as exc:
             raise _engine_error(

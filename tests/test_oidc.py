@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask.testing import FlaskClient
 from pydantic import ValidationError
 
+from core.access import ADMIN
 from core.config import SecuritySettings, Settings
 from search import security
 from tests.test_api_app import build, closed_port
@@ -195,7 +196,7 @@ def test_anything_else_is_refused_and_api_keys_still_work(app: FlaskClient) -> N
 def test_groups_grant_write_and_admin(app: FlaskClient) -> None:
     doc = {"id": "d1", "title": "t"}
     reader = app.post("/v1/collections/c/documents", json=doc, headers=bearer(token()))
-    assert reader.status_code == 403 and "'oidc-alice' has scope 'read'" in reader.json["error"]["message"]
+    assert reader.status_code == 403 and "'oidc:alice' has scope 'read'" in reader.json["error"]["message"]
     editor = token(groups=["staff", "editors"])
     assert app.post("/v1/collections/c/documents", json=doc, headers=bearer(editor)).status_code == 503
     assert app.get("/v1/whoami", headers=bearer(editor)).json["scope"] == "write"
@@ -251,7 +252,7 @@ def test_oidc_alone_makes_the_api_keyed() -> None:
     settings = Settings(security=SecuritySettings(**oidc))
     assert settings.security.keyed and not settings.security.api_keys
     security.check_bind(settings.replace(api={"api_host": "0.0.0.0"}))  # no InsecureConfiguration
-    assert security.signed_url(settings, "/v1/x").startswith("/v1/x?expires=")
+    assert security.signed_url(settings, "/v1/x", ADMIN).startswith("/v1/x?expires=")
     client = build(**oidc, rate_limit_storage="memory://").test_client()
     assert client.get("/v1/collections").status_code == 401
     unreadable = client.get("/v1/whoami", headers=bearer(token()))

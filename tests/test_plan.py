@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
+from core.access import ADMIN, Principal, read_filter
 from core.config import LimitSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH
 from core.errors import BackendError, MmsearchError, NotFound, Unavailable
@@ -218,12 +219,12 @@ def test_the_stored_default_profile_then_the_request_decide_the_plan_parameters(
 
 def test_query_vectors_check_encoders_only_for_vector_modes() -> None:
     lexical = SearchRequest(query="dogs", mode="lexical", encoders=["nope"])
-    assert service().query_vectors(COLLECTION, lexical) == {}  # nothing encoded
+    assert service().query_vectors(COLLECTION, lexical, principal=ADMIN) == {}  # nothing encoded
     with pytest.raises(SearchError, match="unknown encoders for this collection: nope"):
-        service().query_vectors(COLLECTION, SearchRequest(query="dogs", encoders=["nope"]))
+        service().query_vectors(COLLECTION, SearchRequest(query="dogs", encoders=["nope"]), principal=ADMIN)
     # an encoder restriction that leaves out every text tower encodes nothing
     only_phash = SearchRequest(query="dogs", encoders=["phash"])
-    assert service().query_vectors(COLLECTION, only_phash) == {}
+    assert service().query_vectors(COLLECTION, only_phash, principal=ADMIN) == {}
 
 
 def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filters() -> None:
@@ -289,3 +290,32 @@ def test_passage_ranking_merges_into_its_encoders_ranking_at_each_documents_best
             {"text": "p3", "page": 3, "score": 0.7, "highlight": []},
         ]
     }
+
+
+def test_the_read_filter_is_inside_every_subquery_and_the_page_fetch_on_both_engines() -> None:
+    """A principal's filter runs inside BM25, each kNN (the HNSW search's own filter, not a post-filter),
+    the nested passage kNN and the page fetch; an admin's plan has none."""
+    alice = Principal(name="k", user="alice", groups=frozenset({"hr"}))
+    access = read_filter(alice)
+    assert access == {"terms": {"readers": ["*", "user:alice", "group:hr"]}}
+    req = SearchRequest(query="dogs", highlight=True, filters={"readers": "group:board"})
+    for engine in (ELASTICSEARCH, OPENSEARCH):
+        bodies = plan.subqueries(
+            req, Profile(), VECTORS, ENCODERS, window=20, engine=engine, passages=["text"], access=access
+        )
+        assert list(bodies) == ["lexical", "vector:text", "passages:text", "vector:phash"]
+        assert access in bodies["lexical"]["query"]["bool"]["filter"]
+        for name in ("vector:text", "passages:text", "vector:phash"):
+            body = bodies[name]
+            if engine is ELASTICSEARCH:
+                filters = body["knn"]["filter"]
+            else:
+                query = body["query"].get("nested", {}).get("query", body["query"])
+                (clause,) = query["knn"].values()
+                filters = clause["filter"]["bool"]["filter"]
+            # the request's own filter on `readers` narrows; it can never replace the principal's
+            assert access in filters and {"term": {"readers": "group:board"}} in filters, (engine, name)
+        fetch = plan.page_fetch(req, ["a", "b"], engine, access)
+        assert access in fetch["query"]["bool"]["filter"]
+        admin = plan.subqueries(req, Profile(), VECTORS, ENCODERS, window=20, engine=engine)
+        assert all("terms" not in str(body) or "user:" not in str(body) for body in admin.values())

@@ -14,6 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from pydantic import ValidationError
 
+from core import access
 from core.config import ApiSettings, EngineSettings, LimitSettings, ModelSettings, SecuritySettings, Settings
 from encoders.allowlist import ModelNotAllowed, check_model_ref
 from search import security
@@ -169,22 +170,35 @@ def test_signed_media_urls() -> None:
         limits=LimitSettings(max_body_bytes=MAX_BODY),
     )
     path = "/v1/collections/c/documents/d/thumbnail"
-    url = security.signed_url(settings, path)
+    reader = security.principal_for_key(KEYS["read"][1])
+    url = security.signed_url(settings, path, reader)
     query = dict(part.split("=") for part in url.split("?")[1].split("&"))
-    assert security.valid_signature(settings, path, query["expires"], query["sig"])
-    assert not security.valid_signature(settings, path.replace("/d/", "/e/"), query["expires"], query["sig"])
-    assert not security.valid_signature(settings, path, str(int(query["expires"]) + 1), query["sig"])
-    expired = security.signed_url(settings, path, now=time.time() - 120).split("?")[1]
-    assert not security.valid_signature(settings, path, *[p.split("=")[1] for p in expired.split("&")])
-    assert security.signed_url(Settings(), path) == path  # no keys: plain paths
+    assert (
+        security.check_signature(settings, path, query["expires"], query["sig"], principal=query["p"])
+        == reader
+    )
+    assert not security.valid_signature(settings, path, query["expires"], query["sig"])  # `p` is required
+    assert not security.valid_signature(
+        settings, path.replace("/d/", "/e/"), query["expires"], query["sig"], principal=query["p"]
+    )
+    assert not security.valid_signature(
+        settings, path, str(int(query["expires"]) + 1), query["sig"], principal=query["p"]
+    )
+    # the principal is signed: a URL minted for one reader cannot be turned into an admin's
+    forged = access.principal_token(access.ADMIN)
+    assert not security.valid_signature(settings, path, query["expires"], query["sig"], principal=forged)
+    expired = security.signed_url(settings, path, reader, now=time.time() - 120).split("?")[1]
+    old = dict(part.split("=") for part in expired.split("&"))
+    assert not security.valid_signature(settings, path, old["expires"], old["sig"], principal=old["p"])
+    assert security.signed_url(Settings(), path, access.ADMIN) == path  # no keys: plain paths
     client = build(
         api_keys=[KEYS["read"][1]], rate_limit_storage="memory://", url_signing_secret=secret
     ).test_client()
     assert client.get(f"{path}?expires={int(time.time()) + 30}&sig=forged").status_code == 401
     # a valid signature opens that GET only (the cluster answers next: 503), not other routes
     app_settings = client.application.extensions["mmsearch"].settings
-    assert client.get(security.signed_url(app_settings, path)).status_code == 503
-    other = security.signed_url(app_settings, "/v1/collections").split("?")[1]
+    assert client.get(security.signed_url(app_settings, path, reader)).status_code == 503
+    other = security.signed_url(app_settings, "/v1/collections", reader).split("?")[1]
     assert client.get(f"/v1/collections?{other}").status_code == 401
 
 

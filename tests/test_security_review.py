@@ -19,6 +19,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from flask.testing import FlaskClient
 
+from core.access import ADMIN
 from core.config import EngineSettings, LimitSettings, SecuritySettings, Settings
 from encoders.allowlist import ModelNotAllowed, check_model_ref
 from ingest.documents import PayloadError, parse_documents
@@ -87,7 +88,7 @@ def test_signing_secret_cannot_be_derived_from_the_key_entries(tmp_path: Path) -
 def test_signed_urls_expire_within_the_ttl_and_take_ascii_digits_only(keyed: FlaskClient) -> None:
     settings = keyed.application.extensions["mmsearch"].settings
     ten_years = time.time() + 10 * 365 * 86400 - settings.security.signed_url_ttl
-    far = security.signed_url(settings, MEDIA, now=ten_years)  # correctly signed, yet too far ahead
+    far = security.signed_url(settings, MEDIA, ADMIN, now=ten_years)  # correctly signed, yet too far ahead
     message = error_message(keyed.get(far), 403)
     assert "expires" in message and str(settings.security.signed_url_ttl) in message
     forged_far = f"{MEDIA}?expires={int(ten_years)}&sig=0"
@@ -97,7 +98,9 @@ def test_signed_urls_expire_within_the_ttl_and_take_ascii_digits_only(keyed: Fla
         assert "ASCII digits" in error_message(resp, 400), digits
     soon = str(int(time.time()) + 60)
     assert keyed.get(MEDIA, query_string={"expires": soon, "sig": "é"}).status_code == 401  # not a 500
-    assert keyed.get(security.signed_url(settings, MEDIA)).status_code == 503  # within the TTL: let through
+    assert (
+        keyed.get(security.signed_url(settings, MEDIA, ADMIN)).status_code == 503
+    )  # within the TTL: let through
 
 
 # --- 2. reads: rate limit, query by example ---------------------------------------------------------------

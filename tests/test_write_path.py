@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from client.api import ApiClient
+from core.access import ADMIN
 from core.config import Settings
 from core.es import Client
 from ingest.blobstore import BlobStore
@@ -44,6 +45,7 @@ def test_files_go_in_and_out_through_the_service_without_http(
     indexed = service.add_files(
         collection,
         [Upload(text, "note.txt", "text/plain", {"team": "search"}), Upload(b"", "empty.txt")],
+        principal=ADMIN,
         refresh=True,
     )
     accepted, refused = indexed.files
@@ -52,12 +54,12 @@ def test_files_go_in_and_out_through_the_service_without_http(
     stored = es.get(index=f"{settings.engine.index_prefix}{collection}", id=accepted["id"])["_source"]
     assert stored["metadata"]["team"] == "search" and stored["source"]["sha256"] == accepted["sha256"]
     assert BlobStore.from_settings(settings).exists(accepted["sha256"])
-    again = service.add_files(collection, [Upload(text, "same.txt")])
+    again = service.add_files(collection, [Upload(text, "same.txt")], principal=ADMIN)
     assert [f["status"] for f in again.files] == ["duplicate"] and again.tasks == 0
     with pytest.raises(UploadRejected) as refused_all:
-        service.add_files(collection, [Upload(b"", "empty.txt")])
+        service.add_files(collection, [Upload(b"", "empty.txt")], principal=ADMIN)
     assert refused_all.value.status == 400 and "empty.txt: empty file" in str(refused_all.value)
-    deleted = service.delete_documents(collection, [accepted["id"], "absent"], refresh=True)
+    deleted = service.delete_documents(collection, [accepted["id"], "absent"], principal=ADMIN, refresh=True)
     assert (deleted.deleted, deleted.not_found, deleted.blobs_deleted) == ([accepted["id"]], ["absent"], 1)
     assert not BlobStore.from_settings(settings).exists(accepted["sha256"])
 

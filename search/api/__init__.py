@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 
+from core.access import ADMIN, Principal, check_readers
 from core.config import Settings
 from ingest.documents import parse_json
 from ingest.service import IngestService
@@ -32,6 +33,26 @@ class Services:
 
 def services() -> Services:
     return current_app.extensions["mmsearch"]
+
+
+def principal() -> Principal:
+    """Whom the request acts for (set by `search.security`; `ADMIN` outside a request's checks)."""
+    return getattr(g, "principal", ADMIN)
+
+
+def readers_value(value: Any, where: str) -> list[str] | None:
+    """A `readers` value a client sent (None: not given): a JSON list of reader terms, checked, or a
+    400 naming the bad term."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidRequest(
+            f"{where} must be a JSON list of reader terms (`*`, `user:<name>`, `group:<name>`)"
+        )
+    try:
+        return check_readers(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"{where}: {exc}") from None
 
 
 def json_body(required: bool = True) -> Any:

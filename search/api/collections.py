@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from encoders import available, available_extractors
-from search.api import json_object, services
+from search.api import json_object, principal, readers_value, services
 from search.errors import InvalidRequest
 
 bp = Blueprint("collections", __name__, url_prefix="/v1/collections")
@@ -22,6 +23,7 @@ class CollectionIn(BaseModel):
     models: dict[str, str] | None = None  # encoder name -> model (hub name or directory under MODELS_DIR)
     extractors: list[str] | None = None
     passages: bool = True  # long texts get passage vectors (see README, "Long documents")
+    default_readers: list[Any] | None = Field(None, max_length=1000)  # of documents that name none
 
 
 @bp.post("")
@@ -35,6 +37,8 @@ def create():
         raise InvalidRequest(f"unknown extractors {sorted(unknown)}; available: {available_extractors()}")
     described = services().ingest.create_collection(
         spec.name,
+        principal=principal(),
+        default_readers=readers_value(spec.default_readers, "default_readers"),
         encoders=spec.encoders,
         models=spec.models,
         extractors=spec.extractors,
@@ -45,18 +49,18 @@ def create():
 
 @bp.get("")
 def list_all():
-    return jsonify(collections=services().ingest.list_collections())
+    return jsonify(collections=services().ingest.list_collections(principal=principal()))
 
 
 @bp.get("/<name>")
 def show(name: str):
-    return jsonify(services().ingest.describe_collection(name))
+    return jsonify(services().ingest.describe_collection(name, principal=principal()))
 
 
 @bp.delete("/<name>")
 def delete(name: str):
     """Delete the collection's indices and state, then the stored files no other collection references."""
-    return jsonify(services().ingest.delete_collection(name))
+    return jsonify(services().ingest.delete_collection(name, principal=principal()))
 
 
 @bp.post("/<name>/requeue")
@@ -69,5 +73,7 @@ def requeue(name: str):
     older_than = request.args.get("older_than", "600")
     if not re.fullmatch(r"[0-9]{1,9}", older_than):
         raise InvalidRequest("older_than must be a whole number of seconds")
-    documents, tasks = services().ingest.requeue(name, status=status, older_than=int(older_than))
+    documents, tasks = services().ingest.requeue(
+        name, principal=principal(), status=status, older_than=int(older_than)
+    )
     return jsonify(requeued=documents, tasks=tasks)

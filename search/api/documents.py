@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request, send_file
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.uploads import clean_filename
-from search.api import json_object, refresh_arg, services
+from search.api import json_object, principal, readers_value, refresh_arg, services
 from search.errors import InvalidRequest
 from search.schema import SearchRequest
 from search.security import add_media_urls
@@ -24,6 +26,7 @@ def add(name: str):
         name,
         request.get_data(cache=True),
         request.content_type,
+        principal=principal(),
         key=idempotency_key(),
         refresh=refresh_arg(),
     )
@@ -41,13 +44,13 @@ def idempotency_key() -> str | None:
 
 @bp.get("/<doc_id>")
 def get(name: str, doc_id: str):
-    return jsonify(id=doc_id, source=services().search.document(name, doc_id))
+    return jsonify(id=doc_id, source=services().search.document(name, doc_id, principal=principal()))
 
 
 @bp.delete("/<doc_id>")
 def delete(name: str, doc_id: str):
     """Delete one document, and its stored file when no other document references the same bytes."""
-    blobs = services().ingest.delete_document(name, doc_id, refresh=refresh_arg())
+    blobs = services().ingest.delete_document(name, doc_id, principal=principal(), refresh=refresh_arg())
     return jsonify(deleted=doc_id, blobs_deleted=blobs)
 
 
@@ -63,14 +66,14 @@ def delete_many(name: str):
     """`{"ids": [...]}`: delete many documents in one bulk request (a crawl's deleted files), then their
     blobs that nothing references any more. Ids not found are listed, not an error."""
     ids = DeleteIn.model_validate(json_object()).ids
-    deleted = services().ingest.delete_documents(name, ids, refresh=refresh_arg())
+    deleted = services().ingest.delete_documents(name, ids, principal=principal(), refresh=refresh_arg())
     return jsonify(deleted=deleted.deleted, not_found=deleted.not_found, blobs_deleted=deleted.blobs_deleted)
 
 
 @bp.get("/<doc_id>/content")
 def content(name: str, doc_id: str):
     """The original bytes; `conditional=True` gives ETag and HTTP range requests (audio seeking)."""
-    stored = services().search.stored_file(name, doc_id)
+    stored = services().search.stored_file(name, doc_id, principal=principal())
     return send_file(
         stored.path,
         mimetype=stored.mime,
@@ -82,7 +85,7 @@ def content(name: str, doc_id: str):
 
 @bp.get("/<doc_id>/thumbnail")
 def thumbnail(name: str, doc_id: str):
-    data = services().search.thumbnail(name, doc_id)
+    data = services().search.thumbnail(name, doc_id, principal=principal())
     return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
 
@@ -90,7 +93,8 @@ def thumbnail(name: str, doc_id: str):
 def similar(name: str, doc_id: str):
     """Near-duplicates and similar items: the document's own vectors as kNN queries."""
     svc = services()
-    collection = svc.search.collection(name)
+    who = principal()
+    collection = svc.search.collection(name, principal=who)
     req = SearchRequest.model_validate(
         {
             "like": doc_id,
@@ -100,4 +104,22 @@ def similar(name: str, doc_id: str):
             "size": request.args.get("size", 10),
         }
     )
-    return jsonify(add_media_urls(svc.settings, collection.name, svc.search.search(collection, req)))
+    result = svc.search.search(collection, req, principal=who)
+    return jsonify(add_media_urls(svc.settings, collection.name, result, who))
+
+
+class ReadersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    readers: list[Any] = Field(max_length=1000)
+
+
+@bp.put("/<doc_id>/readers")
+def set_readers(name: str, doc_id: str):
+    """`{"readers": [...]}`: who may read the document from now on, in place (no re-encode); its passages
+    and, for a mail, its attachments follow."""
+    readers = readers_value(ReadersIn.model_validate(json_object()).readers, "readers")
+    updated = services().ingest.set_readers(
+        name, doc_id, readers or [], principal=principal(), refresh=refresh_arg()
+    )
+    return jsonify(id=doc_id, readers=readers, updated=updated)

@@ -1,9 +1,11 @@
-"""Per-file form fields of an upload beside `metadata`: client-given document ids and where files came from.
+"""Per-file form fields of an upload beside `metadata`: client-given document ids, where files came from,
+and who may read them.
 
 `ids` (a JSON list, one id or null per file) keys a document by something other than its bytes, e.g. its
 path: uploading under the same id replaces the previous version (and releases its blob). `sources` (a JSON
 list, one `{root, path, mtime_ns}` or null per file) records where a crawled file lives, which is what
-`GET .../manifest` lists for the next crawl.
+`GET .../manifest` lists for the next crawl. `readers` is one list of reader terms for every file, or a
+list with one such list (or null: the collection's default) per file; a mail's attachments get its readers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.crawl import mtime_iso
 from ingest.documents import parse_json
+from search.api import readers_value
 from search.errors import InvalidRequest
 
 DOC_ID = r"^[^\x00-\x1f/]+$"  # as for JSON documents: no control characters, no '/' (it is in URLs)
@@ -58,6 +61,27 @@ def ids_for(count: int) -> list[str | None]:
             message = exc.errors()[0]["msg"]
             raise InvalidRequest(f"ids[{position}]: {message}") from None
     return ids
+
+
+def readers_for(count: int) -> list[tuple[str, ...] | None]:
+    """The `readers` field: checked reader terms (None: the collection's default) per file."""
+    raw = request.form.get("readers")
+    if not raw:
+        return [None] * count
+    try:
+        value = parse_json(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"readers is not valid JSON: {exc.msg}") from None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        one = readers_value(value, "readers")
+        return [tuple(one or ())] * count
+    if not isinstance(value, list) or len(value) != count:
+        raise InvalidRequest(
+            f"readers must be one JSON list of reader terms, or a list of {count} such lists "
+            "(or null), one per file"
+        )
+    checked = (readers_value(item, f"readers[{position}]") for position, item in enumerate(value))
+    return [None if item is None else tuple(item) for item in checked]
 
 
 def sources_for(count: int) -> list[dict[str, Any] | None]:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ingest.documents import check_metadata, parse_json
 from ingest.uploads import Upload, clean_filename
-from search.api import file_fields, refresh_arg, services
+from search.api import file_fields, principal, refresh_arg, services
 from search.errors import InvalidRequest
 
 bp = Blueprint("files", __name__, url_prefix="/v1/collections/<name>/files")
@@ -43,15 +43,30 @@ def upload(name: str):
         raise InvalidRequest("no files: send multipart/form-data with one or more `file` parts")
     count = len(files)
     per_file = zip(
-        files, _metadata_for(count), file_fields.ids_for(count), file_fields.sources_for(count), strict=True
+        files,
+        _metadata_for(count),
+        file_fields.ids_for(count),
+        file_fields.sources_for(count),
+        file_fields.readers_for(count),
+        strict=True,
     )
     uploads = [
         Upload(
-            part.read(), clean_filename(part.filename), part.mimetype, metadata, doc_id=doc_id, origin=origin
+            part.read(),
+            clean_filename(part.filename),
+            part.mimetype,
+            metadata,
+            doc_id=doc_id,
+            origin=origin,
+            readers=readers,
         )
-        for part, metadata, doc_id, origin in per_file
+        for part, metadata, doc_id, origin, readers in per_file
     ]
     indexed = services().ingest.add_files(
-        name, uploads, dedup=request.args.get("duplicates", "reject") != "allow", refresh=refresh_arg()
+        name,
+        uploads,
+        principal=principal(),
+        dedup=request.args.get("duplicates", "reject") != "allow",
+        refresh=refresh_arg(),
     )
     return jsonify(files=indexed.files, tasks=indexed.tasks), 207 if indexed.partial else 202

@@ -5,21 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
-from core.access import ADMIN, Principal
+from search.api import principal as current_principal
 
 bp = Blueprint("identity", __name__)
-
-
-def current_principal() -> Principal:
-    """The request's principal: set by the security hooks, else ADMIN without keys or for an admin key,
-    else a key's own name with no user or groups."""
-    principal = getattr(g, "principal", None)
-    if principal is not None:
-        return principal
-    key = getattr(g, "api_key", None)
-    if key is None or key.scope == "admin":
-        return ADMIN
-    return Principal(name=key.name)
 
 
 @bp.get("/v1/whoami")

@@ -11,7 +11,7 @@ from typing import Annotated
 from flask import Blueprint, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
-from search.api import json_object, services
+from search.api import json_object, principal, services
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/collections/<name>")
 
@@ -24,23 +24,29 @@ class ReencodeIn(BaseModel):
     models: dict[str, ModelRef] = Field(..., min_length=1, max_length=16)  # encoder name -> model
 
 
+def _usable(name: str) -> str:
+    """The collection's name when the principal may use it; else the 404 of a missing collection."""
+    services().search.collection(name, principal=principal())
+    return name
+
+
 @bp.post("/reencode")
 def start(name: str):
     spec = ReencodeIn.model_validate(json_object())
-    job = services().jobs.start(name, spec.models)
+    job = services().jobs.start(_usable(name), spec.models)
     return jsonify(job), 202, {"Location": f"/v1/collections/{name}/jobs/{job['id']}"}
 
 
 @bp.get("/jobs")
 def list_all(name: str):
-    return jsonify(jobs=services().jobs.list(name))
+    return jsonify(jobs=services().jobs.list(_usable(name)))
 
 
 @bp.get("/jobs/<job_id>")
 def show(name: str, job_id: str):
-    return jsonify(services().jobs.show(name, job_id))
+    return jsonify(services().jobs.show(_usable(name), job_id))
 
 
 @bp.delete("/jobs/<job_id>")
 def cancel(name: str, job_id: str):
-    return jsonify(services().jobs.cancel(name, job_id))
+    return jsonify(services().jobs.cancel(_usable(name), job_id))

@@ -10,7 +10,7 @@ import json
 
 from flask import Blueprint, Response, request
 
-from search.api import services
+from search.api import principal, services
 from search.errors import InvalidRequest
 
 bp = Blueprint("manifest", __name__, url_prefix="/v1/collections/<name>/manifest")
@@ -22,7 +22,7 @@ def manifest(name: str) -> Response:
     root = request.args.get("root", "")
     if not root:
         raise InvalidRequest("root is required: the folder whose crawled files to list")
-    entries = services().ingest.manifest(name, root)
+    entries = services().ingest.manifest(name, root, principal=principal())
     first = next(entries, None)  # a missing collection is a 404 before the stream starts
 
     def lines():  # noqa: ANN202

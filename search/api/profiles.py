@@ -16,7 +16,7 @@ from flask import Blueprint, jsonify
 
 from core.errors import NotFound
 from encoders.allowlist import RERANK, check_model_ref
-from search.api import json_object, services
+from search.api import json_object, principal, services
 from search.errors import InvalidRequest
 from search.schema import Profile
 
@@ -39,12 +39,12 @@ def _bounded(body: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("")
 def list_profiles(name: str):
-    return jsonify(collection=name, profiles=services().ingest.profiles(name))
+    return jsonify(collection=name, profiles=services().ingest.profiles(name, principal=principal()))
 
 
 @bp.get("/<profile>")
 def show(name: str, profile: str):
-    stored = services().ingest.profiles(name).get(profile)
+    stored = services().ingest.profiles(name, principal=principal()).get(profile)
     if stored is None:
         raise NotFound(f"collection {name!r} has no search profile {profile!r}")
     return jsonify(name=profile, profile=stored)
@@ -58,12 +58,15 @@ def put(name: str, profile: str):
     if parsed.rerank and parsed.rerank.model:  # a registered name or a directory under the models roots
         check_model_ref(services().settings, parsed.rerank.model, encoder=RERANK)
     body = _bounded(parsed.model_dump(mode="json"))
-    created = services().ingest.put_profile(name, profile, body)
+    created = services().ingest.put_profile(name, profile, body, principal=principal())
     return jsonify(name=profile, profile=body), 201 if created else 200
 
 
 @bp.delete("/<profile>")
 def delete(name: str, profile: str):
-    if not (PROFILE_NAME.match(profile) and services().ingest.delete_profile(name, profile)):
+    deleted = PROFILE_NAME.match(profile) and services().ingest.delete_profile(
+        name, profile, principal=principal()
+    )
+    if not deleted:
         raise NotFound(f"collection {name!r} has no search profile {profile!r}")
     return jsonify(deleted=profile)

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request
 from werkzeug.datastructures import FileStorage
 
 from ingest.documents import parse_json
-from search.api import json_object, services
+from search.api import json_object, principal, services
 from search.errors import InvalidRequest
 from search.metrics import SEARCH_LATENCY
 from search.schema import SearchRequest
@@ -38,9 +38,10 @@ def search(name: str):
     svc = services()
     params, upload = _parts()
     req = SearchRequest.model_validate(params)
-    collection = svc.search.collection(name, profile=req.profile)
+    who = principal()
+    collection = svc.search.collection(name, profile=req.profile, principal=who)
     # Decoding is the costly step: only once the collection is known to exist.
     example = svc.search.decode_example(upload.read(), upload.filename, upload.mimetype) if upload else None
-    result = svc.search.search(collection, req, example=example)
+    result = svc.search.search(collection, req, example=example, principal=who)
     SEARCH_LATENCY.labels(mode=req.mode).observe(time.perf_counter() - started)
-    return jsonify(add_media_urls(svc.settings, collection.name, result))
+    return jsonify(add_media_urls(svc.settings, collection.name, result, who))

@@ -24,8 +24,10 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from core.config import get_settings
 from core.es import get_client
-from workers.celery_app import DEFAULT_QUEUE, ENCODE_TASK, MODALITY_QUEUES, app
+from ingest.priority import Priority
+from workers.celery_app import ENCODE_TASK, app
 from workers.encoding import EncodeRun, ShardUnavailable, mark_failed
+from workers.queues import route
 
 log = logging.getLogger(__name__)
 
@@ -72,28 +74,37 @@ def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
         reason = f"over the task time limit ({get_settings().workers.task_soft_time_limit} s) while encoding"
         failed = mark_failed(get_client(), index, run.current, reason)
         rest = run.remaining()
-        if rest:
-            encode_batch.apply_async((index, rest), queue=self.request.delivery_info.get("routing_key"))
+        if rest:  # back to the queue and priority it came from
+            delivery = self.request.delivery_info or {}
+            queue, priority = delivery.get("routing_key"), delivery.get("priority")
+            encode_batch.apply_async((index, rest), queue=queue, priority=priority)
         log.error("encode batch in %s over its time limit: %d failed, %d requeued", index, failed, len(rest))
         return {"encoded": 0, "failed": failed, "skipped": 0}
     log.info("encoded %d, failed %d, skipped %d in %s", result.encoded, result.failed, result.skipped, index)
     return {"encoded": result.encoded, "failed": result.failed, "skipped": result.skipped}
 
 
-def enqueue(index: str, docs: Iterable[tuple[str, str]], batch_size: int | None = None) -> int:
-    """Group (id, modality) pairs into batch tasks on their modality's queue; returns the tasks sent.
+def enqueue(
+    index: str,
+    docs: Iterable[tuple[str, str]],
+    priority: Priority = Priority.BULK,
+    batch_size: int | None = None,
+) -> int:
+    """Group (id, modality) pairs into batch tasks on their modality's queue (interactive) or their
+    collection's bulk lane (`workers.queues.route`); returns the tasks sent.
 
     With the broker down the documents stay `pending` (they are indexed already) and the reconciler
     sends them once it is back: the caller is not failed for it."""
     size = batch_size or get_settings().workers.task_batch_size
-    by_queue: dict[str, list[str]] = defaultdict(list)
+    by_route: dict[tuple[str, int], list[str]] = defaultdict(list)
     for doc_id, modality in docs:
-        by_queue[MODALITY_QUEUES.get(modality, DEFAULT_QUEUE)].append(doc_id)
+        by_route[route(index, modality, priority)].append(doc_id)
     sent = 0
     try:
-        for queue, ids in by_queue.items():
+        for (queue, message_priority), ids in by_route.items():
             for start in range(0, len(ids), size):
-                encode_batch.apply_async((index, ids[start : start + size]), queue=queue)
+                batch = ids[start : start + size]
+                encode_batch.apply_async((index, batch), queue=queue, priority=message_priority)
                 sent += 1
     except OperationalError as exc:
         log.error("broker unreachable (%s): documents stay pending until the reconciler sends them", exc)

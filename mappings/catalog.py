@@ -80,9 +80,11 @@ def create(
     models: dict[str, str] | None = None,
     extractors: list[str] | None = None,
     passages: bool = True,
+    quota: dict[str, int] | None = None,
 ) -> Collection:
     """A new collection; `passages=False` keeps one vector per document however long (the text encoder
-    then sees only a long document's start)."""
+    then sees only a long document's start). `quota` (`max_documents`, `max_bytes`) goes in `_meta`, where
+    later generations inherit it (`ingest.quota`)."""
     for encoder, ref in (models or {}).items():
         allowlist.check_model_ref(settings, ref, encoder=encoder)  # before anything is loaded or asked
     alias = alias_for(settings, name)
@@ -99,9 +101,8 @@ def create(
                 f"encoder {instance.name!r} cannot load model {instance.model_ref!r}: {exc}"
             ) from None
     index = physical_index(settings, name, 1)
-    body = index_body(
-        name, instances, settings, engine_of(es), meta={"extractors": extractors or []}, passages=passages
-    )
+    meta = {"extractors": extractors or [], **({"quota": quota} if quota else {})}
+    body = index_body(name, instances, settings, engine_of(es), meta=meta, passages=passages)
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
     metastore.delete_collection(es, settings, name)  # orphans of an earlier one whose indices went by hand
     CACHE.invalidate(name)

@@ -22,6 +22,9 @@ class CollectionIn(BaseModel):
     models: dict[str, str] | None = None  # encoder name -> model (hub name or directory under MODELS_DIR)
     extractors: list[str] | None = None
     passages: bool = True  # long texts get passage vectors (see README, "Long documents")
+    # Quotas (README, "Quotas"): 0 = unlimited, unset = the global default (MMSEARCH_COLLECTION_MAX_*).
+    max_documents: int | None = Field(None, ge=0, le=2**62)
+    max_bytes: int | None = Field(None, ge=0, le=2**62)
 
 
 @bp.post("")
@@ -39,6 +42,7 @@ def create():
         models=spec.models,
         extractors=spec.extractors,
         passages=spec.passages,
+        quota=spec.model_dump(include={"max_documents", "max_bytes"}, exclude_none=True),
     )
     return jsonify(described), 201
 

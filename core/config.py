@@ -180,6 +180,7 @@ class WorkerSettings(_Section):
     # A write of at most this many documents is interactive: encoded ahead of bulk work (large NDJSON,
     # crawls, requeues, re-encodes), which the workers share fairly between collections (workers.queues).
     interactive_max_documents: int = Field(8, ge=0)
+    fair_queues: bool = True  # False: every batch on its modality's one queue, in order (before lanes)
 
 
 class ModelSettings(_Section):

@@ -95,7 +95,9 @@ def enqueue(
 
     With the broker down the documents stay `pending` (they are indexed already) and the reconciler
     sends them once it is back: the caller is not failed for it."""
-    size = batch_size or get_settings().workers.task_batch_size
+    settings = get_settings().workers
+    size = batch_size or settings.task_batch_size
+    priority = priority if settings.fair_queues else Priority.INTERACTIVE  # one FIFO queue per modality
     by_route: dict[tuple[str, int], list[str]] = defaultdict(list)
     for doc_id, modality in docs:
         by_route[route(index, modality, priority)].append(doc_id)

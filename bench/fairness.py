@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -83,7 +84,7 @@ def watch(es: Client, index: str, single: Single, deadline: float) -> None:
 
 
 def send_singles(
-    client: ApiClient, settings: Settings, names: tuple[str, str], count: int, every: float
+    client: ApiClient, settings: Settings, names: tuple[str, str], *, count: int, every: float
 ) -> list[Single]:
     """One document every `every` seconds into `names[1]`, each watched in a thread of its own."""
     bulk, target = names
@@ -103,6 +104,12 @@ def send_singles(
     return singles
 
 
+def warm_up(client: ApiClient, name: str) -> None:
+    """One document encoded before the clock starts: the worker is up and its model loaded."""
+    client.add_documents(name, [{"id": "warm-up", "text": "The worker loads its model for this one."}])
+    client.wait_encoded(name, timeout=900, poll=0.5)
+
+
 def run_mode(settings: Settings, *, fair: bool, bulk: int, every: float, singles: int) -> dict[str, Any]:
     """One mode on the running Elasticsearch and Redis: a worker and an API of its own, two collections."""
     env = {"MMSEARCH_FAIR_QUEUES": "true" if fair else "false"}
@@ -114,11 +121,12 @@ def run_mode(settings: Settings, *, fair: bool, bulk: int, every: float, singles
         stack.wait_for_api(settings, pid=api.pid)
         for name in names:
             client.create_collection(name)
+        warm_up(client, names[1])
         started = time.monotonic()
         feeder = threading.Thread(target=client.add_documents, args=(names[0], short_texts("bulk", bulk)))
         feeder.start()
         time.sleep(2)
-        sent = send_singles(client, settings, names, singles, every)
+        sent = send_singles(client, settings, names, count=singles, every=every)
         feeder.join()
         client.wait_encoded(names[0], poll=0.5)
         bulk_s = time.monotonic() - started
@@ -208,6 +216,7 @@ def main(
     """Run the modes, print the table, write <data_dir>/bench/fairness.json; Elasticsearch and Redis stop
     at the end."""
     settings = stack_settings(data_dir, es_port, redis_port, api_port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop its worker, API and stack on the way out
     modes = ("fifo",) if fifo else ("fair", "fifo") if mode == "both" else (mode,)
     try:
         report, summary = run(bulk=bulk, every=every, singles=singles, modes=modes, settings=settings)

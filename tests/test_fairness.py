@@ -14,6 +14,9 @@ import pytest
 from client.api import ApiClient
 from core.config import Settings
 from core.es import Client, scan
+from ingest.service import IngestService
+from mappings import catalog
+from workers.encoding import EncodeRun
 from workers.queues import lane_of
 
 pytestmark = pytest.mark.integration
@@ -78,3 +81,24 @@ def test_a_small_bulk_is_not_left_behind_a_large_bulk_of_another_collection(
     before = [stamp for stamp in _encoded_at(es, settings, large) if stamp <= small_done]
     # FIFO: all of them. Here: the large lane's batch under way, then the lanes take turns
     assert len(before) <= BULK // 2
+
+
+def test_a_bulk_run_stops_between_chunks_when_asked_and_leaves_the_rest(
+    es: Client, settings: Settings, collection: str
+) -> None:
+    """What a bulk batch does when interactive work waits (`workers.tasks.interactive_waiting`): the chunk
+    under way is finished, the rest left for the task to send back. Run in this process on documents
+    indexed without queueing them, so the session's worker does not take them first."""
+    chunk = settings.workers.encode_chunk_sizes["text"]
+    body = "\n".join(f'{{"id": "d{i}", "text": "text {i}"}}' for i in range(chunk + 5)).encode()
+    service = IngestService(es, settings, lambda *_: 0)  # indexed, nothing queued
+    ids = service.add_documents(collection, body, "application/x-ndjson", refresh=True).ids
+    index = service.collection(collection).index
+    asked: list[bool] = []
+    run = EncodeRun(index, ids, yield_to=lambda: asked.append(True) or True)
+    result = run(es)
+    assert run.yielded and asked == [True]  # asked once, before the second chunk
+    assert result.encoded == chunk
+    assert sorted(run.remaining()) == sorted(ids[chunk:])
+    es.indices.refresh(index=index)
+    assert catalog.status_counts(es, index) == {"encoded": chunk, "pending": 5, "total": chunk + 5}

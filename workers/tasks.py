@@ -6,14 +6,21 @@ An encode batch retries an unreachable Elasticsearch in-process, with backoff, f
 go back to the queue. A batch that still cannot reach Elasticsearch leaves its documents `pending`, for the
 reconciler (`workers.reconcile`) to send again; any other error fails the batch's pending documents with
 the reason.
+
+A bulk batch makes way for interactive work between its chunks: when an interactive batch waits in a
+queue this worker serves, it stops after the chunk under way and sends the rest of its documents back to
+its lane, so a single document waits for one chunk, not for a whole bulk batch (`workers.queues`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from elastic_transport import ConnectionError as ESConnectionError
@@ -27,7 +34,7 @@ from core.es import get_client
 from ingest.priority import Priority
 from workers.celery_app import ENCODE_TASK, app
 from workers.encoding import EncodeRun, ShardUnavailable, mark_failed
-from workers.queues import route
+from workers.queues import MESSAGE_PRIORITY, MODALITY_QUEUES, depths, route
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +74,46 @@ def _retrying() -> Retrying:
 # Time limits come from settings when the app is configured (`workers.celery_app.from_settings`).
 @app.task(bind=True, base=EncodeTask, name=ENCODE_TASK, acks_late=True)
 def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
-    run = EncodeRun(index, ids)  # its progress survives the in-process retries
+    delivery = self.request.delivery_info or {}
+    bulk = delivery.get("priority") == MESSAGE_PRIORITY[Priority.BULK]
+    run = EncodeRun(index, ids, yield_to=interactive_waiting if bulk else None)  # progress survives retries
     try:
         result = _retrying()(run, get_client())
     except SoftTimeLimitExceeded:
         reason = f"over the task time limit ({get_settings().workers.task_soft_time_limit} s) while encoding"
         failed = mark_failed(get_client(), index, run.current, reason)
         rest = run.remaining()
-        if rest:  # back to the queue and priority it came from
-            delivery = self.request.delivery_info or {}
-            queue, priority = delivery.get("routing_key"), delivery.get("priority")
-            encode_batch.apply_async((index, rest), queue=queue, priority=priority)
+        send_again(index, rest, delivery)
         log.error("encode batch in %s over its time limit: %d failed, %d requeued", index, failed, len(rest))
         return {"encoded": 0, "failed": failed, "skipped": 0}
+    if run.yielded:
+        send_again(index, run.remaining(), delivery)
+        log.info("bulk batch in %s made way for interactive work; the rest sent back", index)
     log.info("encoded %d, failed %d, skipped %d in %s", result.encoded, result.failed, result.skipped, index)
     return {"encoded": result.encoded, "failed": result.failed, "skipped": result.skipped}
+
+
+def send_again(index: str, ids: list[str], delivery: Mapping[str, Any]) -> None:
+    """Documents of a batch that stopped early, back to the queue and priority it came from."""
+    if ids:
+        encode_batch.apply_async(
+            (index, ids), queue=delivery.get("routing_key"), priority=delivery.get("priority")
+        )
+
+
+@functools.cache
+def _broker() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().broker.broker_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def interactive_waiting() -> bool:
+    """An interactive batch waits in a queue this worker serves (a Redis error counts as none)."""
+    interactive = set(MODALITY_QUEUES.values())
+    served = sorted(interactive & set(app.amqp.queues.consume_from) or interactive)
+    try:
+        return any(depths(_broker(), served).values())
+    except redis.RedisError:
+        return False
 
 
 def enqueue(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -106,8 +107,19 @@ def send_singles(
 
 def warm_up(client: ApiClient, name: str) -> None:
     """One document encoded before the clock starts: the worker is up and its model loaded."""
-    client.add_documents(name, [{"id": "warm-up", "text": "The worker loads its model for this one."}])
+    doc = {"id": "warm-up", "text": "The worker loads its model for this one."}
+    client.add_documents(name, [doc], refresh=True)  # visible as pending before the wait looks
     client.wait_encoded(name, timeout=900, poll=0.5)
+
+
+def stop(process: subprocess.Popen, grace: float = 60) -> None:
+    """SIGTERM to the process group; SIGKILL when a loaded machine makes it outlive the grace."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=grace)
 
 
 def run_mode(settings: Settings, *, fair: bool, bulk: int, every: float, singles: int) -> dict[str, Any]:
@@ -134,8 +146,7 @@ def run_mode(settings: Settings, *, fair: bool, bulk: int, every: float, singles
             client.delete_collection(name)
     finally:
         for process in (api, worker):
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=120)
+            stop(process)
     return {"mode": "fair" if fair else "fifo", "bulk_s": bulk_s, "singles": sent}
 
 

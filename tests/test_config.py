@@ -37,6 +37,10 @@ VARIABLES = [
     ("MMSEARCH_DEVICE", "cpu", "models", "device", "cpu"),
     ("MMSEARCH_MAX_BODY_BYTES", "1234", "limits", "max_body_bytes", 1234),
     ("MMSEARCH_MAX_PASSAGES", "9", "limits", "max_passages", 9),
+    ("MMSEARCH_INTERACTIVE_MAX_DOCUMENTS", "3", "workers", "interactive_max_documents", 3),
+    ("MMSEARCH_FAIR_QUEUES", "false", "workers", "fair_queues", False),
+    ("MMSEARCH_COLLECTION_MAX_DOCUMENTS", "100", "limits", "collection_max_documents", 100),
+    ("MMSEARCH_COLLECTION_MAX_BYTES", "1000", "limits", "collection_max_bytes", 1000),
 ]
 
 
@@ -50,7 +54,9 @@ def test_each_section_reads_its_variables(
 
 def test_variable_names_are_the_flat_ones_and_unique() -> None:
     keys = [key for _, _, key in env_names()]
-    assert len(keys) == len(set(keys)) == 71  # 68, then read_rate_limit, metrics_scope, snapshot_dir
+    # 68, then read_rate_limit, metrics_scope, snapshot_dir; interactive_max_documents, fair_queues,
+    # collection_max_documents, collection_max_bytes
+    assert len(keys) == len(set(keys)) == 75
     assert {"ELASTICSEARCH_URL", "REDIS_URL", "MMSEARCH_ENGINE", "MMSEARCH_MAX_BODY_BYTES"} <= set(keys)
     assert all(key.startswith("MMSEARCH_") or key in {"ELASTICSEARCH_URL", "REDIS_URL"} for key in keys)
 

@@ -64,10 +64,10 @@ def show(report: Report, console: Console) -> None:
         console.print(f"  - {note}")
 
 
-def save(report: Report) -> Path:
+def save(report: Report, settings: Settings | None = None) -> Path:
     import json
 
-    folder = results_dir()
+    folder = results_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{report.name}.json"
     path.write_text(json.dumps(report.as_dict(), indent=2))

@@ -233,6 +233,10 @@ class WorkerSettings(_Section):
     visibility_timeout: int = 3600  # seconds; a killed worker's batch comes back after this (must exceed
     # task_soft_time_limit + 60, the hard limit)
     worker_metrics_port: int = 0  # > 0: each worker serves Prometheus metrics here (prefork children: +1+i)
+    # A write of at most this many documents is interactive: encoded ahead of bulk work (large NDJSON,
+    # crawls, requeues, re-encodes), which the workers share fairly between collections (workers.queues).
+    interactive_max_documents: int = Field(8, ge=0)
+    fair_queues: bool = True  # False: every batch on its modality's one queue, in order (before lanes)
 
 
 class ModelSettings(_Section):
@@ -281,6 +285,10 @@ class LimitSettings(_Section):
     max_ocr_pages: int = 200  # scanned pages OCR'd per document; later ones stay without text
     # passages per document (Elasticsearch's nested-object limit is 10000 per document)
     max_passages: int = 2000
+    # Per-collection quotas for collections created without their own (0 = unlimited): documents held,
+    # and bytes of stored files (JSON documents store none). Over quota, a write is refused whole (413).
+    collection_max_documents: int = Field(0, ge=0)
+    collection_max_bytes: int = Field(0, ge=0)
 
 
 class Settings(BaseModel):

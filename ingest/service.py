@@ -5,13 +5,15 @@ the CLI and the crawler share one behaviour instead of each wiring six modules t
 the settings and the queue are handed in (`enqueue` is the Celery side's, given by whoever builds the
 service), which keeps this package below the workers. The principal of a request enters here (and in
 `search.service` for reads) and nowhere else: a collection it may not use does not exist for it, and a
-document it may not read is a `DocumentNotFound`, never a 403.
+document it may not read is a `DocumentNotFound`, never a 403. So do the priority of a write
+(`ingest.priority`, decided from its size and kind) and a collection's quota (`ingest.quota`, checked before
+anything is written).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from elasticsearch import NotFoundError
@@ -33,12 +35,15 @@ from ingest.blobstore import BlobStore
 from ingest.bulk import index_many
 from ingest.documents import from_json, idempotent_id, parse_documents
 from ingest.lifecycle import requeue_update, sha256_of
+from ingest.priority import Priority, priority_for
+from ingest.quota import check as check_quota
+from ingest.quota import incoming, quota_of
 from ingest.uploads import FileDocuments, Upload, file_documents
 from mappings import catalog, metastore
 from mappings.catalog import Collection, CollectionNotFound
 
-# (index, (document id, modality) pairs) -> the number of encode tasks sent.
-Enqueue = Callable[[str, Iterable[tuple[str, str]]], int]
+# (index, (document id, modality) pairs, priority) -> the number of encode tasks sent.
+Enqueue = Callable[[str, Iterable[tuple[str, str]], Priority], int]
 MANIFEST_FIELDS = ("path", "size", "mtime", "sha256")
 MAX_PROFILES = 100  # search profiles per collection
 
@@ -123,11 +128,13 @@ class IngestService:
             )
             for position, doc in parsed.docs
         }
+        check_quota(self.es, self.settings, collection, incoming(list(bodies.values())))
         ids, failed = index_many(self.es, collection.index, bodies.values(), refresh=refresh)
         position_of = {body["doc_id"]: position for position, body in bodies.items()}
         errors = parsed.errors + [{"position": position_of.get(e["id"]), **e} for e in failed]
         errors.sort(key=lambda e: e["position"] if e["position"] is not None else -1)
-        return Indexed(ids, errors, self.enqueue(collection.index, ((i, "text") for i in ids)))
+        priority = priority_for(len(bodies), self.settings)
+        return Indexed(ids, errors, self.enqueue(collection.index, ((i, "text") for i in ids), priority))
 
     def add_files(
         self,
@@ -155,6 +162,7 @@ class IngestService:
             for upload in uploads
         ]
         docs = [doc for one in found for doc in one.docs]
+        check_quota(self.es, self.settings, collection, incoming(docs))
         previous = self._stored_shas(collection, [u.doc_id for u in uploads if u.doc_id])
         ids, errors = index_many(self.es, collection.index, docs, refresh=refresh)
         self._store_blobs(found, ids, previous)
@@ -163,7 +171,9 @@ class IngestService:
             for one in found
         ] + [{"id": e["id"], "status": "rejected", "http_status": 500, "error": e["error"]} for e in errors]
         modality = {doc["doc_id"]: doc["modality"] for doc in docs}
-        tasks = self.enqueue(collection.index, ((i, modality[i]) for i in ids))
+        crawl = any((u.origin or {}).get("root") for u in uploads)  # a crawl is bulk however small its batch
+        priority = priority_for(len(docs), self.settings, bulk=crawl)
+        tasks = self.enqueue(collection.index, ((i, modality[i]) for i in ids), priority)
         rejected = [o for o in outcomes if o["status"] == "rejected"]
         if rejected and len(rejected) == len(outcomes):
             message = "; ".join(f"{o.get('filename') or o.get('id')}: {o['error']}" for o in rejected)
@@ -242,7 +252,7 @@ class IngestService:
                 for i, _ in docs
             )
             bulk(self.es, actions, raise_on_error=False, refresh="wait_for")
-        return len(docs), self.enqueue(collection.index, docs)
+        return len(docs), self.enqueue(collection.index, docs, Priority.BULK)
 
     def manifest(self, name: str, root: str, *, principal: Principal) -> Iterator[dict[str, Any]]:
         """`{id, path, size, mtime, sha256, readers}` of every document crawled from `root` that the
@@ -275,8 +285,10 @@ class IngestService:
         extractors: list[str] | None = None,
         passages: bool = True,
         default_readers: list[str] | None = None,
+        quota: dict[str, int] | None = None,
     ) -> dict[str, Any]:
-        """A new collection (a name the principal may not use: 404, as for any of its routes)."""
+        """A new collection (a name the principal may not use: 404, as for any of its routes); `quota` may
+        set `max_documents` and `max_bytes` (0: unlimited; unset: the global default)."""
         if not principal.may_use(name):
             raise CollectionNotFound(f"collection {name!r} does not exist")
         catalog.create(
@@ -288,6 +300,7 @@ class IngestService:
             extractors=extractors,
             passages=passages,
             default_readers=default_readers,
+            quota=quota,
         )
         return self.describe_collection(name, principal=principal)
 
@@ -304,6 +317,7 @@ class IngestService:
             "default_readers": info.default_readers,
             "profiles": sorted(info.profiles),
             "documents": catalog.status_counts(self.es, info.alias, read_filter(principal)),
+            "quota": asdict(quota_of(info, self.settings)),
             "jobs": info.jobs,
         }
 

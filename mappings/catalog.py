@@ -84,10 +84,12 @@ def create(
     extractors: list[str] | None = None,
     passages: bool = True,
     default_readers: list[str] | None = None,
+    quota: dict[str, int] | None = None,
 ) -> Collection:
     """A new collection; `passages=False` keeps one vector per document however long (the text encoder
     then sees only a long document's start); `default_readers` are the readers of documents that name
-    none (everyone by default), kept in the mapping's `_meta`."""
+    none (everyone by default), kept in the mapping's `_meta`, as is `quota` (`max_documents`,
+    `max_bytes`), which later generations inherit (`ingest.quota`)."""
     readers = check_readers(default_readers if default_readers is not None else [EVERYONE])
     for encoder, ref in (models or {}).items():
         allowlist.check_model_ref(settings, ref, encoder=encoder)  # before anything is loaded or asked
@@ -105,14 +107,8 @@ def create(
                 f"encoder {instance.name!r} cannot load model {instance.model_ref!r}: {exc}"
             ) from None
     index = physical_index(settings, name, 1)
-    body = index_body(
-        name,
-        instances,
-        settings,
-        engine_of(es),
-        meta={"extractors": extractors or [], "default_readers": readers},
-        passages=passages,
-    )
+    meta = {"extractors": extractors or [], "default_readers": readers, **({"quota": quota} if quota else {})}
+    body = index_body(name, instances, settings, engine_of(es), meta=meta, passages=passages)
     es.indices.create(index=index, **body, aliases={alias: {"is_write_index": True}})
     metastore.delete_collection(es, settings, name)  # orphans of an earlier one whose indices went by hand
     CACHE.invalidate(name)

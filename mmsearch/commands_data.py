@@ -24,6 +24,8 @@ def collections() -> None:
 @click.option(
     "--passages/--no-passages", default=True, show_default=True, help="Passage vectors for long texts."
 )
+@click.option("--max-documents", type=click.IntRange(min=0), help="Quota: documents held (0 = unlimited).")
+@click.option("--max-bytes", type=click.IntRange(min=0), help="Quota: bytes of stored files (0 = unlimited).")
 def collections_create(
     *,
     name: str,
@@ -31,8 +33,12 @@ def collections_create(
     models: tuple[str, ...],
     extractors: tuple[str, ...],
     passages: bool,
+    max_documents: int | None,
+    max_bytes: int | None,
 ) -> None:
     spec: dict = {"passages": passages}
+    quota = {"max_documents": max_documents, "max_bytes": max_bytes}
+    spec.update({key: value for key, value in quota.items() if value is not None})
     if encoders:
         spec["encoders"] = list(encoders)
     if models:

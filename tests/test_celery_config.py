@@ -50,3 +50,34 @@ def test_settings_are_read_when_the_app_is_configured_not_at_import() -> None:
     assert found["retries"] == [7, 7, 7]
     assert found["visibility"] == 999
     assert found["broker"] == "redis://127.0.0.1:1/5"
+
+
+LANES_PROBE = """
+import json
+from types import SimpleNamespace
+from workers.celery_app import _consume_bulk_lanes, app
+app.amqp.queues.select(["mmsearch", "mmsearch.text"])  # what `celery worker -Q mmsearch,mmsearch.text` does
+_consume_bulk_lanes(instance=SimpleNamespace(app=app))
+print(json.dumps({
+    "consumed": sorted(app.amqp.queues.consume_from),
+    "transport": app.conf.broker_transport_options,
+    "prefetch": app.conf.worker_prefetch_multiplier,
+    "acks_late": app.conf.task_acks_late,
+}))
+"""
+
+
+def test_a_worker_given_a_modality_queue_consumes_its_bulk_lanes_too() -> None:
+    """`--queues mmsearch.text` serves text, interactive and bulk; nothing of the other modalities. One
+    task prefetched and acked late, so a waiting interactive batch never sits behind a prefetched bulk one."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": "redis://127.0.0.1:1/5"}
+    out = subprocess.run(
+        [sys.executable, "-c", LANES_PROBE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    lanes = [f"mmsearch.text.bulk.{k}" for k in range(8)]
+    assert found["consumed"] == sorted(["mmsearch", "mmsearch.text", *lanes])
+    assert found["transport"]["priority_steps"] == [0, 3, 6, 9]
+    assert found["transport"]["queue_order_strategy"] == "round_robin"
+    assert found["prefetch"] == 1 and found["acks_late"] is True

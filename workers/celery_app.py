@@ -16,15 +16,14 @@ import logging
 from typing import Any
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 from kombu import Queue
 
 from core.config import Settings, get_settings
+from workers.queues import DEFAULT_QUEUE, MODALITY_QUEUES, PRIORITY_STEPS, all_queues, with_lanes
 
-DEFAULT_QUEUE = "mmsearch"  # re-encode jobs and anything unrouted
-# Encoding batches go to a queue per modality, so a GPU worker can take images and audio
-# (`mmsearch worker --queues mmsearch.image,mmsearch.audio`) while a CPU worker takes the rest.
-# A worker started without --queues consumes all of them.
-MODALITY_QUEUES = {m: f"{DEFAULT_QUEUE}.{m}" for m in ("text", "image", "audio", "document")}
+__all__ = ["DEFAULT_QUEUE", "ENCODE_TASK", "MODALITY_QUEUES", "app", "from_settings"]
+
 ENCODE_TASK = "mmsearch.encode_batch"
 JOB_TASKS = ("mmsearch.reencode_copy", "mmsearch.reencode_finish", "mmsearch.drop_index")
 
@@ -39,7 +38,9 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue=DEFAULT_QUEUE,
-    task_queues=[Queue(name) for name in (DEFAULT_QUEUE, *MODALITY_QUEUES.values())],
+    # Interactive queues and bulk lanes (`workers.queues`): with one task prefetched and acked late, a
+    # waiting interactive batch is the next one taken, never one stuck behind a prefetched bulk batch.
+    task_queues=[Queue(name) for name in all_queues()],
     broker_connection_retry_on_startup=True,
     # With Redis down, a request that indexed documents answers at once; the reconciler enqueues them later.
     task_publish_retry_policy={
@@ -61,6 +62,8 @@ def from_settings(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": settings.workers.visibility_timeout,
             "socket_connect_timeout": 3,
+            "priority_steps": PRIORITY_STEPS,
+            "queue_order_strategy": "round_robin",  # bulk lanes take turns (see workers.queues)
         },
         "task_annotations": {
             ENCODE_TASK: {"soft_time_limit": limit, "time_limit": limit + 60},
@@ -72,6 +75,16 @@ def from_settings(settings: Settings) -> dict[str, Any]:
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
     sender.conf.update(from_settings(get_settings()))
+
+
+@celeryd_after_setup.connect
+def _consume_bulk_lanes(instance: Any, **_: Any) -> None:
+    """A worker started with `--queues mmsearch.text` serves that modality's bulk lanes too."""
+    queues = instance.app.amqp.queues
+    selected = list(queues.consume_from)
+    for name in with_lanes(selected):
+        if name not in selected:
+            queues.select_add(name)
 
 
 # one INFO line per Elasticsearch request drowns the task log

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +83,13 @@ class EncodeRun:
     Elasticsearch outage), so a retry neither counts an attempt twice nor redoes written documents, and
     the task can tell, at its time limit, which chunk was under way and which documents never started."""
 
-    def __init__(self, index: str, ids: Sequence[str]) -> None:
+    def __init__(self, index: str, ids: Sequence[str], yield_to: Callable[[], bool] | None = None) -> None:
         self.index = index
         self.ids = list(ids)
+        # asked between chunks: True stops the run there, the rest left in `remaining()` (a bulk batch
+        # making way for interactive work, see workers.tasks)
+        self.yield_to = yield_to
+        self.yielded = False
         self.claimed: dict[str, int] = {}  # id -> the attempt number it was claimed with
         self.done: set[str] = set()
         self.current: list[str] = []  # the chunk being worked on
@@ -99,7 +103,10 @@ class EncodeRun:
         settings = get_settings()
         docs = pending_docs(es, self.index, [doc_id for doc_id in self.ids if doc_id not in self.done])
         result = BatchResult(skipped=len(self.ids) - len(docs))
-        for chunk in chunks(docs, settings.workers.encode_chunk_sizes):
+        for number, chunk in enumerate(chunks(docs, settings.workers.encode_chunk_sizes)):
+            if number and self.yield_to and self.yield_to():
+                self.yielded = True
+                break
             self.current = [doc["_id"] for doc in chunk]
             claimed = claim(
                 es,

@@ -16,6 +16,8 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from workers.queues import depths
+
 log = logging.getLogger(__name__)
 
 ENCODER_ITEMS = Counter(
@@ -56,8 +58,9 @@ def record_encode(encoder: str, encoded: int, failed: int, seconds: float) -> No
 
 
 class QueueDepth(Collector):
-    """`mmsearch_queue_depth{queue}`: messages waiting in each Celery queue (Redis lists, one per
-    priority step: `<queue>`, `<queue>\\x06\\x16<n>`), and `mmsearch_queue_unacked`, delivered not acked."""
+    """`mmsearch_queue_depth{queue}`: messages waiting in each Celery queue, every interactive queue and
+    bulk lane (`mmsearch.text`, `mmsearch.text.bulk.3`: `workers.queues`) with all its priority steps, and
+    `mmsearch_queue_unacked`, delivered not acked."""
 
     def __init__(self, broker_url: str, queues: list[str]) -> None:
         self.client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
@@ -69,18 +72,14 @@ class QueueDepth(Collector):
         )
         unacked = GaugeMetricFamily("mmsearch_queue_unacked", "Messages delivered to workers, not yet acked")
         try:
-            pipe = self.client.pipeline()
-            for queue in self.queues:
-                for key in [queue, *(f"{queue}\x06\x16{p}" for p in (1, 2, 3, 4, 5, 6, 7, 8, 9))]:
-                    pipe.llen(key)
-            pipe.hlen("unacked")
-            counts = pipe.execute()
+            waiting = depths(self.client, self.queues)
+            delivered = self.client.hlen("unacked")
         except redis.RedisError as exc:
             log.warning("queue depth unavailable: %s", exc)
             return
-        for i, queue in enumerate(self.queues):
-            depth.add_metric([queue], sum(counts[i * 10 : i * 10 + 10]))
-        unacked.add_metric([], counts[-1])
+        for queue, count in waiting.items():
+            depth.add_metric([queue], count)
+        unacked.add_metric([], delivered)
         yield depth
         yield unacked
 

@@ -13,6 +13,9 @@ queues are empty: while a backlog drains, pending documents are simply waiting, 
 would only grow the queue. Sending one twice is harmless anyway: workers skip what is no longer pending.
 It scans every index under `index_prefix`: deployments sharing a cluster with different brokers need
 distinct prefixes, or each reconciler sends the other's documents to its own workers.
+
+What it sends goes where the write path would have sent it (`ingest.priority`): a collection's few stale
+documents (a lost interactive batch) to the interactive queue, more to the collection's bulk lane.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from celery.signals import worker_ready
 from core.config import Settings, get_settings
 from core.es import Client, get_client
 from ingest.lifecycle import STATUS_FIELD, DocumentStatus
-from workers.celery_app import DEFAULT_QUEUE, MODALITY_QUEUES
+from ingest.priority import priority_for
+from workers.queues import all_queues, depths
 from workers.tasks import enqueue
 
 log = logging.getLogger(__name__)
@@ -38,8 +42,9 @@ MAX_PER_PASS = 10_000
 
 
 def queues_idle(broker: redis.Redis) -> bool:
-    """No encode batch waits in any queue (batches under way are unacked, not in the lists)."""
-    return all(broker.llen(queue) == 0 for queue in (DEFAULT_QUEUE, *MODALITY_QUEUES.values()))
+    """No encode batch waits in any queue, lane or priority step (batches under way are unacked, not in
+    the lists)."""
+    return not any(depths(broker, all_queues()).values())
 
 
 def stale_pending(es: Client, settings: Settings) -> dict[str, list[tuple[str, str]]]:
@@ -74,7 +79,7 @@ def reconcile_once(es: Client, broker: redis.Redis, settings: Settings, force: b
         return 0
     sent = 0
     for index, docs in stale_pending(es, settings).items():
-        enqueue(index, docs)
+        enqueue(index, docs, priority_for(len(docs), settings))
         sent += len(docs)
         log.warning(
             "reconciler: %d documents of %s were pending with nothing queued; sent again", len(docs), index

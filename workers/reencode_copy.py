@@ -15,6 +15,7 @@ from typing import Any
 
 from core.es import Client, bulk, scan
 from ingest.lifecycle import requeued
+from ingest.priority import Priority
 from workers.tasks import enqueue
 
 CHUNK = 500
@@ -31,7 +32,8 @@ def copy_documents(es: Client, source: str, target: str, query: Mapping[str, Any
         newer = [hit for hit in chunk if stamp_of(hit["_source"]) > held.get(hit["_id"], EPOCH)]
         if newer:
             bulk(es, (_pending_action(target, hit) for hit in newer))
-            enqueue(target, [(hit["_id"], hit["_source"].get("modality", "text")) for hit in newer])
+            docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in newer]
+            enqueue(target, docs, Priority.BULK)  # a re-encode is bulk work, in its collection's lane
             copied += len(newer)
     return copied
 

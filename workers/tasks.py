@@ -6,14 +6,21 @@ An encode batch retries an unreachable Elasticsearch in-process, with backoff, f
 go back to the queue. A batch that still cannot reach Elasticsearch leaves its documents `pending`, for the
 reconciler (`workers.reconcile`) to send again; any other error fails the batch's pending documents with
 the reason.
+
+A bulk batch makes way for interactive work between its chunks: when an interactive batch waits in a
+queue this worker serves, it stops after the chunk under way and sends the rest of its documents back to
+its lane, so a single document waits for one chunk, not for a whole bulk batch (`workers.queues`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from elastic_transport import ConnectionError as ESConnectionError
@@ -24,8 +31,10 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from core.config import get_settings
 from core.es import get_client
-from workers.celery_app import DEFAULT_QUEUE, ENCODE_TASK, MODALITY_QUEUES, app
+from ingest.priority import Priority
+from workers.celery_app import ENCODE_TASK, app
 from workers.encoding import EncodeRun, ShardUnavailable, mark_failed
+from workers.queues import MESSAGE_PRIORITY, MODALITY_QUEUES, depths, route
 
 log = logging.getLogger(__name__)
 
@@ -65,35 +74,71 @@ def _retrying() -> Retrying:
 # Time limits come from settings when the app is configured (`workers.celery_app.from_settings`).
 @app.task(bind=True, base=EncodeTask, name=ENCODE_TASK, acks_late=True)
 def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
-    run = EncodeRun(index, ids)  # its progress survives the in-process retries
+    delivery = self.request.delivery_info or {}
+    bulk = delivery.get("priority") == MESSAGE_PRIORITY[Priority.BULK]
+    run = EncodeRun(index, ids, yield_to=interactive_waiting if bulk else None)  # progress survives retries
     try:
         result = _retrying()(run, get_client())
     except SoftTimeLimitExceeded:
         reason = f"over the task time limit ({get_settings().workers.task_soft_time_limit} s) while encoding"
         failed = mark_failed(get_client(), index, run.current, reason)
         rest = run.remaining()
-        if rest:
-            encode_batch.apply_async((index, rest), queue=self.request.delivery_info.get("routing_key"))
+        send_again(index, rest, delivery)
         log.error("encode batch in %s over its time limit: %d failed, %d requeued", index, failed, len(rest))
         return {"encoded": 0, "failed": failed, "skipped": 0}
+    if run.yielded:
+        send_again(index, run.remaining(), delivery)
+        log.info("bulk batch in %s made way for interactive work; the rest sent back", index)
     log.info("encoded %d, failed %d, skipped %d in %s", result.encoded, result.failed, result.skipped, index)
     return {"encoded": result.encoded, "failed": result.failed, "skipped": result.skipped}
 
 
-def enqueue(index: str, docs: Iterable[tuple[str, str]], batch_size: int | None = None) -> int:
-    """Group (id, modality) pairs into batch tasks on their modality's queue; returns the tasks sent.
+def send_again(index: str, ids: list[str], delivery: Mapping[str, Any]) -> None:
+    """Documents of a batch that stopped early, back to the queue and priority it came from."""
+    if ids:
+        encode_batch.apply_async(
+            (index, ids), queue=delivery.get("routing_key"), priority=delivery.get("priority")
+        )
+
+
+@functools.cache
+def _broker() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().broker.broker_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def interactive_waiting() -> bool:
+    """An interactive batch waits in a queue this worker serves (a Redis error counts as none)."""
+    interactive = set(MODALITY_QUEUES.values())
+    served = sorted(interactive & set(app.amqp.queues.consume_from) or interactive)
+    try:
+        return any(depths(_broker(), served).values())
+    except redis.RedisError:
+        return False
+
+
+def enqueue(
+    index: str,
+    docs: Iterable[tuple[str, str]],
+    priority: Priority = Priority.BULK,
+    batch_size: int | None = None,
+) -> int:
+    """Group (id, modality) pairs into batch tasks on their modality's queue (interactive) or their
+    collection's bulk lane (`workers.queues.route`); returns the tasks sent.
 
     With the broker down the documents stay `pending` (they are indexed already) and the reconciler
     sends them once it is back: the caller is not failed for it."""
-    size = batch_size or get_settings().workers.task_batch_size
-    by_queue: dict[str, list[str]] = defaultdict(list)
+    settings = get_settings().workers
+    size = batch_size or settings.task_batch_size
+    priority = priority if settings.fair_queues else Priority.INTERACTIVE  # one FIFO queue per modality
+    by_route: dict[tuple[str, int], list[str]] = defaultdict(list)
     for doc_id, modality in docs:
-        by_queue[MODALITY_QUEUES.get(modality, DEFAULT_QUEUE)].append(doc_id)
+        by_route[route(index, modality, priority)].append(doc_id)
     sent = 0
     try:
-        for queue, ids in by_queue.items():
+        for (queue, message_priority), ids in by_route.items():
             for start in range(0, len(ids), size):
-                encode_batch.apply_async((index, ids[start : start + size]), queue=queue)
+                batch = ids[start : start + size]
+                encode_batch.apply_async((index, batch), queue=queue, priority=message_priority)
                 sent += 1
     except OperationalError as exc:
         log.error("broker unreachable (%s): documents stay pending until the reconciler sends them", exc)

@@ -24,6 +24,9 @@ class CollectionIn(BaseModel):
     extractors: list[str] | None = None
     passages: bool = True  # long texts get passage vectors (see README, "Long documents")
     default_readers: list[Any] | None = Field(None, max_length=1000)  # of documents that name none
+    # Quotas (README, "Quotas"): 0 = unlimited, unset = the global default (MMSEARCH_COLLECTION_MAX_*).
+    max_documents: int | None = Field(None, ge=0, le=2**62)
+    max_bytes: int | None = Field(None, ge=0, le=2**62)
 
 
 @bp.post("")
@@ -43,6 +46,7 @@ def create():
         models=spec.models,
         extractors=spec.extractors,
         passages=spec.passages,
+        quota=spec.model_dump(include={"max_documents", "max_bytes"}, exclude_none=True),
     )
     return jsonify(described), 201
 

@@ -145,6 +145,7 @@ class SearchService:
     ) -> dict[str, Any]:
         """`example`: an uploaded (kind, decoded item) to search by."""
         started = time.perf_counter()
+        facets = self._facet_names(req)
         vectors = self.query_vectors(collection, req, example)
         profile, bodies = self.plan(collection, req, vectors)
         if not bodies and not req.query and not vectors:
@@ -178,7 +179,30 @@ class SearchService:
             "partial": bool(incomplete),
             "partial_details": incomplete,
             "hits": hits,
+            **({"facets": self._facets(collection.alias, req, fused, facets)} if facets else {}),
         }
+
+    def _facet_names(self, req: SearchRequest) -> list[str]:
+        """The facets a request asks for, refused (400) before anything runs if the settings forbid one."""
+        try:
+            return plan.check_facets(req, self.settings.api.facet_fields)
+        except plan.FacetError as exc:
+            raise SearchError(str(exc)) from None
+
+    def _facets(
+        self, alias: str, req: SearchRequest, fused: list[fusion.FusedHit], names: list[str]
+    ) -> dict[str, Any]:
+        """Counts of the fused list by each facet (`plan.facet_request` says what is counted)."""
+        body = plan.facet_request(req, [h.doc_id for h in fused], names)
+        if body is None:
+            return plan.facet_counts(names, None)
+        try:
+            resp = self.es.search(index=alias, body=body, allow_partial_search_results=req.allow_partial)
+        except ApiError as exc:
+            raise _engine_error(
+                "counting facets", exc.meta.status, error_reason(exc), req.allow_partial
+            ) from None
+        return plan.facet_counts(names, resp)
 
     def plan(
         self, collection: Collection, req: SearchRequest, vectors: dict[str, Any]

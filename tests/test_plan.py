@@ -289,3 +289,45 @@ def test_passage_ranking_merges_into_its_encoders_ranking_at_each_documents_best
             {"text": "p3", "page": 3, "score": 0.7, "highlight": []},
         ]
     }
+
+
+def test_facets_count_the_fused_ids_under_the_request_filters() -> None:
+    req = SearchRequest(
+        query="x", facets=["modality", "date", "metadata.author"], filters={"lang": "en"}, modalities=["text"]
+    )
+    names = plan.check_facets(req, ["metadata.author"])
+    body = plan.facet_request(req, ["a", "b"], names)
+    assert body is not None and body["size"] == 0
+    assert body["query"]["bool"]["filter"] == [{"ids": {"values": ["a", "b"]}}, *plan.request_filters(req)]
+    assert body["aggs"]["modality"] == {"terms": {"field": "modality", "size": 20}}
+    assert body["aggs"]["metadata.author"]["terms"]["field"] == "metadata.author"
+    assert body["aggs"]["date"]["date_range"]["ranges"][1] == {"key": "past-week", "from": "now-7d"}
+    assert plan.facet_request(req, [], names) is None  # nothing matched, nothing to count
+
+
+def test_facet_counts_name_their_filter_field_and_drop_empty_buckets() -> None:
+    resp = {
+        "aggregations": {
+            "mime": {"buckets": [{"key": "application/pdf", "doc_count": 2}, {"key": "x", "doc_count": 0}]},
+            "date": {"buckets": [{"key": "past-day", "doc_count": 3}, {"key": "older", "doc_count": 0}]},
+        }
+    }
+    counts = plan.facet_counts(["mime", "date"], resp)
+    assert counts["mime"] == {"field": "source.mime", "buckets": [{"value": "application/pdf", "count": 2}]}
+    assert counts["date"] == {
+        "field": "@timestamp",
+        "buckets": [{"value": "past-day", "count": 3, "range": {"gte": "now-1d"}}],
+    }
+    assert plan.facet_counts(["modality"], None) == {"modality": {"field": "modality", "buckets": []}}
+
+
+def test_facets_refuse_unknown_internal_and_unlisted_fields() -> None:
+    assert SearchRequest(facets=True).facet_names() == ["modality", "mime", "date"]
+    assert SearchRequest().facet_names() == []
+    for bad in (["readers"], ["ingest.status"], ["vectors.text"], ["modality", "modality"]):
+        with pytest.raises(ValueError):
+            SearchRequest(facets=bad)
+    with pytest.raises(plan.FacetError, match="metadata.author"):
+        plan.check_facets(SearchRequest(facets=["metadata.secret"]), ["metadata.author"])
+    with pytest.raises(ValueError):
+        Settings(api={"facet_fields": ["readers"]})

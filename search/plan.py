@@ -109,8 +109,9 @@ class FacetError(ValueError):
 
 def check_facets(req: SearchRequest, allowed: Sequence[str]) -> list[str]:
     """The request's facet names, each one allowed: the fixed ones, or a `metadata.<key>` that the
-    setting lists (the schema has already refused every other name)."""
-    names = req.facet_names()
+    setting lists (the schema has already refused every other name). `facets: true` asks for the default
+    ones and every listed metadata key, so a page need not know the server's settings."""
+    names = [*req.facet_names(), *(allowed if req.facets is True else [])]
     refused = [n for n in names if n.startswith("metadata.") and n not in allowed]
     if refused:
         raise FacetError(
@@ -141,6 +142,8 @@ def facet_counts(names: list[str], resp: Mapping[str, Any] | None) -> dict[str, 
     out: dict[str, Any] = {}
     for name in names:
         buckets = [b for b in aggs.get(name, {}).get("buckets", []) if b.get("doc_count")]
+        if name == "date":  # the engine orders ranges by their start: newest first reads better
+            buckets = sorted(buckets, key=lambda b: list(DATE_RANGES).index(b["key"]))
         out[name] = {
             "field": facet_field(name),
             "buckets": [

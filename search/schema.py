@@ -15,7 +15,7 @@ RANGE_KEYS = {"gt", "gte", "lt", "lte"}
 # What a search may count its matches by (`facets`); a `metadata.<key>` one must also be listed in the
 # `facet_fields` setting, so only fields an operator chose (never internal ones) are ever aggregated.
 FACET_NAME = re.compile(r"^(modality|mime|date|collection|metadata\.[\w.-]{1,128})$")
-DEFAULT_FACETS = ("modality", "mime", "date")  # what `facets: true` counts
+DEFAULT_FACETS = ("modality", "mime", "date")  # what `facets: true` counts (with the metadata ones allowed)
 Scalar = str | int | float | bool
 # Relative weights of sub-queries and lexical fields: finite, never negative (a NaN would poison every score).
 Weight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]

@@ -309,14 +309,23 @@ def test_facet_counts_name_their_filter_field_and_drop_empty_buckets() -> None:
     resp = {
         "aggregations": {
             "mime": {"buckets": [{"key": "application/pdf", "doc_count": 2}, {"key": "x", "doc_count": 0}]},
-            "date": {"buckets": [{"key": "past-day", "doc_count": 3}, {"key": "older", "doc_count": 0}]},
+            "date": {
+                "buckets": [
+                    {"key": "older", "doc_count": 0},
+                    {"key": "past-year", "doc_count": 3},
+                    {"key": "past-day", "doc_count": 3},
+                ]
+            },
         }
     }
     counts = plan.facet_counts(["mime", "date"], resp)
     assert counts["mime"] == {"field": "source.mime", "buckets": [{"value": "application/pdf", "count": 2}]}
     assert counts["date"] == {
         "field": "@timestamp",
-        "buckets": [{"value": "past-day", "count": 3, "range": {"gte": "now-1d"}}],
+        "buckets": [
+            {"value": "past-day", "count": 3, "range": {"gte": "now-1d"}},
+            {"value": "past-year", "count": 3, "range": {"gte": "now-1y"}},
+        ],
     }
     assert plan.facet_counts(["modality"], None) == {"modality": {"field": "modality", "buckets": []}}
 
@@ -324,6 +333,8 @@ def test_facet_counts_name_their_filter_field_and_drop_empty_buckets() -> None:
 def test_facets_refuse_unknown_internal_and_unlisted_fields() -> None:
     assert SearchRequest(facets=True).facet_names() == ["modality", "mime", "date"]
     assert SearchRequest().facet_names() == []
+    everything = plan.check_facets(SearchRequest(facets=True), ["metadata.author"])
+    assert everything == ["modality", "mime", "date", "metadata.author"]
     for bad in (["readers"], ["ingest.status"], ["vectors.text"], ["modality", "modality"]):
         with pytest.raises(ValueError):
             SearchRequest(facets=bad)

@@ -37,6 +37,7 @@ VARIABLES = [
     ("MMSEARCH_DEVICE", "cpu", "models", "device", "cpu"),
     ("MMSEARCH_MAX_BODY_BYTES", "1234", "limits", "max_body_bytes", 1234),
     ("MMSEARCH_MAX_PASSAGES", "9", "limits", "max_passages", 9),
+    ("MMSEARCH_FACET_FIELDS", '["metadata.sender"]', "api", "facet_fields", ["metadata.sender"]),
 ]
 
 
@@ -50,7 +51,8 @@ def test_each_section_reads_its_variables(
 
 def test_variable_names_are_the_flat_ones_and_unique() -> None:
     keys = [key for _, _, key in env_names()]
-    assert len(keys) == len(set(keys)) == 71  # 68, then read_rate_limit, metrics_scope, snapshot_dir
+    # 68, then read_rate_limit, metrics_scope, snapshot_dir, facet_fields
+    assert len(keys) == len(set(keys)) == 72
     assert {"ELASTICSEARCH_URL", "REDIS_URL", "MMSEARCH_ENGINE", "MMSEARCH_MAX_BODY_BYTES"} <= set(keys)
     assert all(key.startswith("MMSEARCH_") or key in {"ELASTICSEARCH_URL", "REDIS_URL"} for key in keys)
 

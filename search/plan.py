@@ -107,11 +107,17 @@ class FacetError(ValueError):
     """A facet on a metadata key the `facet_fields` setting does not list."""
 
 
-def check_facets(req: SearchRequest, allowed: Sequence[str]) -> list[str]:
+def check_facets(req: SearchRequest, allowed: Sequence[str], engine: Engine) -> list[str]:
     """The request's facet names, each one allowed: the fixed ones, or a `metadata.<key>` that the
     setting lists (the schema has already refused every other name). `facets: true` asks for the default
-    ones and every listed metadata key, so a page need not know the server's settings."""
-    names = [*req.facet_names(), *(allowed if req.facets is True else [])]
+    ones and every listed metadata key, so a page need not know the server's settings; on an engine that
+    cannot count metadata keys it leaves them out, and naming one is refused."""
+    counted = allowed if engine.counts_object_keys else []
+    names = [*req.facet_names(), *(counted if req.facets is True else [])]
+    if not engine.counts_object_keys and any(n.startswith("metadata.") for n in names):
+        raise FacetError(
+            f"{engine.name} cannot count metadata keys (its flat_object field has no such aggregation)"
+        )
     refused = [n for n in names if n.startswith("metadata.") and n not in allowed]
     if refused:
         raise FacetError(

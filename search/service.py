@@ -185,7 +185,7 @@ class SearchService:
     def _facet_names(self, req: SearchRequest) -> list[str]:
         """The facets a request asks for, refused (400) before anything runs if the settings forbid one."""
         try:
-            return plan.check_facets(req, self.settings.api.facet_fields)
+            return plan.check_facets(req, self.settings.api.facet_fields, self.engine)
         except plan.FacetError as exc:
             raise SearchError(str(exc)) from None
 

@@ -16,6 +16,7 @@ import pytest
 
 from bench import media_fixtures as mf
 from client.api import ApiClient, ApiClientError
+from tests.conftest import OPENSEARCH
 from tests.test_ingest_files import make_pdf
 from tests.test_ui import SLOW, browser, expect, open_page, screenshot, settle  # noqa: F401
 
@@ -79,7 +80,7 @@ def test_facets_count_the_matches_and_each_names_the_filter_that_narrows_by_it(
     name = site["collection"]
     out = api.search(name, "harbour lamp", facets=True, size=1)
     facets = out["facets"]
-    assert {"modality", "mime", "date", "metadata.email_from"} <= set(facets)
+    assert {"modality", "mime", "date"} <= set(facets)
     assert sum(b["count"] for b in facets["modality"]["buckets"]) == out["total"]
     assert facets["date"]["buckets"][0] == {
         "value": "past-day",
@@ -88,7 +89,12 @@ def test_facets_count_the_matches_and_each_names_the_filter_that_narrows_by_it(
     }
     mimes = {b["value"]: b["count"] for b in facets["mime"]["buckets"]}
     assert mimes["application/pdf"] == 2, mimes  # the PDF and the one attached to the mail
-    assert facets["metadata.email_from"]["buckets"] == [{"value": "Ann Smith <ann@example.com>", "count": 1}]
+    if OPENSEARCH:  # flat_object cannot count one key: left out of `true`, refused when named
+        assert "metadata.email_from" not in facets
+    else:
+        assert facets["metadata.email_from"]["buckets"] == [
+            {"value": "Ann Smith <ann@example.com>", "count": 1}
+        ]
 
     # A facet value's filter narrows the search to exactly that many matches.
     field = facets["mime"]["field"]
@@ -182,10 +188,13 @@ def test_facets_narrow_groups_passages_explanations_and_keys(
         doc = page.locator(f'#results > .hit[data-id="{pdf}"]')
         expect(doc.locator('[data-testid="passage"]').first).to_contain_text(re.compile(r"^pp?\. \d"))
         more = doc.locator('[data-testid="more-passages"]')
-        expect(more.locator('[data-testid="passage"]').first).to_be_hidden()
-        more.locator("summary").click()
-        expect(more.locator('[data-testid="passage"]').first).to_be_visible()
-        expect(more.locator('[data-testid="passage"] .where').first).to_have_text(re.compile(r"^pp?\. \d"))
+        if not OPENSEARCH:  # (OpenSearch's nested kNN answered with this PDF's best passage only)
+            expect(more.locator('[data-testid="passage"]').first).to_be_hidden()
+            more.locator("summary").click()
+            expect(more.locator('[data-testid="passage"]').first).to_be_visible()
+            expect(more.locator('[data-testid="passage"] .where').first).to_have_text(
+                re.compile(r"^pp?\. \d")
+            )
 
         # The score breakdown is closed until asked for.
         breakdown = doc.locator('[data-testid="breakdown"]')

@@ -114,15 +114,15 @@ def check_facets(req: SearchRequest, allowed: Sequence[str], engine: Engine) -> 
     cannot count metadata keys it leaves them out, and naming one is refused."""
     counted = allowed if engine.counts_object_keys else []
     names = [*req.facet_names(), *(counted if req.facets is True else [])]
-    if not engine.counts_object_keys and any(n.startswith("metadata.") for n in names):
-        raise FacetError(
-            f"{engine.name} cannot count metadata keys (its flat_object field has no such aggregation)"
-        )
     refused = [n for n in names if n.startswith("metadata.") and n not in allowed]
     if refused:
         raise FacetError(
             f"cannot count by {', '.join(refused)}; facets on metadata are limited to: "
             + (", ".join(allowed) or "none (set MMSEARCH_FACET_FIELDS)")
+        )
+    if not engine.counts_object_keys and any(n.startswith("metadata.") for n in names):
+        raise FacetError(
+            f"no facets on metadata keys on {engine.name}: its flat_object field cannot count one key"
         )
     return names
 

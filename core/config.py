@@ -146,6 +146,17 @@ class ApiSettings(_Section):
     api_url: str = ""  # where the CLI finds the API; defaults to http://api_host:api_port
     query_cache_size: int = 2048
     log_format: Literal["json", "text"] = "json"  # API and worker logs: JSON lines with the request id
+    # Metadata keys a search may count its matches by (`facets: ["metadata.author"]`): keyword-like
+    # values people narrow by. Only these: counting any field would expose what an operator never chose.
+    facet_fields: list[str] = ["metadata.author", "metadata.email_from", "metadata.email_to"]
+
+    @field_validator("facet_fields")
+    @classmethod
+    def _metadata_only(cls, fields: list[str]) -> list[str]:
+        bad = [f for f in fields if not re.fullmatch(r"metadata\.[\w.-]{1,128}", f)]
+        if bad:
+            raise ValueError(f"facet_fields take metadata.<key> names only, not {bad}")
+        return fields
 
     @property
     def api_base(self) -> str:

@@ -71,6 +71,12 @@ class Engine:
             return {"type": "flat_object"}
         return {"type": "flattened", "depth_limit": 10, "ignore_above": 1024}
 
+    @property
+    def counts_object_keys(self) -> bool:
+        """Whether a terms aggregation can count one key of the metadata object (`metadata.author`):
+        yes on `flattened`; OpenSearch's `flat_object` answers such a count with internal objects."""
+        return not self.is_opensearch
+
     def vector_mapping(self, dims: int, similarity: str, element_type: str) -> Body:
         """The field mapping of one encoder's vectors: quantised HNSW for floats, exact-hamming bits."""
         if not self.is_opensearch:

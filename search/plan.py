@@ -18,6 +18,10 @@ from typing import Any
 from core.engine import Engine
 from search.fusion import Ranking
 from search.query import (
+    DATE_RANGES,
+    facet_aggs,
+    facet_body,
+    facet_field,
     fetch_body,
     filter_clauses,
     highlight_spec,
@@ -102,6 +106,69 @@ def page_fetch(req: SearchRequest, ids: list[str], engine: Engine, access: Body 
     if not (req.highlight and req.query):
         return fetch_body(ids, None, None, access=access)
     return fetch_body(ids, highlight_spec(req.query, engine), segments_clause(req.query), access=access)
+
+
+class FacetError(ValueError):
+    """A facet on a metadata key the `facet_fields` setting does not list."""
+
+
+def check_facets(req: SearchRequest, allowed: Sequence[str], engine: Engine) -> list[str]:
+    """The request's facet names, each one allowed: the fixed ones, or a `metadata.<key>` that the
+    setting lists (the schema has already refused every other name). `facets: true` asks for the default
+    ones and every listed metadata key, so a page need not know the server's settings; on an engine that
+    cannot count metadata keys it leaves them out, and naming one is refused."""
+    counted = allowed if engine.counts_object_keys else []
+    names = [*req.facet_names(), *(counted if req.facets is True else [])]
+    refused = [n for n in names if n.startswith("metadata.") and n not in allowed]
+    if refused:
+        raise FacetError(
+            f"cannot count by {', '.join(refused)}; facets on metadata are limited to: "
+            + (", ".join(allowed) or "none (set MMSEARCH_FACET_FIELDS)")
+        )
+    if not engine.counts_object_keys and any(n.startswith("metadata.") for n in names):
+        raise FacetError(
+            f"no facets on metadata keys on {engine.name}: its flat_object field cannot count one key"
+        )
+    return names
+
+
+def facet_request(
+    req: SearchRequest, ids: list[str], names: list[str], access: Body | None = None
+) -> Body | None:
+    """The facet counts of a search: aggregations over the documents it matched, under its filters.
+
+    What "matched" means: the fused list, every document some sub-query returned within its window (BM25
+    matches of the words, the kNN candidates of each vector) — the same list `total` counts, so the
+    counts add up to what the page can reach. Counting all BM25 matches instead would mix in documents
+    fusion never saw, and kNN has no "all matches" to count. `request_filters` is applied again (see
+    `facet_body`) with the principal's read filter `access`, which governs the counts as it does the hits.
+    None when there is nothing to count."""
+    if not names or not ids:
+        return None
+    return facet_body(ids, request_filters(req, access), facet_aggs(names))
+
+
+def facet_counts(names: list[str], resp: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`{name: {"field": <filter field>, "buckets": [{"value", "count"(, "range")}]}}`, empty buckets left
+    out; a date bucket carries the range filter that narrows to it."""
+    aggs = (resp or {}).get("aggregations", {})
+    out: dict[str, Any] = {}
+    for name in names:
+        buckets = [b for b in aggs.get(name, {}).get("buckets", []) if b.get("doc_count")]
+        if name == "date":  # the engine orders ranges by their start: newest first reads better
+            buckets = sorted(buckets, key=lambda b: list(DATE_RANGES).index(b["key"]))
+        out[name] = {
+            "field": facet_field(name),
+            "buckets": [
+                {
+                    "value": str(b["key"]),
+                    "count": int(b["doc_count"]),
+                    **({"range": DATE_RANGES[b["key"]]} if name == "date" else {}),
+                }
+                for b in buckets
+            ],
+        }
+    return out
 
 
 def highlight_text(req: SearchRequest) -> str | None:

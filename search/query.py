@@ -16,6 +16,9 @@ from mappings.analysis import stem_text
 SOURCE_EXCLUDES = ["vectors", "search_stemmed", "passages", "pages"]  # hits carry their best passages
 __all__ = [
     "RESCORE_OVERSAMPLE",
+    "facet_aggs",
+    "facet_body",
+    "facet_field",
     "fetch_body",
     "filter_clauses",
     "highlight_spec",
@@ -142,3 +145,54 @@ def fetch_body(
     if highlight:
         body["highlight"] = highlight
     return body
+
+
+FACET_SIZE = 20  # values per terms facet, the most frequent first
+# The field each named facet counts; a `metadata.<key>` facet counts that key of the flattened field.
+FACET_FIELDS = {
+    "modality": "modality",
+    "mime": "source.mime",
+    "collection": "collection",
+    "date": "@timestamp",
+}
+# Date buckets by ingest time, each one a range filter as a person narrows by it. They nest (the past week
+# holds the past day) and stay relative (date math), so a shared link keeps meaning "the past week".
+DATE_RANGES: dict[str, dict[str, str]] = {
+    "past-day": {"gte": "now-1d"},
+    "past-week": {"gte": "now-7d"},
+    "past-month": {"gte": "now-1M"},
+    "past-year": {"gte": "now-1y"},
+    "older": {"lt": "now-1y"},
+}
+
+
+def facet_field(name: str) -> str:
+    """The index field a facet counts, which is also the filter that narrows by one of its values."""
+    return FACET_FIELDS.get(name, name)
+
+
+def facet_aggs(names: list[str]) -> dict[str, Any]:
+    """One aggregation per facet: terms for keyword fields, the fixed date ranges for `date`."""
+    aggs: dict[str, Any] = {}
+    for name in names:
+        if name == "date":
+            ranges = [
+                {"key": key, **({"from": r["gte"]} if "gte" in r else {"to": r["lt"]})}
+                for key, r in DATE_RANGES.items()
+            ]
+            aggs[name] = {"date_range": {"field": facet_field(name), "keyed": False, "ranges": ranges}}
+        else:
+            aggs[name] = {"terms": {"field": facet_field(name), "size": FACET_SIZE}}
+    return aggs
+
+
+def facet_body(ids: list[str], filters: list[dict[str, Any]], aggs: dict[str, Any]) -> dict[str, Any]:
+    """Counts only (no hits) over the given documents, under the request's filters once more: the ids come
+    from sub-queries that already applied them, and repeating them costs nothing and keeps a filter (a
+    principal's, say) from ever depending on how the ids were found."""
+    return {
+        "query": {"bool": {"filter": [{"ids": {"values": ids}}, *filters]}},
+        "size": 0,
+        "track_total_hits": False,
+        "aggs": aggs,
+    }

@@ -154,6 +154,21 @@ class PartialDetail(BaseModel):
     reasons: list[str]
 
 
+class FacetBucket(BaseModel):
+    """One value of a facet and how many matches have it; a date bucket also gives its range filter."""
+
+    value: str
+    count: int
+    range: dict[str, str] | None = None
+
+
+class Facet(BaseModel):
+    """A facet's counts; `field` is the filter that narrows a search to one of its values."""
+
+    field: str
+    buckets: list[FacetBucket]
+
+
 class SearchResponse(Open):
     collection: str
     mode: str
@@ -167,6 +182,7 @@ class SearchResponse(Open):
     partial: bool
     partial_details: list[PartialDetail]
     hits: list[Hit]
+    facets: dict[str, Facet] | None = None  # when the request asked for them
 
 
 class FileOutcome(Open):

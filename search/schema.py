@@ -9,9 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FILTER_FIELD = re.compile(
     r"^(metadata\.[\w.-]{1,128}|modality|lang|doc_id|ingest\.status|source\.(mime|filename|sha256)"
-    r"|title\.keyword|@timestamp|updated_at|readers)$"
+    r"|title\.keyword|@timestamp|updated_at|readers|collection)$"
 )
 RANGE_KEYS = {"gt", "gte", "lt", "lte"}
+# What a search may count its matches by (`facets`); a `metadata.<key>` one must also be listed in the
+# `facet_fields` setting, so only fields an operator chose (never internal ones) are ever aggregated.
+FACET_NAME = re.compile(r"^(modality|mime|date|collection|metadata\.[\w.-]{1,128})$")
+DEFAULT_FACETS = ("modality", "mime", "date")  # what `facets: true` counts (with the metadata ones allowed)
 Scalar = str | int | float | bool
 # Relative weights of sub-queries and lexical fields: finite, never negative (a NaN would poison every score).
 Weight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
@@ -66,11 +70,32 @@ class SearchRequest(BaseModel):
     like: str | None = Field(None, max_length=512)  # find items similar to this document id
     # A cross-encoder over the top fused hits; `false` turns off a profile's reranking for this search.
     rerank: RerankRequest | Literal[False] | None = None
+    # Counts of the matches by modality, file type, date, ...: `true` for the default facets, or names.
+    facets: bool | list[str] = False
     allow_partial: bool = Field(
         True,
         description="When shards are missing or time out, answer from the rest (`partial: true` says so); "
         "false: answer 503 instead.",
     )
+
+    @field_validator("facets")
+    @classmethod
+    def _check_facets(cls, facets: bool | list[str]) -> bool | list[str]:
+        if isinstance(facets, list):
+            if len(facets) > 8 or len(set(facets)) != len(facets):
+                raise ValueError("at most 8 distinct facets")
+            for name in facets:
+                if not FACET_NAME.match(name):
+                    raise ValueError(
+                        f"no facet {name!r}; use modality, mime, date, collection or metadata.<key>"
+                    )
+        return facets
+
+    def facet_names(self) -> list[str]:
+        """The facets asked for, in order: none, the defaults (`true`) or the listed ones."""
+        if self.facets is True:
+            return list(DEFAULT_FACETS)
+        return list(self.facets) if self.facets else []
 
     @field_validator("filters")
     @classmethod

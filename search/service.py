@@ -176,6 +176,7 @@ class SearchService:
         """`example`: an uploaded (kind, decoded item) to search by. Every request sent carries the
         principal's read filter: sub-queries (inside each kNN), the rerank texts and the page fetch."""
         started = time.perf_counter()
+        facets = self._facet_names(req)
         self.collection(collection.name, principal=principal)  # a collection it may not use: 404
         vectors = self.query_vectors(collection, req, example, principal=principal)
         profile, bodies = self.plan(collection, req, vectors, principal=principal)
@@ -211,7 +212,41 @@ class SearchService:
             "partial": bool(incomplete),
             "partial_details": incomplete,
             "hits": hits,
+            **(
+                {"facets": self._facets(collection.alias, req, fused, names=facets, principal=principal)}
+                if facets
+                else {}
+            ),
         }
+
+    def _facet_names(self, req: SearchRequest) -> list[str]:
+        """The facets a request asks for, refused (400) before anything runs if the settings forbid one."""
+        try:
+            return plan.check_facets(req, self.settings.api.facet_fields, self.engine)
+        except plan.FacetError as exc:
+            raise SearchError(str(exc)) from None
+
+    def _facets(
+        self,
+        alias: str,
+        req: SearchRequest,
+        fused: list[fusion.FusedHit],
+        *,
+        names: list[str],
+        principal: Principal,
+    ) -> dict[str, Any]:
+        """Counts of the fused list by each facet (`plan.facet_request` says what is counted), under the
+        principal's read filter like every other request."""
+        body = plan.facet_request(req, [h.doc_id for h in fused], names, read_filter(principal))
+        if body is None:
+            return plan.facet_counts(names, None)
+        try:
+            resp = self.es.search(index=alias, body=body, allow_partial_search_results=req.allow_partial)
+        except ApiError as exc:
+            raise _engine_error(
+                "counting facets", exc.meta.status, error_reason(exc), req.allow_partial
+            ) from None
+        return plan.facet_counts(names, resp)
 
     def plan(
         self, collection: Collection, req: SearchRequest, vectors: dict[str, Any], *, principal: Principal

@@ -44,6 +44,7 @@ VARIABLES = [
     ("MMSEARCH_FAIR_QUEUES", "false", "workers", "fair_queues", False),
     ("MMSEARCH_COLLECTION_MAX_DOCUMENTS", "100", "limits", "collection_max_documents", 100),
     ("MMSEARCH_COLLECTION_MAX_BYTES", "1000", "limits", "collection_max_bytes", 1000),
+    ("MMSEARCH_FACET_FIELDS", '["metadata.sender"]', "api", "facet_fields", ["metadata.sender"]),
 ]
 
 
@@ -58,8 +59,9 @@ def test_each_section_reads_its_variables(
 def test_variable_names_are_the_flat_ones_and_unique() -> None:
     keys = [key for _, _, key in env_names()]
     # 68, then read_rate_limit, metrics_scope, snapshot_dir; oidc_* (9); text_backend, rerank_backend,
-    # rerank_budget_ms; interactive_max_documents, fair_queues, collection_max_documents, collection_max_bytes
-    assert len(keys) == len(set(keys)) == 87
+    # rerank_budget_ms; interactive_max_documents, fair_queues, collection_max_documents,
+    # collection_max_bytes; facet_fields
+    assert len(keys) == len(set(keys)) == 88
     assert {"ELASTICSEARCH_URL", "REDIS_URL", "MMSEARCH_ENGINE", "MMSEARCH_MAX_BODY_BYTES"} <= set(keys)
     assert all(key.startswith("MMSEARCH_") or key in {"ELASTICSEARCH_URL", "REDIS_URL"} for key in keys)
 

@@ -164,6 +164,8 @@ def test_search_page(page, api_url: str, ui_collection: str, tmp_path: Path) -> 
     expect(first.locator('[data-testid="badge"]')).to_have_text("text")
     expect(first.locator('[data-testid="snippet"] mark').first).to_be_visible()
     breakdown = first.locator('[data-testid="breakdown"]')
+    expect(breakdown).to_be_hidden()  # the explanation opens on demand
+    first.locator('[data-testid="explain"] summary').click()
     expect(breakdown).to_be_visible()
     rows = breakdown.locator('[data-testid="component"]')
     names = rows.evaluate_all("rows => rows.map(r => r.dataset.name)")
@@ -412,6 +414,7 @@ def test_page_renders_every_modality(browser, tmp_path: Path) -> None:  # noqa: 
             "mode": "vector",
             "highlight": True,
             "explain": True,
+            "facets": True,
             "query": "harbour",
             "modalities": ["image", "audio", "document"],
             "from": 0,

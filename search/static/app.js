@@ -12,7 +12,10 @@ const API_KEY_STORE = "mmsearch.apikey";
 
 const state = {
   collection: "",
-  params: null, // the last search's JSON parameters (without from/size)
+  query: "",
+  mode: "hybrid",
+  modalities: [...MODALITIES],
+  filters: {}, // field -> value or range ({gte: "now-7d"}), as the API's `filters` takes them
   file: null, // File for query by example
   similar: null, // {id, title} when showing documents similar to one
   from: 0,
@@ -148,8 +151,8 @@ async function loadCollections() {
       return;
     }
     for (const name of names) select.append(el("option", { value: name }, name));
-    const remembered = localStorage.getItem(KEY_STORE);
-    select.value = names.includes(remembered) ? remembered : names[0];
+    const wanted = new URLSearchParams(location.search).get("collection") || localStorage.getItem(KEY_STORE);
+    select.value = names.includes(wanted) ? wanted : names[0];
     state.collection = select.value;
     select.dataset.loaded = "true";
   } catch (err) {
@@ -182,35 +185,147 @@ function setExample(file) {
   box.hidden = false;
 }
 
+// ---------------------------------------------------------------- state in the URL
+//
+// Everything that makes a search (collection, query, mode, modalities, filters, page, "similar to")
+// lives in the URL: ?q=&collection=&mode=&modalities=image,audio&f.<field>=<value>&r.<field>=gte:now-7d
+// &page=2&like=<id>. Each search a person starts pushes an entry, so links can be shared, reloaded and
+// opened in a new tab, and back/forward restore the search they point at. An uploaded example cannot
+// live in a URL: searching by one leaves the URL alone.
+
+function urlOf(s) {
+  const qs = new URLSearchParams();
+  if (s.collection) qs.set("collection", s.collection);
+  if (s.similar) qs.set("like", s.similar.id);
+  else if (s.query) qs.set("q", s.query);
+  if (s.mode !== "hybrid") qs.set("mode", s.mode);
+  if (s.modalities.length < MODALITIES.length) qs.set("modalities", s.modalities.join(","));
+  for (const [field, value] of Object.entries(s.filters)) {
+    if (value && typeof value === "object") {
+      qs.set(`r.${field}`, Object.entries(value).map(([k, v]) => `${k}:${v}`).join(","));
+    } else {
+      qs.set(`f.${field}`, String(value));
+    }
+  }
+  const pageNo = Math.floor(s.from / s.size) + 1;
+  if (pageNo > 1) qs.set("page", String(pageNo));
+  const text = qs.toString();
+  return text ? `${location.pathname}?${text}` : location.pathname;
+}
+
+function readUrl(search) {
+  const qs = new URLSearchParams(search);
+  const modes = ["hybrid", "lexical", "vector"];
+  const asked = (qs.get("modalities") || "").split(",").filter((m) => MODALITIES.includes(m));
+  const filters = {};
+  for (const [key, value] of qs) {
+    if (key.startsWith("f.") && key.length > 2) filters[key.slice(2)] = value;
+    if (key.startsWith("r.") && key.length > 2) {
+      const range = {};
+      for (const part of value.split(",")) {
+        const at = part.indexOf(":");
+        if (at > 0) range[part.slice(0, at)] = part.slice(at + 1);
+      }
+      if (Object.keys(range).length) filters[key.slice(2)] = range;
+    }
+  }
+  const pageNo = Math.max(1, parseInt(qs.get("page") || "1", 10) || 1);
+  const like = qs.get("like");
+  return {
+    collection: qs.get("collection") || "",
+    query: (qs.get("q") || "").trim(),
+    mode: modes.includes(qs.get("mode")) ? qs.get("mode") : "hybrid",
+    modalities: asked.length ? asked : [...MODALITIES],
+    filters,
+    from: (pageNo - 1) * PAGE_SIZE,
+    similar: like ? { id: like, title: like } : null,
+  };
+}
+
+// The form shows what the state holds (after a URL was opened, or back/forward).
+function showState() {
+  $("query").value = state.query;
+  document.querySelector(`input[name="mode"][value="${state.mode}"]`).checked = true;
+  for (const m of MODALITIES) {
+    document.querySelector(`input[name="modality"][value="${m}"]`).checked = state.modalities.includes(m);
+  }
+  const select = $("collection");
+  if (state.collection && [...select.options].some((o) => o.value === state.collection)) {
+    select.value = state.collection;
+  }
+}
+
+// Run the search the URL describes (page load, back, forward); nothing when it holds none.
+async function runUrl() {
+  Object.assign(state, readUrl(location.search));
+  setExample(null);
+  showState();
+  if (!state.query && !state.similar) {
+    clearResults();
+    clearFacets();
+    setStatus("");
+    return;
+  }
+  if (state.collection && !$("collection").dataset.loaded) return; // collections failed to load
+  if (state.collection && $("collection").value !== state.collection) {
+    return showError(new ApiError(404, "not_found", `There is no collection “${state.collection}”.`));
+  }
+  state.collection = $("collection").value;
+  await run();
+}
+
+// A search a person started: a new history entry, then the search.
+async function navigate() {
+  if (!state.file) history.pushState(null, "", urlOf(state));
+  await run();
+}
+
 // ---------------------------------------------------------------- searching
 
-function formParams() {
-  const mode = document.querySelector('input[name="mode"]:checked').value;
-  const checked = MODALITIES.filter((m) => document.querySelector(`input[name="modality"][value="${m}"]`).checked);
-  const params = { mode, highlight: true, explain: true };
-  const query = $("query").value.trim();
-  if (query) params.query = query;
-  if (checked.length && checked.length < MODALITIES.length) params.modalities = checked;
-  return { params, checked };
+function readForm() {
+  state.mode = document.querySelector('input[name="mode"]:checked').value;
+  state.modalities = MODALITIES.filter((m) => document.querySelector(`input[name="modality"][value="${m}"]`).checked);
+  state.query = $("query").value.trim();
+}
+
+function searchBody() {
+  const body = { mode: state.mode, highlight: true, explain: true, facets: true };
+  if (state.query) body.query = state.query;
+  if (state.modalities.length && state.modalities.length < MODALITIES.length) body.modalities = state.modalities;
+  if (Object.keys(state.filters).length) body.filters = state.filters;
+  return { ...body, from: state.from, size: state.size };
 }
 
 async function submitSearch(event) {
   if (event) event.preventDefault();
-  const { params, checked } = formParams();
-  state.collection = $("collection").value;
-  if (!state.collection) return showError(new ApiError(0, "no_collection", "Choose a collection first."));
-  if (!checked.length) return showError(new ApiError(0, "no_modality", "Choose at least one modality."));
-  if (!params.query && !state.file) return showError(new ApiError(0, "empty_query", "Type a query or choose an image or audio example."));
-  state.params = params;
+  readForm();
+  const chosen = $("collection").value;
+  if (!chosen) return showError(new ApiError(0, "no_collection", "Choose a collection first."));
+  if (!state.modalities.length) return showError(new ApiError(0, "no_modality", "Choose at least one modality."));
+  if (!state.query && !state.file) return showError(new ApiError(0, "empty_query", "Type a query or choose an image or audio example."));
+  if (chosen !== state.collection) state.filters = {}; // another collection's values need not exist here
+  state.collection = chosen;
   state.similar = null;
   state.from = 0;
-  await run();
+  await navigate();
 }
 
 async function showSimilar(hit) {
   state.similar = { id: hit.id, title: (hit.source && hit.source.title) || hit.id };
   state.from = 0;
-  await run();
+  await navigate();
+}
+
+// Narrow by a facet value, or widen again when it is the filter already in force.
+async function toggleFilter(field, value) {
+  const current = state.filters[field];
+  const same = JSON.stringify(current) === JSON.stringify(value);
+  const filters = { ...state.filters };
+  if (same) delete filters[field];
+  else filters[field] = value;
+  state.filters = filters;
+  state.from = 0;
+  await navigate();
 }
 
 async function run() {
@@ -226,27 +341,92 @@ async function run() {
     if (state.similar) {
       const qs = new URLSearchParams({ from: state.from, size: state.size });
       data = await api("GET", `${docPath(c, state.similar.id)}/similar?${qs}`);
+    } else if (state.file) {
+      const form = new FormData();
+      form.append("file", state.file, state.file.name);
+      form.append("request", JSON.stringify(searchBody()));
+      data = await api("POST", `${collectionPath(c)}/search`, form);
     } else {
-      const body = { ...state.params, from: state.from, size: state.size };
-      if (state.file) {
-        const form = new FormData();
-        form.append("file", state.file, state.file.name);
-        form.append("request", JSON.stringify(body));
-        data = await api("POST", `${collectionPath(c)}/search`, form);
-      } else {
-        data = await api("POST", `${collectionPath(c)}/search`, body);
-      }
+      data = await api("POST", `${collectionPath(c)}/search`, searchBody());
     }
     render(data, c);
     document.body.dataset.state = "ready";
   } catch (err) {
     clearResults();
+    clearFacets();
     setStatus("");
     showError(err);
     document.body.dataset.state = "error";
   } finally {
     setBusy(false);
   }
+}
+
+// ---------------------------------------------------------------- facets
+
+const FACET_LABELS = {
+  modality: "Type",
+  mime: "File type",
+  date: "Added",
+  collection: "Collection",
+  "metadata.author": "Author",
+  "metadata.email_from": "From",
+  "metadata.email_to": "To",
+};
+const DATE_LABELS = {
+  "past-day": "past day",
+  "past-week": "past week",
+  "past-month": "past month",
+  "past-year": "past year",
+  older: "older",
+};
+
+function clearFacets() {
+  $("facets").replaceChildren();
+  $("facets").hidden = true;
+}
+
+// facets: {name: {field, buckets: [{value, count, range?}]}}; a value in force is pressed, and
+// pressing it again widens the search ("Clear filters" drops them all).
+function renderFacets(facets) {
+  clearFacets();
+  if (!facets || typeof facets !== "object") return;
+  const box = $("facets");
+  for (const [name, facet] of Object.entries(facets)) {
+    const buckets = Array.isArray(facet.buckets) ? facet.buckets : [];
+    if (!buckets.length || typeof facet.field !== "string") continue;
+    const group = el("section", { class: "facet", "data-testid": "facet", "data-facet": name });
+    group.append(el("h2", {}, FACET_LABELS[name] || name.replace(/^metadata\./, "")));
+    const list = el("ul");
+    for (const b of buckets) {
+      const value = b.range && typeof b.range === "object" ? b.range : String(b.value);
+      const label = name === "date" ? DATE_LABELS[b.value] || b.value : b.value;
+      const pressed = JSON.stringify(state.filters[facet.field]) === JSON.stringify(value);
+      const button = el("button", {
+        type: "button",
+        class: "facet-value",
+        "data-testid": "facet-value",
+        "data-value": String(b.value),
+        "aria-pressed": String(pressed),
+      });
+      button.append(el("span", { class: "label" }, label), el("span", { class: "count" }, b.count));
+      button.addEventListener("click", () => toggleFilter(facet.field, value));
+      list.append(el("li", {}, undefined));
+      list.lastChild.append(button);
+    }
+    group.append(list);
+    box.append(group);
+  }
+  if (Object.keys(state.filters).length) {
+    const clear = el("button", { type: "button", class: "link", "data-testid": "clear-filters" }, "Clear filters");
+    clear.addEventListener("click", () => {
+      state.filters = {};
+      state.from = 0;
+      navigate();
+    });
+    box.append(clear);
+  }
+  box.hidden = !box.childElementCount;
 }
 
 // ---------------------------------------------------------------- rendering
@@ -257,11 +437,12 @@ function clearResults() {
   $("pager").hidden = true;
 }
 
-// Search and /similar answer alike: {mode, from, size, total, took_ms, hits}.
+// Search and /similar answer alike: {mode, from, size, total, took_ms, hits(, facets)}.
 function render(data, collection) {
   clearResults();
   const { hits, total, from } = data;
   const took = `${data.took_ms} ms`;
+  renderFacets(data.facets);
 
   if (!hits.length) {
     $("empty").hidden = false;
@@ -270,7 +451,15 @@ function render(data, collection) {
   }
   setStatus(`${total} result${total === 1 ? "" : "s"} · ${took} · ${data.mode}`);
   const list = $("results");
-  for (const hit of hits) list.append(renderHit(hit, collection));
+  for (const group of groupHits(hits)) {
+    const node = renderHit(group.head, collection);
+    if (group.children.length) {
+      const sub = el("ol", { class: "attachments", "data-testid": "attachments", "aria-label": "Attachments" });
+      for (const child of group.children) sub.append(renderHit(child, collection));
+      node.querySelector(".body").append(sub);
+    }
+    list.append(node);
+  }
 
   $("pager").hidden = from === 0 && from + hits.length >= total;
   $("prev").disabled = from === 0;
@@ -278,25 +467,75 @@ function render(data, collection) {
   $("page-info").textContent = `${from + 1}–${from + hits.length} of ${total}`;
 }
 
+const parentOf = (hit) => {
+  const meta = (hit.source && hit.source.metadata) || {};
+  return typeof meta.parent_id === "string" ? meta.parent_id : null;
+};
+
+// A mail and its attachments are one result: the group stands where its best-ranked member does, the
+// mail on top, its attachments under it in attachment order. An attachment whose mail is not on this
+// page stands alone (and says whose attachment it is).
+function groupHits(hits) {
+  const ids = new Set(hits.map((h) => h.id));
+  const byId = new Map(hits.map((h) => [h.id, h]));
+  const groups = new Map();
+  for (const hit of hits) {
+    const parent = parentOf(hit);
+    const key = parent && ids.has(parent) ? parent : hit.id;
+    if (!groups.has(key)) groups.set(key, { head: byId.get(key), children: [] });
+    if (key !== hit.id) groups.get(key).children.push(hit);
+  }
+  const number = (h) => Number(((h.source || {}).metadata || {}).attachment_number) || 0;
+  for (const g of groups.values()) g.children.sort((a, b) => number(a) - number(b));
+  return [...groups.values()];
+}
+
+// The original file's URL (signed when the API has keys); null for documents sent as JSON text.
+function contentUrl(hit, collection) {
+  if (hit.urls && hit.urls.content) return hit.urls.content;
+  const file = (hit.source && hit.source.source) || {};
+  return file.sha256 ? `${docPath(collection, hit.id)}/content` : null;
+}
+
 function renderHit(hit, collection) {
   const node = $("hit-template").content.firstElementChild.cloneNode(true);
   const src = hit.source || {};
   const modality = MODALITIES.includes(src.modality) ? src.modality : "text";
-  const file = src.source || {};
   node.dataset.id = hit.id;
   node.dataset.modality = modality;
+  if (parentOf(hit)) node.dataset.parent = parentOf(hit);
 
   const badge = node.querySelector(".badge");
   badge.textContent = modality;
   badge.classList.add(`badge-${modality}`);
-
-  const title = node.querySelector(".title");
-  const hlTitle = hit.highlight && Array.isArray(hit.highlight.title) && hit.highlight.title[0];
-  if (hlTitle) title.append(markedFragment(hlTitle));
-  else title.textContent = src.title || file.filename || hit.id;
+  renderTitle(node.querySelector(".title"), hit, contentUrl(hit, collection));
   node.querySelector(".score").textContent = `#${hit.rank ?? ""} · ${fmt(hit.score)}`;
 
-  // Media: a thumbnail for images (the API makes them for images only), a player for audio.
+  const player = renderMedia(node, hit, collection, modality);
+  renderSnippet(node.querySelector(".snippet"), hit, modality);
+  renderPassages(node, hit, contentUrl(hit, collection), player);
+  renderMeta(node.querySelector(".meta"), hit);
+  renderSegments(node.querySelector(".segments"), src.segments, player);
+  renderBreakdown(node.querySelector(".explain"), hit.explanation);
+
+  node.querySelector(".similar").addEventListener("click", () => showSimilar(hit));
+  return node;
+}
+
+function renderTitle(title, hit, link) {
+  const src = hit.source || {};
+  const file = src.source || {};
+  const target = link ? el("a", { href: link, target: "_blank", rel: "noopener", class: "open" }) : title;
+  const hlTitle = hit.highlight && Array.isArray(hit.highlight.title) && hit.highlight.title[0];
+  if (hlTitle) target.append(markedFragment(hlTitle));
+  else target.textContent = src.title || file.filename || hit.id;
+  if (link) title.append(target);
+}
+
+// Media: a thumbnail for images (the API makes them for images only), a player for audio.
+function renderMedia(node, hit, collection, modality) {
+  const src = hit.source || {};
+  const file = src.source || {};
   const media = node.querySelector(".media");
   if (modality === "image") {
     const img = el("img", {
@@ -310,15 +549,16 @@ function renderHit(hit, collection) {
   } else {
     media.remove();
   }
-  let player = null;
-  if (modality === "audio") {
-    const audioSrc = (hit.urls && hit.urls.content) || `${docPath(collection, hit.id)}/content`;
-    player = el("audio", { controls: "", preload: "none", src: audioSrc, "data-testid": "player" });
-    node.querySelector(".body").insertBefore(player, node.querySelector(".snippet"));
-  }
+  if (modality !== "audio") return null;
+  const audioSrc = (hit.urls && hit.urls.content) || `${docPath(collection, hit.id)}/content`;
+  const player = el("audio", { controls: "", preload: "none", src: audioSrc, "data-testid": "player" });
+  node.querySelector(".body").insertBefore(player, node.querySelector(".snippet"));
+  return player;
+}
 
-  // Snippet: highlighted fragments, else the start of the content (transcript / OCR text).
-  const snippet = node.querySelector(".snippet");
+// Snippet: highlighted fragments, else the start of the content (transcript / OCR text).
+function renderSnippet(snippet, hit, modality) {
+  const src = hit.source || {};
   const fragments = hit.highlight && Array.isArray(hit.highlight.content) ? hit.highlight.content : [];
   if (fragments.length) {
     fragments.forEach((f, i) => {
@@ -330,97 +570,105 @@ function renderHit(hit, collection) {
     snippet.textContent = text.length > 320 ? `${text.slice(0, 320)}…` : text;
   } else {
     snippet.remove();
+    return;
   }
-  if ((fragments.length || src.content) && modality !== "text") {
+  if (modality !== "text") {
     const label = { image: "Text in image (OCR)", audio: "Transcript", document: "Extracted text" }[modality];
     snippet.prepend(el("span", { class: "label" }, `${label}: `));
   }
+}
 
-  // A long document's best passages: where they are ("p. 12", "01:32") linking to that page or time.
+// A long document's matching passages: the best one shown, the others a click away, each saying where
+// it is ("p. 12", "1:32") and linking to that page or time.
+function renderPassages(node, hit, content, player) {
   const passages = Array.isArray(hit.passages) ? hit.passages : [];
-  if (passages.length) {
-    const list = el("ul", { class: "passages", "data-testid": "passages" });
-    for (const p of passages) {
-      const li = el("li", { "data-testid": "passage" });
-      li.append(passageWhere(p, (hit.urls && hit.urls.content) || `${docPath(collection, hit.id)}/content`, player), " ");
-      const marked = Array.isArray(p.highlight) && p.highlight[0];
-      if (marked) li.append(markedFragment(marked));
-      else li.append(el("span", {}, String(p.text || "").slice(0, 240) + (String(p.text || "").length > 240 ? "…" : "")));
-      list.append(li);
-    }
-    node.querySelector(".body").insertBefore(list, node.querySelector(".meta"));
+  if (!passages.length) return;
+  const item = (p) => {
+    const li = el("li", { "data-testid": "passage" });
+    li.append(passageWhere(p, content, player), " ");
+    const marked = Array.isArray(p.highlight) && p.highlight[0];
+    const text = String(p.text || "");
+    if (marked) li.append(markedFragment(marked));
+    else li.append(el("span", {}, text.slice(0, 240) + (text.length > 240 ? "…" : "")));
+    return li;
+  };
+  const box = el("div", { class: "passages", "data-testid": "passages" });
+  box.append(el("ul", {}, undefined));
+  box.firstChild.append(item(passages[0]));
+  if (passages.length > 1) {
+    const more = el("details", { class: "more-passages", "data-testid": "more-passages" });
+    const n = passages.length - 1;
+    more.append(el("summary", {}, `${n} more matching passage${n === 1 ? "" : "s"}`), el("ul"));
+    for (const p of passages.slice(1)) more.lastChild.append(item(p));
+    box.append(more);
   }
+  node.querySelector(".body").insertBefore(box, node.querySelector(".meta"));
+}
 
-  // Meta: file name, MIME type, encoding status (pending or failed) until encoded.
-  const meta = node.querySelector(".meta");
+// Meta: file name, MIME type, encoding status (pending or failed) until encoded, whose attachment.
+function renderMeta(meta, hit) {
+  const src = hit.source || {};
+  const file = src.source || {};
   const parts = [];
   if (file.filename) parts.push(file.filename);
   if (file.mime) parts.push(file.mime);
   parts.push(`id ${hit.id}`);
+  if (parentOf(hit)) parts.push(`attachment of ${parentOf(hit)}`);
   meta.textContent = parts.join(" · ");
   const status = src.ingest && src.ingest.status;
   if (status === "pending" || status === "failed") {
     meta.append(" ", el("span", { class: `ingest ingest-${status}` }, status));
   }
+}
 
-  // Transcript segments, with timestamps that seek the player.
-  const segments = Array.isArray(src.segments) ? src.segments : [];
-  if (segments.length) {
-    const details = node.querySelector(".segments");
-    details.hidden = false;
-    details.querySelector("summary").textContent = `Transcript (${segments.length} segment${segments.length === 1 ? "" : "s"})`;
-    const ol = details.querySelector("ol");
-    for (const seg of segments) {
-      const li = el("li");
-      const stamp = el("button", { type: "button", class: "stamp" }, fmtTime(seg.start));
-      if (player) {
-        stamp.addEventListener("click", () => {
-          player.currentTime = seg.start;
-          player.play().catch(() => {});
-        });
-      } else {
-        stamp.disabled = true;
-      }
-      li.append(stamp, el("span", {}, seg.text || ""));
-      ol.append(li);
-    }
-  } else {
-    node.querySelector(".segments").remove();
+// Transcript segments, with timestamps that seek the player.
+function renderSegments(details, segments, player) {
+  if (!Array.isArray(segments) || !segments.length) {
+    details.remove();
+    return;
   }
+  details.hidden = false;
+  details.querySelector("summary").textContent = `Transcript (${segments.length} segment${segments.length === 1 ? "" : "s"})`;
+  const ol = details.querySelector("ol");
+  for (const seg of segments) {
+    const li = el("li");
+    li.append(seekButton(seg.start, player), el("span", {}, seg.text || ""));
+    ol.append(li);
+  }
+}
 
-  renderBreakdown(node.querySelector(".breakdown"), hit.explanation);
-
-  node.querySelector(".similar").addEventListener("click", () => showSimilar(hit));
-  return node;
+function seekButton(seconds, player, extra = "") {
+  const stamp = el("button", { type: "button", class: `stamp${extra}` }, fmtTime(seconds));
+  if (player) {
+    stamp.addEventListener("click", () => {
+      player.currentTime = seconds;
+      player.play().catch(() => {});
+    });
+  } else {
+    stamp.disabled = true;
+  }
+  return stamp;
 }
 
 // "p. 12" links to the original at that page (PDF viewers read #page=N); "01:32" seeks the player.
-// `content`: the original's URL (signed when the API has keys).
+// `content`: the original's URL (signed when the API has keys), null when there is none.
 function passageWhere(p, content, player) {
   if (Number.isInteger(p.page)) {
     const label = Number.isInteger(p.page_end) && p.page_end !== p.page ? `pp. ${p.page}–${p.page_end}` : `p. ${p.page}`;
+    if (!content) return el("span", { class: "where" }, label);
     return el("a", { class: "where", href: `${content}#page=${p.page}`, target: "_blank", rel: "noopener" }, label);
   }
-  if (typeof p.time_start === "number") {
-    const stamp = el("button", { type: "button", class: "stamp where" }, fmtTime(p.time_start));
-    if (player) {
-      stamp.addEventListener("click", () => {
-        player.currentTime = p.time_start;
-        player.play().catch(() => {});
-      });
-    } else {
-      stamp.disabled = true;
-    }
-    return stamp;
-  }
+  if (typeof p.time_start === "number") return seekButton(p.time_start, player, " where");
   return el("span", { class: "where" }, `chars ${p.start}–${p.end}`);
 }
 
-function renderBreakdown(table, explanation) {
+// The score breakdown opens on demand (a <details> under each hit).
+function renderBreakdown(details, explanation) {
   if (!explanation || typeof explanation !== "object") {
-    table.remove();
+    details.remove();
     return;
   }
+  const table = details.querySelector(".breakdown");
   // components: {name: {rank, score, contribution, normalized (linear fusion only)}}
   const entries = Object.entries(explanation.components || {});
   const fused = explanation.fused || {};
@@ -452,20 +700,57 @@ function renderBreakdown(table, explanation) {
   }
   table.querySelector(".method").textContent = fused.method && fused.method !== "none" ? fused.method : "single list";
   table.querySelector(".fused").textContent = fmt(fused.score);
-  table.hidden = false;
+  details.hidden = false;
+}
+
+// ---------------------------------------------------------------- keyboard
+//
+// "/" focuses the search box; j/k or the arrow keys move between hits (attachments included); Enter on
+// a hit opens its original (or, for text sent as JSON, its score breakdown).
+
+const typing = (target) => target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName));
+
+function moveFocus(step) {
+  const hits = [...document.querySelectorAll("#results .hit")];
+  if (!hits.length) return;
+  const at = hits.indexOf(document.activeElement);
+  const next = at < 0 ? (step > 0 ? 0 : hits.length - 1) : Math.min(hits.length - 1, Math.max(0, at + step));
+  hits[next].focus();
+  hits[next].scrollIntoView({ block: "nearest" });
+}
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+  const onHit = event.target instanceof HTMLElement && event.target.classList.contains("hit");
+  if (event.key === "/") {
+    event.preventDefault();
+    $("query").focus();
+    $("query").select();
+  } else if (event.key === "j" || (event.key === "ArrowDown" && (onHit || event.target === document.body))) {
+    event.preventDefault();
+    moveFocus(1);
+  } else if (event.key === "k" || (event.key === "ArrowUp" && (onHit || event.target === document.body))) {
+    event.preventDefault();
+    moveFocus(-1);
+  } else if (event.key === "Enter" && onHit) {
+    event.preventDefault();
+    const open = event.target.querySelector(":scope > .body .title a.open");
+    const explain = event.target.querySelector(":scope > .body > .explain");
+    if (open) open.click();
+    else if (explain) explain.open = !explain.open;
+  }
 }
 
 // ---------------------------------------------------------------- wiring
 
 function page(delta) {
   state.from = Math.max(0, state.from + delta * state.size);
-  run().then(() => window.scrollTo({ top: 0 }));
+  navigate().then(() => window.scrollTo({ top: 0 }));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", submitSearch);
   $("collection").addEventListener("change", (e) => {
-    state.collection = e.target.value;
     localStorage.setItem(KEY_STORE, e.target.value);
   });
   // Choosing an example searches with it straight away (with the query text, if any).
@@ -482,7 +767,7 @@ document.addEventListener("DOMContentLoaded", () => {
     state.similar = null;
     state.from = 0;
     $("context").hidden = true;
-    if (state.params) run();
+    if (state.query) navigate();
     else clearResults();
   });
   $("auth").addEventListener("submit", (e) => {
@@ -493,9 +778,11 @@ document.addEventListener("DOMContentLoaded", () => {
     $("api-key").value = "";
     $("auth").hidden = true;
     showError(null);
-    loadCollections();
+    loadCollections().then(runUrl);
   });
   $("prev").addEventListener("click", () => page(-1));
   $("next").addEventListener("click", () => page(1));
-  loadCollections();
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("popstate", runUrl);
+  loadCollections().then(runUrl);
 });

@@ -152,19 +152,30 @@ def _mode_report(
     mode: str,
     threads: int,
 ) -> dict[str, Any]:
-    """One mode's run over the judged queries: the request, its metrics and its latencies."""
+    """One mode's run over the judged queries: the request, its metrics and its latencies. Ranked
+    metrics and latencies come from the whole ranking (`cutoff: false`), the set metrics from a second
+    run of the same request with the relevance cut-off in force (the returned set a person gets)."""
     from evaluation import runs as evaluation
 
-    with progress_bar(total=len(queries), desc=mode, unit="q", leave=False) as bar:
-        result = evaluation.mode_result(
-            *evaluation.run_queries(
-                client, collection, queries, request, threads=threads, progress=bar.update
+    outcome = {}
+    for label, cut in (("ranked", False), ("cut", True)):
+        with progress_bar(total=len(queries), desc=f"{mode} ({label})", unit="q", leave=False) as bar:
+            outcome[label] = evaluation.mode_result(
+                *evaluation.run_queries(
+                    client,
+                    collection,
+                    queries,
+                    {**request, "cutoff": cut},
+                    threads=threads,
+                    progress=bar.update,
+                )
             )
-        )
+    ranked, returned = outcome["ranked"], outcome["cut"].run
     return {
         "request": request,
-        "metrics": evaluation.scores(judgments, result.run),
-        "latency_ms": evaluation.latency_summary(result.latencies_ms, result.server_ms, result.wall_s),
+        "metrics": {**evaluation.scores(judgments, ranked.run), **evaluation.set_scores(judgments, returned)},
+        "returned": round(sum(map(len, returned.values())) / max(len(returned), 1), 2),
+        "latency_ms": evaluation.latency_summary(ranked.latencies_ms, ranked.server_ms, ranked.wall_s),
     }
 
 
@@ -181,19 +192,38 @@ def _modes(modes: str | None, profile: str | None) -> list[str]:
 
 
 def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
-    from evaluation.runs import METRICS
+    from evaluation.runs import METRICS, SET_METRICS
 
-    table = Table("mode", *METRICS.values(), "p50 ms", "p95 ms", "QPS", title=title)
+    names = {**METRICS, **SET_METRICS}
+    table = Table("mode", *names.values(), "returned", "p50 ms", "p95 ms", "QPS", title=title)
     for mode, result in results.items():
         metrics, latency = result["metrics"], result["latency_ms"]
         table.add_row(
             mode,
-            *(f"{metrics[m]:.4f}" for m in METRICS),
+            *(f"{metrics[m]:.4f}" for m in names),
+            f"{result['returned']:.1f}",
             f"{latency['p50']:.1f}",
             f"{latency['p95']:.1f}",
             f"{latency['qps']:.1f}",
         )
     console.print(table)
+
+
+def _print_cutoff(report: dict[str, Any]) -> None:
+    """Cross-validated F-beta of the returned set per list kind: learned against the baselines."""
+    from evaluation.cutoff import cv_table
+
+    for kind, fitted in report.items():
+        table = Table(
+            "cut-off",
+            "rule (all queries)",
+            "CV F (mean ± std)",
+            title=f"{kind}: F{fitted['beta']:g} "
+            f"of the returned set, {fitted['queries']} lists, saved: {fitted['selected']}",
+        )
+        for row in cv_table(fitted["cv"]):
+            table.add_row(*row)
+        console.print(table)
 
 
 @click.command()
@@ -219,6 +249,12 @@ def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
     is_flag=True,
     help="Tune on every judged query even when the collection's model was trained on some of them.",
 )
+@click.option(
+    "--beta",
+    default=1.0,
+    show_default=True,
+    help="The cut-off maximises F-beta of the returned set (1: F1; 2 weighs recall more).",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def tune(
     *,
@@ -235,14 +271,16 @@ def tune(
     window: int,
     threads: int,
     all_queries: bool,
+    beta: float,
     json_out: Path | None,
 ) -> None:
-    """Learn fusion, boosts and kNN candidates on training judgments (k-fold CV on nDCG@10), then save
-    the profile fitted on all of them with the collection.
+    """Learn fusion, boosts and kNN candidates on training judgments (k-fold CV on nDCG@10), and where
+    each mode's result set ends (k-fold CV on F-beta of the returned set), then save the profile fitted
+    on all of them with the collection.
 
     After `mmsearch train` on these judgments, only the queries its training held back are used (the
     model has seen the others, so their vector scores flatter it and the weights lean to the vector side)."""
-    from evaluation import tuning
+    from evaluation import cutoff, tuning
 
     grid = tuning.Grid(
         title_boosts=_floats(title_boosts),
@@ -270,10 +308,14 @@ def tune(
         )
         for bar in bars:
             bar.close()
+        result.profile, result.report["cutoff"] = cutoff.fit_profile(
+            result, judgments, n_folds=folds, beta=beta
+        )
         tuning.save_profile(client, collection, name, result.profile)
         result.report["verify"] = tuning.verify_online(client, collection, name, result, queries=queries)
     result.report.update(profile_name=name, profile=result.profile.model_dump(mode="json"), qrels=str(qrels))
     _print_tune(result.report)
+    _print_cutoff(result.report["cutoff"])
     if json_out:
         _write_json(json_out, result.report)
 

@@ -83,10 +83,8 @@ def score_matrix(
     hits from it, so per query a running count of kept and of relevant hits answers every rule."""
     matrix = np.zeros((len(rules), len(queries)))
     for j, query in enumerate(queries):
-        by_name = {
-            name: lists[cutoff.list_kind(name)] for name in query.rankings if cutoff.list_kind(name) in lists
-        }
-        passing = cutoff.merit(query.rankings, by_name) if len(query.rankings) > 1 and by_name else None
+        named = by_name(query.rankings, lists)
+        passing = cutoff.merit(query.rankings, named) if len(query.rankings) > 1 and named else None
         ok = [passing is None or hit.doc_id in passing for hit in query.fused]
         count = np.concatenate([[0], np.cumsum(ok)])
         found = np.concatenate(
@@ -179,23 +177,38 @@ def fit(
     for kind in ("lexical", "vector"):
         if sets.get(kind):
             fits[kind] = fit_kind(sets[kind], kind, n_folds=n_folds, beta=beta)
+    rules = {kind: fitted.rule for kind, fitted in fits.items() if _beats_default(fitted)}
     if sets.get("hybrid") and len(fits) == 2:
+        # the hybrid rule is fitted under the merit rules that will be in force beside it
         per_fold = [
             {"lexical": lex, "vector": vec}
             for lex, vec in zip(fits["lexical"].fold_rules, fits["vector"].fold_rules, strict=True)
         ]
-        every = {kind: fits[kind].rule for kind in ("lexical", "vector")}
         fits["hybrid"] = fit_kind(
-            sets["hybrid"], "hybrid", n_folds=n_folds, beta=beta, merit=(per_fold, every)
+            sets["hybrid"], "hybrid", n_folds=n_folds, beta=beta, merit=(per_fold, in_force(rules))
         )
-    rules, report = {}, {}
-    for kind, fitted in fits.items():
-        cv = fitted.report["cv"]
-        selected = cv["learned"]["mean"] > cv["default"]["mean"]
-        if selected:
-            rules[kind] = fitted.rule
-        report[kind] = {**fitted.report, "selected": "learned" if selected else "default"}
+        if _beats_default(fits["hybrid"]):
+            rules["hybrid"] = fits["hybrid"].rule
+    report = {
+        kind: {**fitted.report, "selected": "learned" if kind in rules else "default"}
+        for kind, fitted in fits.items()
+    }
     return rules, report
+
+
+def _beats_default(fitted: KindFit) -> bool:
+    cv = fitted.report["cv"]
+    return cv["learned"]["mean"] > cv["default"]["mean"]
+
+
+def in_force(rules: dict[str, Cutoff]) -> dict[str, Cutoff]:
+    """The lexical and vector rules a search applies: the learned ones, else the defaults."""
+    return {kind: rules.get(kind, cutoff.DEFAULTS[kind]) for kind in ("lexical", "vector")}
+
+
+def by_name(rankings: dict[str, Ranking], lists: dict[str, Cutoff]) -> dict[str, Cutoff]:
+    """Rules by list kind -> rules by sub-query list name (what `search.cutoff.apply` takes)."""
+    return {name: lists[cutoff.list_kind(name)] for name in rankings if cutoff.list_kind(name) in lists}
 
 
 def describe(rule: Cutoff) -> str:
@@ -258,3 +271,12 @@ def cv_table(cv: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
         (LABELS[key], describe(Cutoff.model_validate(row["rule"])), f"{row['mean']:.4f} ± {row['std']:.4f}")
         for key, row in cv.items()
     ]
+
+
+def mean_size(queries: Sequence[Judged], rule: Cutoff, lists: dict[str, Cutoff]) -> float:
+    """How many hits the rule keeps per query on average (with `lists` as the merit rules by kind)."""
+    sizes = []
+    for query in queries:
+        rules = cutoff.Rules(rule, by_name(query.rankings, lists), "fit")
+        sizes.append(len(cutoff.apply(query.fused, query.rankings, rules)))
+    return round(sum(sizes) / max(len(sizes), 1), 2)

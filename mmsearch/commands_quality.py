@@ -14,7 +14,7 @@ from client.api import ApiClient
 from client.progress import progress as progress_bar
 from mmsearch.common import api, console, errors, wait_encoded
 
-BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train", "long-docs", "rerank")
+BENCHMARKS = ("ingest", "query", "knn-recall", "growth", "train", "long-docs", "rerank", "cutoff")
 
 dataset_option = click.option(
     "--dataset",
@@ -414,9 +414,9 @@ def bench(
     json_out: Path | None,
 ) -> None:
     """Benchmarks, side by side in one run; each prints a table and writes data/bench/<name>.json.
-    `all` runs ingest, query and knn-recall (growth, train, long-docs and rerank only when asked: they take
-    long)."""
-    from bench import common, growth, ingest, knn_recall, long_docs, query, rerank, train_configs
+    `all` runs ingest, query and knn-recall (growth, train, long-docs, rerank and cutoff only when asked:
+    they take long)."""
+    from bench import common, cutoff, growth, ingest, knn_recall, long_docs, query, rerank, train_configs
 
     runs = {
         "ingest": lambda: ingest.run(dataset, docs),
@@ -432,6 +432,7 @@ def bench(
         ),
         "long-docs": lambda: long_docs.run(dataset, n_docs=docs, n_queries=n_queries),
         "rerank": lambda: rerank.run(api(), collection, dataset, min(n_queries, 50)),
+        "cutoff": lambda: cutoff.run(api(), dataset),
     }
     reports = []
     with errors():

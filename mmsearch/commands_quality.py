@@ -274,9 +274,8 @@ def tune(
     beta: float,
     json_out: Path | None,
 ) -> None:
-    """Learn fusion, boosts and kNN candidates on training judgments (k-fold CV on nDCG@10), and where
-    each mode's result set ends (k-fold CV on F-beta of the returned set), then save the profile fitted
-    on all of them with the collection.
+    """Learn fusion, boosts and kNN candidates (k-fold CV on nDCG@10) and where each mode's result set
+    ends (k-fold CV on F-beta of the returned set) on training judgments; save it with the collection.
 
     After `mmsearch train` on these judgments, only the queries its training held back are used (the
     model has seen the others, so their vector scores flatter it and the weights lean to the vector side)."""
@@ -308,14 +307,12 @@ def tune(
         )
         for bar in bars:
             bar.close()
-        result.profile, result.report["cutoff"] = cutoff.fit_profile(
-            result, judgments, n_folds=folds, beta=beta
-        )
+        fitted = cutoff.fit_profile(result, judgments, n_folds=folds, beta=beta)
+        result.profile, result.report["cutoff"] = fitted
         tuning.save_profile(client, collection, name, result.profile)
         result.report["verify"] = tuning.verify_online(client, collection, name, result, queries=queries)
     result.report.update(profile_name=name, profile=result.profile.model_dump(mode="json"), qrels=str(qrels))
     _print_tune(result.report)
-    _print_cutoff(result.report["cutoff"])
     if json_out:
         _write_json(json_out, result.report)
 
@@ -380,6 +377,7 @@ def _print_tune(report: dict[str, Any]) -> None:
         f"saved profile {report['profile_name']!r}: {saved}; online top 10 = offline top 10 on "
         f"[{colour}]{verify['agree']}/{verify['queries']}[/] queries"
     )
+    _print_cutoff(report["cutoff"])
 
 
 @click.command()

@@ -28,7 +28,7 @@ QRELS = "qrels-train.tsv"
 DEMO_QUERIES = ("how do oceans suffer from warming", "budget report", "rain tomorrow")
 
 
-def write_subset(source: Path, out: Path, *, others: int = 1000, seed: int = 13) -> Path:
+def write_subset(source: Path, out: Path, *, others: int = 500, seed: int = 13) -> Path:
     """A BEIR folder: the training queries, their judgments, their judged abstracts and `others` more."""
     out.mkdir(parents=True, exist_ok=True)
     qrels = load_qrels(source / QRELS)
@@ -104,7 +104,7 @@ def run(
     dataset: Path,
     *,
     collection: str = "scifact-cut",
-    others: int = 1000,
+    others: int = 500,
     folds: int = 5,
     betas: tuple[float, ...] = (1.0, 2.0),
     demo: str | None = "demo",
@@ -149,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--collection", default="scifact-cut")
-    parser.add_argument("--others", type=int, default=1000)
+    parser.add_argument("--others", type=int, default=500)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--betas", default="1,2", help="F-beta to fit for, comma-separated.")
     parser.add_argument("--demo", default="demo", help="The `mmsearch demo` collection ('' to skip).")

@@ -45,14 +45,25 @@ def write_subset(source: Path, out: Path, *, others: int = 500, seed: int = 13) 
     return out
 
 
-def judged_lists(client: ApiClient, collection: str, subset: Path) -> dict[str, list[fitting.Judged]]:
+def judged_lists(
+    client: ApiClient, collection: str, subset: Path, *, reuse: bool = False
+) -> dict[str, list[fitting.Judged]]:
     """Every training query's lexical and kNN windows through the API, and their fusion (the default
-    profile), as `evaluation.cutoff` fits them."""
+    profile), as `evaluation.cutoff` fits them. The windows are saved beside the results; `reuse` reads
+    them back instead of asking the API again (to refit only)."""
     qrels = load_qrels(subset / QRELS)
-    queries = judged_queries(load_queries(find(subset, "queries")), qrels)
-    names = tuning.vector_subqueries(client, collection)
-    grid = tuning.Grid(title_boosts=(1.0,), num_candidates=(100,))
-    comps = tuning.fetch_components(client, collection, queries, grid, vector_names=names)
+    cache = results_dir() / f"cutoff-windows-{collection}.json"
+    if reuse and cache.exists():
+        saved = json.loads(cache.read_text())
+        names, comps = saved["names"], tuning.Components(lexical={1.0: saved["lexical"]})
+        comps.vector = {(name, 100): saved["vector"][name] for name in names}
+    else:
+        queries = judged_queries(load_queries(find(subset, "queries")), qrels)
+        names = tuning.vector_subqueries(client, collection)
+        grid = tuning.Grid(title_boosts=(1.0,), num_candidates=(100,))
+        comps = tuning.fetch_components(client, collection, queries, grid, vector_names=names)
+        vector = {name: comps.vector[(name, 100)] for name in names}
+        cache.write_text(json.dumps({"names": names, "lexical": comps.lexical[1.0], "vector": vector}))
     return fitting.judged_sets(comps, Profile(), names, qrels)
 
 
@@ -108,13 +119,14 @@ def run(
     folds: int = 5,
     betas: tuple[float, ...] = (1.0, 2.0),
     demo: str | None = "demo",
+    reuse: bool = False,
 ) -> Report:
     """The subset loaded (and encoded) unless the collection holds it, the fit for each F-beta, the demo
     queries with and without the cut."""
     subset = write_subset(dataset, results_dir() / "scifact-subset", others=others)
     ensure_collection(client, collection, find(subset, "corpus"))
     counts = client.wait_encoded(collection, timeout=7200)
-    sets = judged_lists(client, collection, subset)
+    sets = judged_lists(client, collection, subset, reuse=reuse)
     rows, learned = [], {}
     for beta in betas:
         report, learned[f"F{beta:g}"] = fit_report(sets, folds=folds, beta=beta)
@@ -153,6 +165,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--betas", default="1,2", help="F-beta to fit for, comma-separated.")
     parser.add_argument("--demo", default="demo", help="The `mmsearch demo` collection ('' to skip).")
+    parser.add_argument("--reuse", action="store_true", help="Refit on the windows the last run saved.")
     args = parser.parse_args()
     console = Console()
     report = run(
@@ -163,6 +176,7 @@ def main() -> None:
         folds=args.folds,
         betas=tuple(float(b) for b in args.betas.split(",")),
         demo=args.demo or None,
+        reuse=args.reuse,
     )
     show(report, console)
     console.print(f"wrote {save(report)}")

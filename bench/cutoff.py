@@ -91,13 +91,14 @@ def demo_rows(client: ApiClient, collection: str) -> list[dict[str, Any]]:
     for query in DEMO_QUERIES:
         before = client.search(collection, query, size=100, cutoff=False)
         after = client.search(collection, query, size=100)
+        kept = {hit["id"] for hit in after["hits"]}
         rows.append(
             {
                 "query": query,
                 "before": before["total"],
                 "after": after["total"],
                 "kept": [_label(h) for h in after["hits"]],
-                "next dropped": [_label(h) for h in before["hits"][after["total"] : after["total"] + 3]],
+                "next dropped": [_label(h) for h in before["hits"] if h["id"] not in kept][:3],
                 "cutoff": after["cutoff"],
             }
         )

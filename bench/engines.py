@@ -125,7 +125,7 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     with spawned_api({}, settings) as client:
         for mode in modes:
-            request = {**runs.MODES[mode], "size": SIZE}
+            request = {**runs.MODES[mode], "size": SIZE, "cutoff": False}
             result = runs.mode_result(*runs.run_queries(client, name, queries, request, threads=threads))
             top10 = {qid: list(ranking)[:10] for qid, ranking in result.run.items()}
             results[mode] = {

@@ -134,7 +134,9 @@ def evaluate(client: ApiClient, name: str, queries: dict[str, str], qrels: dict[
     out: dict[str, Any] = {}
     for mode in MODES:
         run_queries(client, name, dict(list(queries.items())[:10]), {"mode": mode}, threads=1)  # warm
-        responses, wall = run_queries(client, name, queries, {"mode": mode, "size": 10}, threads=1)
+        responses, wall = run_queries(
+            client, name, queries, {"mode": mode, "size": 10, "cutoff": False}, threads=1
+        )
         result = mode_result(responses, wall)
         out[mode] = round(scores(qrels, result.run, [METRIC])[METRIC], 4)
         out[f"{mode} p50 ms"] = round(float(np.percentile(result.latencies_ms, 50)), 1)

@@ -58,7 +58,7 @@ def mode_rankings(
 ) -> dict[str, Ranking]:
     rankings = {}
     for qid, text in queries.items():
-        hits = client.search(collection, text, mode=mode, size=WINDOW)["hits"]
+        hits = client.search(collection, text, mode=mode, size=WINDOW, cutoff=False)["hits"]
         rankings[qid] = [(hit["id"], hit["score"]) for hit in hits]
     return rankings
 

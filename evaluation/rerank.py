@@ -94,7 +94,9 @@ def held_ndcg(
     **params: Any,
 ) -> tuple[float, list[float]]:
     """nDCG@10 of hybrid search on the held-back queries, and each query's server time."""
-    responses, wall = run_queries(client, collection, queries, {"mode": "hybrid", "size": 10, **params})
+    responses, wall = run_queries(
+        client, collection, queries, {"mode": "hybrid", "size": 10, "cutoff": False, **params}
+    )
     result = mode_result(responses, wall)
     judged = {qid: qrels[qid] for qid in queries}
     return scores(judged, result.run, ["ndcg@10"])["ndcg@10"], result.server_ms
@@ -159,7 +161,13 @@ def windows(
         client,
         collection,
         queries,
-        {"mode": "hybrid", "size": min(max(top_k, 10), 100), "explain": True, "profile": CANDIDATE},
+        {
+            "mode": "hybrid",
+            "size": min(max(top_k, 10), 100),
+            "explain": True,
+            "profile": CANDIDATE,
+            "cutoff": False,
+        },
     )
     out = {}
     for qid, resp in responses.items():

@@ -30,6 +30,8 @@ METRICS: dict[str, str] = {
     "precision@10": "P@10",
     "f1@10": "F1@10",
 }
+# Of the returned set (after the relevance cut-off), not of a ranking: what a person gets, whatever its size.
+SET_METRICS: dict[str, str] = {"set_precision": "P(set)", "set_recall": "R(set)", "set_f1": "F1(set)"}
 
 # Evaluation mode -> search parameters. `hybrid` fuses as the profile in effect says; the other two
 # force a fusion method with its defaults (RRF k=60; linear min-max, equal weights).
@@ -77,6 +79,22 @@ def scores(qrels: Judgments, run: RunDict, metrics: Iterable[str] = METRICS) -> 
     names = list(metrics)
     means = evaluate(Qrels.from_dict(qrels), _run(run), names, make_comparable=True)
     return {m: float(v) for m, v in (means if len(names) > 1 else {names[0]: means}).items()}
+
+
+def set_scores(qrels: Judgments, run: RunDict) -> dict[str, float]:
+    """Precision, recall and F1 of each judged query's returned set, averaged; an empty set scores 0."""
+    totals = dict.fromkeys(SET_METRICS, 0.0)
+    for qid, judged in qrels.items():
+        relevant = {doc for doc, grade in judged.items() if grade > 0}
+        returned = set(run.get(qid, {}))
+        found = len(relevant & returned)
+        if not found:
+            continue
+        precision, recall = found / len(returned), found / len(relevant)
+        totals["set_precision"] += precision
+        totals["set_recall"] += recall
+        totals["set_f1"] += 2 * precision * recall / (precision + recall)
+    return {name: value / max(len(qrels), 1) for name, value in totals.items()}
 
 
 def per_query(qrels: Judgments, run: RunDict, metric: str) -> dict[str, float]:

@@ -80,8 +80,11 @@ def corpus_passages(dataset_dir: Path, ids: set[str]) -> dict[str, str]:
 
 
 def ranked_ids(client: ApiClient, collection: str, query: str, mode: str, *, size: int) -> list[str]:
-    """What the product returns for the query: `hybrid` is the fused ranking of the collection's profile."""
-    return [h["id"] for h in client.search(collection, query, mode=mode, size=min(size, 100))["hits"]]
+    """What the product ranks for the query, uncut: `hybrid` is the fused ranking of the profile."""
+    return [
+        h["id"]
+        for h in client.search(collection, query, mode=mode, size=min(size, 100), cutoff=False)["hits"]
+    ]
 
 
 def mine_negatives(

@@ -104,7 +104,7 @@ def fetch_ranking(
     progress: Progress = None,
 ) -> dict[str, Ranking]:
     """One single-sub-query search per query: its passthrough explanation holds rank and raw score."""
-    request = {**params, "explain": True, "size": window, "rank_window": window}
+    request = {**params, "explain": True, "size": window, "rank_window": window, "cutoff": False}
     responses, _ = run_queries(client, collection, queries, request, threads=threads, progress=progress)
     return {
         qid: [(h["id"], float(h["explanation"]["components"][name]["score"])) for h in resp["hits"]]
@@ -382,4 +382,6 @@ def verify_online(
 
 
 def _online_top(client: ApiClient, collection: str, profile: str, text: str) -> list[str]:
-    return [h["id"] for h in client.search(collection, text, profile=profile, size=CUTOFF)["hits"]]
+    return [
+        h["id"] for h in client.search(collection, text, profile=profile, size=CUTOFF, cutoff=False)["hits"]
+    ]

@@ -163,6 +163,7 @@ def crawl(
 @click.option("--fusion", type=click.Choice(["rrf", "linear"]), default=None)
 @click.option("--size", default=10, show_default=True)
 @click.option("--profile", default=None)
+@click.option("--cutoff/--no-cutoff", default=True, help="Stop where relevance ends (the profile's rule).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw API response.")
 def search(
     *,
@@ -172,10 +173,11 @@ def search(
     fusion: str | None,
     size: int,
     profile: str | None,
+    cutoff: bool,
     as_json: bool,
 ) -> None:
     """Search a collection."""
-    params: dict = {"mode": mode, "size": size, "explain": True, "highlight": True}
+    params: dict = {"mode": mode, "size": size, "explain": True, "highlight": True, "cutoff": cutoff}
     if fusion:
         params["fusion"] = {"method": fusion}
     if profile:
@@ -185,7 +187,8 @@ def search(
     if as_json:
         echo_json(result)
         return
-    table = Table("#", "id", "score", "title / text", "components", title=f"{query!r} ({mode})")
+    title = f"{query!r} ({mode}): {result['total']} results"
+    table = Table("#", "id", "score", "title / text", "components", title=title)
     for hit in result["hits"]:
         src = hit["source"]
         text = (src.get("title") or src.get("content") or "")[:80]

@@ -15,7 +15,8 @@ from client.progress import progress as progress_bar
 from mmsearch.common import api, console, errors, wait_encoded
 
 BENCHMARKS = (
-    "ingest", "query", "knn-recall", "growth", "train", "long-docs", "rerank", "encoders", "rerank-backends"
+    "ingest", "query", "knn-recall", "growth", "train", "long-docs", "rerank", "encoders", "rerank-backends",
+    "cutoff",
 )  # fmt: skip
 
 dataset_option = click.option(
@@ -154,19 +155,30 @@ def _mode_report(
     mode: str,
     threads: int,
 ) -> dict[str, Any]:
-    """One mode's run over the judged queries: the request, its metrics and its latencies."""
+    """One mode's run over the judged queries: the request, its metrics and its latencies. Ranked
+    metrics and latencies come from the whole ranking (`cutoff: false`), the set metrics from a second
+    run of the same request with the relevance cut-off in force (the returned set a person gets)."""
     from evaluation import runs as evaluation
 
-    with progress_bar(total=len(queries), desc=mode, unit="q", leave=False) as bar:
-        result = evaluation.mode_result(
-            *evaluation.run_queries(
-                client, collection, queries, request, threads=threads, progress=bar.update
+    outcome = {}
+    for label, cut in (("ranked", False), ("cut", True)):
+        with progress_bar(total=len(queries), desc=f"{mode} ({label})", unit="q", leave=False) as bar:
+            outcome[label] = evaluation.mode_result(
+                *evaluation.run_queries(
+                    client,
+                    collection,
+                    queries,
+                    {**request, "cutoff": cut},
+                    threads=threads,
+                    progress=bar.update,
+                )
             )
-        )
+    ranked, returned = outcome["ranked"], outcome["cut"].run
     return {
         "request": request,
-        "metrics": evaluation.scores(judgments, result.run),
-        "latency_ms": evaluation.latency_summary(result.latencies_ms, result.server_ms, result.wall_s),
+        "metrics": {**evaluation.scores(judgments, ranked.run), **evaluation.set_scores(judgments, returned)},
+        "returned": round(sum(map(len, returned.values())) / max(len(returned), 1), 2),
+        "latency_ms": evaluation.latency_summary(ranked.latencies_ms, ranked.server_ms, ranked.wall_s),
     }
 
 
@@ -183,19 +195,38 @@ def _modes(modes: str | None, profile: str | None) -> list[str]:
 
 
 def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
-    from evaluation.runs import METRICS
+    from evaluation.runs import METRICS, SET_METRICS
 
-    table = Table("mode", *METRICS.values(), "p50 ms", "p95 ms", "QPS", title=title)
+    names = {**METRICS, **SET_METRICS}
+    table = Table("mode", *names.values(), "returned", "p50 ms", "p95 ms", "QPS", title=title)
     for mode, result in results.items():
         metrics, latency = result["metrics"], result["latency_ms"]
         table.add_row(
             mode,
-            *(f"{metrics[m]:.4f}" for m in METRICS),
+            *(f"{metrics[m]:.4f}" for m in names),
+            f"{result['returned']:.1f}",
             f"{latency['p50']:.1f}",
             f"{latency['p95']:.1f}",
             f"{latency['qps']:.1f}",
         )
     console.print(table)
+
+
+def _print_cutoff(report: dict[str, Any]) -> None:
+    """Cross-validated F-beta of the returned set per list kind: learned against the baselines."""
+    from evaluation.cutoff import cv_table
+
+    for kind, fitted in report.items():
+        table = Table(
+            "cut-off",
+            "rule (all queries)",
+            "CV F (mean ± std)",
+            title=f"{kind}: F{fitted['beta']:g} "
+            f"of the returned set, {fitted['queries']} lists, saved: {fitted['selected']}",
+        )
+        for row in cv_table(fitted["cv"]):
+            table.add_row(*row)
+        console.print(table)
 
 
 @click.command()
@@ -221,6 +252,12 @@ def _print_eval(title: str, results: dict[str, dict[str, Any]]) -> None:
     is_flag=True,
     help="Tune on every judged query even when the collection's model was trained on some of them.",
 )
+@click.option(
+    "--beta",
+    default=1.0,
+    show_default=True,
+    help="The cut-off maximises F-beta of the returned set (1: F1; 2 weighs recall more).",
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def tune(
     *,
@@ -237,14 +274,15 @@ def tune(
     window: int,
     threads: int,
     all_queries: bool,
+    beta: float,
     json_out: Path | None,
 ) -> None:
-    """Learn fusion, boosts and kNN candidates on training judgments (k-fold CV on nDCG@10), then save
-    the profile fitted on all of them with the collection.
+    """Learn fusion, boosts and kNN candidates (k-fold CV on nDCG@10) and where each mode's result set
+    ends (k-fold CV on F-beta of the returned set) on training judgments; save it with the collection.
 
     After `mmsearch train` on these judgments, only the queries its training held back are used (the
     model has seen the others, so their vector scores flatter it and the weights lean to the vector side)."""
-    from evaluation import tuning
+    from evaluation import cutoff, tuning
 
     grid = tuning.Grid(
         title_boosts=_floats(title_boosts),
@@ -272,6 +310,8 @@ def tune(
         )
         for bar in bars:
             bar.close()
+        fitted = cutoff.fit_profile(result, judgments, n_folds=folds, beta=beta)
+        result.profile, result.report["cutoff"] = fitted
         tuning.save_profile(client, collection, name, result.profile)
         result.report["verify"] = tuning.verify_online(client, collection, name, result, queries=queries)
     result.report.update(profile_name=name, profile=result.profile.model_dump(mode="json"), qrels=str(qrels))
@@ -340,6 +380,7 @@ def _print_tune(report: dict[str, Any]) -> None:
         f"saved profile {report['profile_name']!r}: {saved}; online top 10 = offline top 10 on "
         f"[{colour}]{verify['agree']}/{verify['queries']}[/] queries"
     )
+    _print_cutoff(report["cutoff"])
 
 
 @click.command()
@@ -377,7 +418,18 @@ def bench(
     `all` runs ingest, query and knn-recall (the others only when asked: they take long). `encoders` and
     `rerank-backends` need no services: the CPU inference backends side by side (at most 50 / 20 queries
     and 200 documents)."""
-    from bench import common, encoders, growth, ingest, knn_recall, long_docs, query, rerank, train_configs
+    from bench import (
+        common,
+        cutoff,
+        encoders,
+        growth,
+        ingest,
+        knn_recall,
+        long_docs,
+        query,
+        rerank,
+        train_configs,
+    )
 
     runs = {
         "ingest": lambda: ingest.run(dataset, docs),
@@ -395,6 +447,7 @@ def bench(
         "rerank": lambda: rerank.run(api(), collection, dataset, min(n_queries, 50)),
         "encoders": lambda: encoders.run(dataset, min(n_queries, 50), min(docs, 200)),
         "rerank-backends": lambda: rerank.backends(dataset, min(n_queries, 20), min(docs, 200)),
+        "cutoff": lambda: cutoff.run(api(), dataset),
     }
     reports = []
     with errors():

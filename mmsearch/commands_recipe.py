@@ -91,7 +91,12 @@ def held_scores(
     qrels = {qid: judgments[qid] for qid in queries}
     out = {}
     for mode in MODES:
-        params: dict[str, Any] = {"mode": mode, "size": 10, **({"profile": profile} if profile else {})}
+        params: dict[str, Any] = {
+            "mode": mode,
+            "size": 10,
+            "cutoff": False,
+            **({"profile": profile} if profile else {}),
+        }
         result = runs.mode_result(*runs.run_queries(client, collection, queries, params))
         out[mode] = round(runs.scores(qrels, result.run, ["ndcg@10"])["ndcg@10"], 4)
     return out

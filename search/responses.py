@@ -174,8 +174,11 @@ class SearchResponse(Open):
     mode: str
     from_: int = Field(alias="from")
     size: int
-    total: int
+    total: int  # the hits that passed the relevance cut-off (all of the fused windows with `cutoff: false`)
     total_lexical: int | None
+    # Whether a cut-off applied, by which rule (`rule`: the final list's; `merit`: each sub-query list's),
+    # learned (`source: profile`) or the default, how many hits there were `before` it and how many it `cut`.
+    cutoff: dict[str, Any] | None = None
     fusion: dict[str, Any] | None
     took_ms: float
     # Some shards failed, were missing or timed out: the hits come from the rest (details say where).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FILTER_FIELD = re.compile(
     r"^(metadata\.[\w.-]{1,128}|modality|lang|doc_id|ingest\.status|source\.(mime|filename|sha256)"
@@ -50,6 +50,32 @@ class Rerank(RerankRequest):
     model: str | None = Field(None, max_length=512)  # None: the server's `rerank_model`
 
 
+class Cutoff(BaseModel):
+    """Where a ranked list ends (`search.cutoff` applies it): keep the hits whose score clears the rule.
+
+    `top_k`: the first `value` hits; `ratio`: score >= value x the top score (lists of positive scores:
+    BM25, similarities); `gap`: score >= top score - value; `min_score`: score >= value (a fixed
+    threshold, what Elasticsearch's kNN `similarity` and `min_score` do)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: Literal["top_k", "ratio", "gap", "min_score"]
+    value: float = Field(allow_inf_nan=False, ge=-1e6, le=1e6)
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Cutoff:
+        if self.rule == "top_k" and (self.value < 1 or self.value != int(self.value)):
+            raise ValueError("a top_k cut-off keeps a whole number of hits, at least 1")
+        if self.rule == "ratio" and not 0 < self.value <= 1:
+            raise ValueError("a ratio cut-off is a share of the top score in (0, 1]")
+        if self.rule == "gap" and self.value < 0:
+            raise ValueError("a gap cut-off is a distance below the top score, never negative")
+        return self
+
+
+CutoffMode = Literal["lexical", "vector", "hybrid"]
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -72,6 +98,12 @@ class SearchRequest(BaseModel):
     rerank: RerankRequest | Literal[False] | None = None
     # Counts of the matches by modality, file type, date, ...: `true` for the default facets, or names.
     facets: bool | list[str] = False
+    # false: every hit of the fused windows, as before cut-offs existed (`total` counts them all).
+    cutoff: bool = Field(
+        True,
+        description="Apply the relevance cut-off (the profile's learned one, else the default for text "
+        "queries); false returns every hit.",
+    )
     allow_partial: bool = Field(
         True,
         description="When shards are missing or time out, answer from the rest (`partial: true` says so); "
@@ -134,4 +166,6 @@ class Profile(BaseModel):
     num_candidates: int = Field(100, ge=1, le=10_000)
     rank_window: int = Field(100, ge=1, le=10_000)
     rerank: Rerank | None = None  # on by default for this profile's searches (`mmsearch rerank` decides)
+    # Where each mode's result set ends (learned by `mmsearch tune`); a mode left out gets the default.
+    cutoff: dict[CutoffMode, Cutoff] = Field(default_factory=dict)
     scores: dict[str, Any] = Field(default_factory=dict)  # how it was measured (free form)

@@ -24,7 +24,7 @@ from mappings import catalog
 from mappings.catalog import Collection, CollectionNotFound
 from media.decode import load_audio, load_image
 from media.filetypes import UnsupportedType, detect
-from search import fusion, plan
+from search import cutoff, fusion, plan
 from search.schema import Profile, Rerank, SearchRequest
 
 
@@ -184,7 +184,14 @@ class SearchService:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies, req.allow_partial)
         rankings = plan.rankings(responses)
-        fused = fusion.fuse(rankings, profile.fusion)
+        cut = cutoff.for_request(
+            fusion.fuse(rankings, profile.fusion),
+            rankings,
+            profile=profile,
+            req=req,
+            by_example=bool(example),
+        )
+        fused = cut.hits
         method = fusion.applied_method(rankings, profile.fusion)
         reranked = self.rerank(collection.alias, req, profile, fused, principal=principal)
         hits, page_resp = self._page(
@@ -204,7 +211,8 @@ class SearchService:
             "mode": req.mode,
             "from": req.from_,
             "size": req.size,
-            "total": len(fused),
+            "total": len(fused),  # the hits that passed the cut-off
+            "cutoff": cut.info,
             "total_lexical": responses.get("lexical", {}).get("hits", {}).get("total", {}).get("value"),
             "fusion": profile.fusion.model_dump() if method != "none" else None,
             "rerank": reranked.summary if reranked else None,

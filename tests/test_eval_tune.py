@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from client.api import ApiClient
 from evaluation.rerank import WEIGHTS
-from evaluation.runs import METRICS
+from evaluation.runs import METRICS, SET_METRICS
 from evaluation.tuning import Grid, cross_validate, folds, fused_top, profiles
 from mmsearch.cli import main
 from search.schema import Fusion, Profile
@@ -96,8 +96,9 @@ def test_eval_tune_rerank_and_the_saved_profiles(
     assert report["queries"] == QUERIES
     assert set(report["modes"]) == {"lexical", "vector", "hybrid-rrf", "hybrid-linear"}
     for mode in report["modes"].values():
-        assert set(mode["metrics"]) == set(METRICS)
+        assert set(mode["metrics"]) == set(METRICS) | set(SET_METRICS)  # ranked, and of the returned set
         assert all(0.0 <= value <= 1.0 for value in mode["metrics"].values())
+        assert 0 < mode["returned"] <= 100
         assert mode["latency_ms"]["p50"] > 0
     assert report["modes"]["hybrid-rrf"]["metrics"]["recall@100"] > 0.5
     assert (tmp_path / "eval.png").stat().st_size > 0
@@ -113,6 +114,10 @@ def test_eval_tune_rerank_and_the_saved_profiles(
     assert {"tuned", "defaults", "lexical", "vector:text"} <= set(tuned["cv"])
     assert 0.0 <= tuned["cv"]["tuned"]["mean"] <= 1.0
 
+    assert set(tuned["cutoff"]) == {"lexical", "vector", "hybrid"}  # where each mode's result set ends
+    for kind, fitted in tuned["cutoff"].items():
+        assert 0.0 <= fitted["cv"]["learned"]["mean"] <= 1.0 and fitted["queries"] > 0
+        assert (kind in tuned["profile"]["cutoff"]) == (fitted["selected"] == "learned")
     stored = api.profiles(slice_collection)["tuned"]
     selected = tuned["selected"]  # the grid's winner only when it beats the defaults cross-validated
     beats = tuned["cv"]["tuned"]["mean"] > tuned["cv"]["defaults"]["mean"]

@@ -34,7 +34,7 @@ def test_two_weak_lexical_matches_do_not_outrank_the_clear_semantic_answer(api: 
     query = "how do oceans suffer from warming"
     lexical = [h["id"] for h in api.search(demo, query, mode="lexical")["hits"]]
     assert "bees" in lexical and "reef" not in lexical and len(lexical) <= 3
-    result = api.search(demo, query, explain=True)
+    result = api.search(demo, query, explain=True, cutoff=False)  # the ranking, not where it ends
     assert result["hits"][0]["id"] == "reef"
     bees = next(h for h in result["hits"] if h["id"] == "bees")
     assert bees["explanation"]["components"]["lexical"]["normalized"] <= 0.5
@@ -67,9 +67,9 @@ def reranker(api: ApiClient, demo: str) -> Iterator[str]:
 
 def test_rerank_reorders_the_top_k_and_explains_it(api: ApiClient, demo: str, reranker: str) -> None:
     query = "energy storage for the grid"
-    fused = api.search(demo, query, size=10, profile="rr", rerank=False)
+    fused = api.search(demo, query, size=10, profile="rr", rerank=False, cutoff=False)
     assert fused["rerank"] is None
-    result = api.search(demo, query, size=10, profile="rr", rerank={"top_k": 4}, explain=True)
+    result = api.search(demo, query, size=10, profile="rr", rerank={"top_k": 4}, explain=True, cutoff=False)
     assert result["rerank"]["model"] == reranker and result["rerank"]["top_k"] == 4
     assert result["rerank"]["ms"] > 0
     top, rest = result["hits"][:4], result["hits"][4:]
@@ -92,7 +92,7 @@ def test_rerank_blends_with_the_fused_score_at_the_profile_weight(
     path = f"/v1/collections/{demo}/profiles/blend"
     api.request("PUT", path, json={"rerank": {"model": reranker, "top_k": 5, "weight": 0.4}})
     try:
-        result = api.search(demo, query, size=10, profile="blend", explain=True)
+        result = api.search(demo, query, size=10, profile="blend", explain=True, cutoff=False)
         assert result["rerank"]["weight"] == 0.4 and result["rerank"]["top_k"] == 5
         stage = [h["explanation"]["rerank"] for h in result["hits"][:5]]
         stage.sort(key=lambda s: s["fused_rank"])

@@ -23,7 +23,7 @@ from core.config import Settings
 from core.errors import MmsearchError
 from core.es import Client, engine_of
 from encoders import allowlist, get_encoder
-from mappings import index_body, metastore, source_properties
+from mappings import added_properties, index_body, metastore
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -152,9 +152,9 @@ def get(es: Client, settings: Settings, name: str) -> Collection:
 
 def upgrade(es: Client, settings: Settings) -> dict[str, int]:
     """Every one-off upgrade of collections made by older versions, off the request path (reads never
-    write mappings): crawl fields where they are missing, then the legacy `_meta` state moved. Idempotent;
-    returns what `migrate_legacy_state` moved."""
-    ensure_source_fields(es, settings)
+    write mappings): crawl and claim fields where they are missing, then the legacy `_meta` state moved.
+    Idempotent; returns what `migrate_legacy_state` moved."""
+    ensure_added_fields(es, settings)
     return migrate_legacy_state(es, settings)
 
 
@@ -193,9 +193,10 @@ def update_meta(es: Client, index: str, **changes: Any) -> dict[str, Any]:
     return meta
 
 
-def ensure_source_fields(es: Client, settings: Settings) -> list[str]:
-    """Give every collection index made before `source.{root,path,mtime}` existed those fields (a no-op
-    for the others): a one-off upgrade step, so that reads never write mappings. Returns the indices."""
+def ensure_added_fields(es: Client, settings: Settings) -> list[str]:
+    """Give every collection index made before `source.{root,path,mtime}` or `ingest.claimed_by` existed
+    those fields (a no-op for the others): a one-off upgrade step, so that reads never write mappings.
+    Returns the indices. (A worker records `claimed_by` only where the mapping has it.)"""
     indices = sorted(
         es.indices.get(
             index=f"{settings.engine.index_prefix}*", ignore_unavailable=True, allow_no_indices=True
@@ -203,8 +204,11 @@ def ensure_source_fields(es: Client, settings: Settings) -> list[str]:
     )
     indices = [index for index in indices if index != metastore.index_name(settings)]
     for index in indices:
-        es.indices.put_mapping(index=index, properties={"source": source_properties()})
+        es.indices.put_mapping(index=index, properties=added_properties())
     return indices
+
+
+ensure_source_fields = ensure_added_fields  # the name it had before claims were recorded
 
 
 def list_names(es: Client, settings: Settings) -> list[str]:

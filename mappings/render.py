@@ -23,6 +23,13 @@ def source_properties() -> dict[str, Any]:
     return copy.deepcopy(_template()["mappings"]["properties"]["source"])
 
 
+def added_properties() -> dict[str, Any]:
+    """The top-level objects that gained fields after indices were made with them (`source.*` for crawls,
+    `ingest.claimed_by` for healing): putting them again is a no-op where they are already mapped."""
+    properties = _template()["mappings"]["properties"]
+    return copy.deepcopy({"source": properties["source"], "ingest": properties["ingest"]})
+
+
 def index_body(
     collection: str,
     encoders: list[Encoder],

@@ -5,7 +5,8 @@ An encode batch retries an unreachable Elasticsearch in-process, with backoff, f
 `task_soft_time_limit`: the documents of the chunk under way end `failed` (over the time limit), the rest
 go back to the queue. A batch that still cannot reach Elasticsearch leaves its documents `pending`, for the
 reconciler (`workers.reconcile`) to send again; any other error fails the batch's pending documents with
-the reason.
+the reason. While it runs, the batch is this worker's holding (`workers.heartbeat`) and its claims name
+the worker, so the reconciler hands it on within seconds if the worker dies.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.config import get_settings
 from core.es import get_client
 from workers.celery_app import DEFAULT_QUEUE, ENCODE_TASK, MODALITY_QUEUES, app
 from workers.encoding import EncodeRun, ShardUnavailable, mark_failed
+from workers.heartbeat import holding
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,14 @@ def _retrying() -> Retrying:
 # Time limits come from settings when the app is configured (`workers.celery_app.from_settings`).
 @app.task(bind=True, base=EncodeTask, name=ENCODE_TASK, acks_late=True)
 def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
-    run = EncodeRun(index, ids)  # its progress survives the in-process retries
+    with holding(index, ids) as worker:
+        return _encode(self, index, ids, worker)
+
+
+def _encode(task: Task, index: str, ids: list[str], worker: str | None) -> dict[str, int]:
+    """The batch's run with in-process retries; at the time limit the chunk under way fails and the
+    rest goes back to the queue it came from."""
+    run = EncodeRun(index, ids, worker=worker)  # its progress survives the in-process retries
     try:
         result = _retrying()(run, get_client())
     except SoftTimeLimitExceeded:
@@ -73,7 +82,7 @@ def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
         failed = mark_failed(get_client(), index, run.current, reason)
         rest = run.remaining()
         if rest:
-            encode_batch.apply_async((index, rest), queue=self.request.delivery_info.get("routing_key"))
+            encode_batch.apply_async((index, rest), queue=task.request.delivery_info.get("routing_key"))
         log.error("encode batch in %s over its time limit: %d failed, %d requeued", index, failed, len(rest))
         return {"encoded": 0, "failed": failed, "skipped": 0}
     log.info("encoded %d, failed %d, skipped %d in %s", result.encoded, result.failed, result.skipped, index)

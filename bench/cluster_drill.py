@@ -137,7 +137,7 @@ def cluster_settings(
         api=ApiSettings(api_port=api_port, api_url=""),
         security=SecuritySettings(api_keys=[]),
         workers=WorkerSettings(
-            task_batch_size=32, reconcile_after=120, reconcile_interval=10, heal_interval=3, heartbeat_ttl=10
+            task_batch_size=32, reconcile_after=120, reconcile_interval=10, heal_interval=3, heartbeat_ttl=15
         ),
     )
 

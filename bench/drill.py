@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +92,7 @@ class Drill:
     kills: int = 0
     idle_kills: int = 0  # kills of a worker that held no batch within the wait
     last_kill: float = 0.0  # epoch seconds
+    held: list[tuple[float, list[str]]] = field(default_factory=list)  # (kill time, ids the target held)
     es_restarts: int = 0
     redis_restarts: int = 0
     retried_requests: int = 0
@@ -139,7 +140,7 @@ class Drill:
 def drill_settings(
     data_dir: Path, es_port: int, redis_port: int, api_port: int, *, reconcile_after: int = 300
 ) -> tuple[Settings, dict]:
-    """Embedded services on the drill's own ports, healing every 3 s (heartbeats lasting 10 s), the
+    """Embedded services on the drill's own ports, healing every 3 s (heartbeats lasting 15 s), the
     last-resort deadline `reconcile_after` and the default (hour-long) visibility timeout; child processes
     get every setting from `stack.child_env`."""
     settings = Settings(
@@ -153,7 +154,7 @@ def drill_settings(
             reconcile_after=reconcile_after,
             reconcile_interval=5,
             heal_interval=3,
-            heartbeat_ttl=10,
+            heartbeat_ttl=15,
         ),
     )
     return settings, {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -225,32 +226,41 @@ def counts(settings: Settings, name: str) -> dict[str, int]:
         return {}
 
 
-def holds_batch(drill: Drill) -> bool:
-    """Whether a process of the target worker (its main process or a pool child) holds a batch now,
-    by the holding records its heartbeats write (`workers.heartbeat`)."""
+def held_batch(drill: Drill) -> list[str]:
+    """The ids of the batch a process of the target worker (its main process or a pool child) holds
+    now, by the holding records its heartbeats write (`workers.heartbeat`); [] when none."""
     try:
         leader = psutil.Process(drill.workers[drill.kill_target].pid)
         pids = {leader.pid, *(child.pid for child in leader.children(recursive=True))}
         broker = redis.Redis(port=drill.settings.broker.redis_port, socket_timeout=5)
-        keys = broker.keys(f"{HOLDING_PREFIX}*")
-    except (psutil.Error, redis.RedisError):
-        return False
-    return any(int(key.decode().rsplit(":", 1)[1]) in pids for key in keys)
+        keys = [k for k in broker.keys(f"{HOLDING_PREFIX}*") if int(k.decode().rsplit(":", 1)[1]) in pids]
+        bodies = [json.loads(raw) for raw in broker.mget(keys) if raw] if keys else []
+    except (psutil.Error, redis.RedisError, ValueError):
+        return []
+    return [str(doc_id) for body in bodies for doc_id in body["ids"]]
 
 
-def chaos(drill: Drill, kills: int, stop: threading.Event, hold_wait: float = 120) -> None:
-    """Kill the target worker `kills` times, each time once it holds a batch (or after `hold_wait`
-    seconds without one), somewhere in that batch; restart Elasticsearch after a third of the kills and
-    Redis after two thirds."""
+def chaos(
+    drill: Drill, kills: int, stop: threading.Event, *, name: str, n: int, hold_wait: float = 120
+) -> None:
+    """Kill the target worker `kills` times, spread over the encoding: kill k once k/(kills+1) of the `n`
+    documents are encoded and the target holds a batch (or `hold_wait` seconds later without one),
+    somewhere in that batch; restart Elasticsearch after a third of the kills and Redis after two
+    thirds. The batch held at each kill is noted, to time its healing."""
     es_at, redis_at = max(1, kills // 3), max(1, 2 * kills // 3)
     while drill.kills < kills and not stop.is_set():
+        due = n * (drill.kills + 1) / (kills + 1)
+        while counts(drill.settings, name).get("encoded", 0) < due:
+            if stop.wait(1):
+                return
         deadline = time.monotonic() + hold_wait
-        while not holds_batch(drill) and time.monotonic() < deadline:
+        while not held_batch(drill) and time.monotonic() < deadline:
             if stop.wait(0.5):
                 return
-        holding = holds_batch(drill)
         time.sleep(random.uniform(0.2, 1.5))  # mid-batch, somewhere
-        drill.kill_worker(holding=holding)
+        held = held_batch(drill)
+        drill.kill_worker(holding=bool(held))
+        drill.held.append((drill.last_kill, held))
         if drill.kills == es_at and not drill.es_restarts:
             drill.restart("elasticsearch", 5)
         if drill.kills == redis_at and not drill.redis_restarts:
@@ -277,18 +287,26 @@ def check(settings: Settings, index_alias: str, accepted: set[str]) -> dict[str,
         "unexpected": len(stored.keys() - accepted),
         "failed_without_reason": sum(1 for b in failed if not b.get("error")),
         "reasons": sorted({(b.get("error") or "")[:80] for b in failed}),
-        "last_done": last_done(stored.values()),
+        "done_at": (done := done_at(stored)),
+        "last_done": max(done.values(), default=0.0),
     }
 
 
-def last_done(blocks: Iterable[dict[str, Any]]) -> float:
-    """Epoch seconds at which the last document reached its final state (encoded, or failed)."""
-    stamps = [
-        b.get("encoded_at") if b["status"] == "encoded" else b.get("updated_at")
-        for b in blocks
+def done_at(stored: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Epoch seconds at which each document reached its final state (encoded, or failed)."""
+    stamps = {
+        doc_id: b.get("encoded_at") if b["status"] == "encoded" else b.get("updated_at")
+        for doc_id, b in stored.items()
         if b["status"] in ("encoded", "failed")
+    }
+    return {doc_id: datetime.fromisoformat(stamp).timestamp() for doc_id, stamp in stamps.items() if stamp}
+
+
+def batch_heal_seconds(drill: Drill, done: dict[str, float]) -> list[float]:
+    """Per kill that found a batch: seconds until the last document of that batch was done."""
+    return [
+        round(max(done.get(doc_id, 0.0) for doc_id in ids) - killed, 1) for killed, ids in drill.held if ids
     ]
-    return max((datetime.fromisoformat(stamp).timestamp() for stamp in stamps if stamp), default=0.0)
 
 
 def wait_settled(
@@ -326,12 +344,15 @@ def report(
         "Redis restarts": drill.redis_restarts,
         **{label: round(seconds, 1) for label, seconds in timings.items()},
         "last kill -> last done s": heal_seconds(drill, result["last_done"]),
+        "killed batch done s (max)": max(batch_heal_seconds(drill, result["done_at"]), default=None),
         "verdict": "PASS" if ok else "FAIL",
     }
     layout = [f"worker {i}: {','.join(q) if q else 'all queues'}" for i, q in enumerate(drill.queues)]
     notes = [f"failure reasons: {r}" for r in result["reasons"]] + [
         f"requests retried while a service restarted: {drill.retried_requests}",
         f"{'; '.join(layout)}; killed: worker {drill.kill_target} ({drill.idle_kills} kills found it idle)",
+        f"seconds from each kill to the last document of the batch it interrupted done: "
+        f"{batch_heal_seconds(drill, result['done_at'])}",
         *drill.events,
     ]
     return Report(
@@ -373,7 +394,9 @@ def run(
         lambda: requests.post(f"{base}/v1/collections", json={"name": name, "encoders": ["text", "phash"]}),
     )
     items, stop = documents(n), threading.Event()
-    monkey = threading.Thread(target=chaos, args=(drill, kills, stop), daemon=True)
+    monkey = threading.Thread(
+        target=chaos, args=(drill, kills, stop), kwargs={"name": name, "n": n}, daemon=True
+    )
     began = time.monotonic()
     monkey.start()
     try:

@@ -73,8 +73,12 @@ class Heartbeat:
             pipe.execute()
 
     def run(self) -> None:
-        """Refresh every third of the TTL; a failed beat (Redis restarting) waits for the next turn."""
-        while not self.stop.wait(self.ttl / 3):
+        """Refresh every third of the TTL, on a fixed schedule (a slow beat does not push the next one
+        back); a failed beat (Redis restarting or starved) waits for the next turn."""
+        period = self.ttl / 3
+        due = time.monotonic() + period
+        while not self.stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + period, time.monotonic())
             try:
                 self.beat()
             except redis.RedisError as exc:
@@ -106,7 +110,10 @@ def start(broker_url: str, ttl: int) -> str | None:
         return None
     if _current is not None and _current.pid == os.getpid():
         return _current.id
-    heartbeat = Heartbeat(redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=5), ttl)
+    timeout = max(1.0, ttl / 3)  # a beat never blocks past the next one's turn
+    heartbeat = Heartbeat(
+        redis.Redis.from_url(broker_url, socket_connect_timeout=timeout, socket_timeout=timeout), ttl
+    )
     try:
         heartbeat.beat()
     except redis.RedisError as exc:

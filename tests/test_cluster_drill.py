@@ -19,7 +19,9 @@ def test_a_node_lost_mid_ingest_loses_nothing_and_partial_answers_say_so() -> No
     engine = "opensearch" if os.environ.get("MMSEARCH_ENGINE") == "opensearch" else "elasticsearch"
     root = Path(os.environ.get("MMSEARCH_TEST_DATA_DIR", "/tmp/mmsearch-test"))
     data_dir = root / f"cluster-drill-{engine}"
-    report = cluster_drill.run(n=60, replicas=(1, 0), engine=engine, data_dir=data_dir, down_s=15, timeout=600)
+    report = cluster_drill.run(
+        n=60, replicas=(1, 0), engine=engine, data_dir=data_dir, down_s=15, timeout=600
+    )
     rows = {row["replicas"]: row for row in report.rows}
     for row in rows.values():
         assert row["verdict"] == "PASS", (row, report.notes)

@@ -22,6 +22,7 @@ def test_a_node_lost_mid_ingest_loses_nothing_and_partial_answers_say_so() -> No
     report = cluster_drill.run(
         n=60, replicas=(1, 0), engine=engine, data_dir=data_dir, down_s=15, timeout=600
     )
+    print(*report.rows, sep="\n")  # the table's rows, for the log of a CI run
     rows = {row["replicas"]: row for row in report.rows}
     for row in rows.values():
         assert row["verdict"] == "PASS", (row, report.notes)

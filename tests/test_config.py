@@ -50,7 +50,8 @@ def test_each_section_reads_its_variables(
 
 def test_variable_names_are_the_flat_ones_and_unique() -> None:
     keys = [key for _, _, key in env_names()]
-    assert len(keys) == len(set(keys)) == 71  # 68, then read_rate_limit, metrics_scope, snapshot_dir
+    # 68, then read_rate_limit, metrics_scope, snapshot_dir, then heartbeat_ttl and heal_interval
+    assert len(keys) == len(set(keys)) == 73
     assert {"ELASTICSEARCH_URL", "REDIS_URL", "MMSEARCH_ENGINE", "MMSEARCH_MAX_BODY_BYTES"} <= set(keys)
     assert all(key.startswith("MMSEARCH_") or key in {"ELASTICSEARCH_URL", "REDIS_URL"} for key in keys)
 

@@ -49,6 +49,7 @@ from stack.processes import running_pid
 DATA_DIR = Path("/tmp/mmsearch-cluster-drill")
 SEARCHERS = 4
 WORDS = "retrieval vector lexical hybrid fusion worker broker shard replica encoder query index".split()
+FORM_TIMEOUT = 600.0  # three JVMs starting at once on a loaded 2-core machine: over 300 s seen
 GRACE_S = 2.0  # after the kill, answers already under way may still come back whole
 
 
@@ -310,8 +311,8 @@ def run(
     rows, notes = [], []
     try:
         cluster.start_nodes(base, kind, specs)
-        if not health(f"http://127.0.0.1:{http_ports[0]}", "green", 300):
-            raise RuntimeError("the three nodes did not form a green cluster in 300 s")
+        if not health(f"http://127.0.0.1:{http_ports[0]}", "green", FORM_TIMEOUT):
+            raise RuntimeError(f"the three nodes did not form a green cluster in {FORM_TIMEOUT:.0f} s")
         stack.ensure_redis(base)
         for count in replicas:
             settings = base.replace(engine={"number_of_replicas": count})

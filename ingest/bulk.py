@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from core.errors import Unavailable
-from core.es import Client, error_reason, streaming_bulk
+from core.es import Client, engine_of, error_reason, streaming_bulk
 
 WRITE_RETRY_S = 60.0
 SHARD_WAIT = "15s"  # the bulk `timeout`: how long one attempt waits for an unavailable primary
@@ -28,6 +28,12 @@ class WritesUnavailable(Unavailable):
     def __init__(self, message: str, written: list[str]) -> None:
         super().__init__(message)
         self.written = written
+
+
+def shard_wait(es: Client) -> dict[str, Any]:
+    """The bulk's `timeout` on Elasticsearch; opensearch-py takes a `timeout` keyword for the socket's
+    own (and refuses "15s"), so OpenSearch keeps its default wait (a minute)."""
+    return {} if engine_of(es).is_opensearch else {"timeout": SHARD_WAIT}
 
 
 def retriable(status: Any) -> bool:
@@ -53,7 +59,7 @@ def _attempt(
         raise_on_exception=False,
         max_retries=3,
         initial_backoff=1,
-        timeout=SHARD_WAIT,
+        **shard_wait(es),
     ):
         result = item["index"]
         if ok:

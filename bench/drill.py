@@ -1,16 +1,21 @@
-"""The reliability drill: ingest N mixed documents while the worker is SIGKILLed mid-batch, Elasticsearch
+"""The reliability drill: ingest N mixed documents while a worker is SIGKILLed mid-batch, Elasticsearch
 restarted once and Redis restarted once; then check that nothing was lost or duplicated.
 
-It runs its own embedded stack (Elasticsearch, Redis, one worker, the API) on ports and a data dir of its
-own, so it can kill and restart them; the broker's visibility timeout stays at its default (an hour), so
-what heals the killed batches is the reconciler, not the broker. At the end every accepted document must
-be `encoded`, or `failed` with a reason, and the index must hold exactly the accepted documents.
+It runs its own embedded stack (Elasticsearch, Redis, one or more workers, the API) on ports and a data dir
+of its own, so it can kill and restart them. Workers can be given queues, as a GPU box would run them
+(`--workers 3 --worker-queues text --worker-queues media --worker-queues all`); the one killed is
+`--kill-worker` (its index), each time while it holds a batch. The broker's visibility timeout stays at
+its default (an hour) and `reconcile_after` at five minutes, so what brings the killed batches back is
+the reconciler's healing (heartbeats), not the broker. At the end every accepted document must be
+`encoded`, or `failed` with a reason, and the index must hold exactly the accepted documents; the table
+says how long after the last kill the last document was done (time to heal).
 
-    python -m bench.drill --docs 10000 --kills 10
+    python -m bench.drill --docs 2000 --kills 10 --workers 3
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -19,13 +24,16 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
+import psutil
+import redis
 import requests
 from PIL import Image
 from rich.console import Console
@@ -41,6 +49,8 @@ from core.config import (
     WorkerSettings,
 )
 from core.es import make_client, scan
+from workers.celery_app import MODALITY_QUEUES
+from workers.heartbeat import HOLDING_PREFIX
 
 DATA_DIR = Path("/tmp/mmsearch-drill")
 IMAGE_SHARE = 0.15  # of the documents, the rest are text
@@ -49,12 +59,40 @@ CHUNK = 50  # documents per ingest request
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
 
+DEFAULT_LAYOUT = ("text", "media", "all")  # several workers: text on one, media on another, ...
+# Names a `--worker-queues` entry may use besides queue and modality names.
+QUEUE_GROUPS: dict[str, tuple[str, ...] | None] = {
+    "all": None,  # every queue (a worker started without -Q)
+    "media": ("image", "audio", "document"),
+}
+
+
+def worker_queues(spec: str) -> list[str] | None:
+    """The queues of one worker from a spec: `all`, `media`, or a comma list of modalities (`text`) and
+    queue names (`mmsearch`, or any other a deployment adds); None means every queue."""
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part in QUEUE_GROUPS:
+            group = QUEUE_GROUPS[part]
+            if group is None:
+                return None
+            names += [MODALITY_QUEUES[m] for m in group]
+        else:
+            names.append(MODALITY_QUEUES.get(part, part))
+    return names or None
+
+
 @dataclass
 class Drill:
     settings: Settings
     env: dict[str, str]
-    worker: Any = None
+    queues: list[list[str] | None] = field(default_factory=lambda: [None])  # one entry per worker
+    kill_target: int = 0
+    workers: list[Any] = field(default_factory=list)
     kills: int = 0
+    idle_kills: int = 0  # kills of a worker that held no batch within the wait
+    last_kill: float = 0.0  # epoch seconds
+    held: list[tuple[float, list[str]]] = field(default_factory=list)  # (kill time, ids the target held)
     es_restarts: int = 0
     redis_restarts: int = 0
     retried_requests: int = 0
@@ -64,15 +102,28 @@ class Drill:
     def note(self, event: str) -> None:
         self.events.append(f"{time.monotonic() - self.started:7.1f}s {event}")
 
-    def start_worker(self) -> None:
-        self.worker = stack.start_worker(self.settings, self.env)
+    def start_workers(self) -> None:
+        self.workers = [stack.start_worker(self.settings, self.env, queues=q) for q in self.queues]
 
-    def kill_worker(self) -> None:
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(timeout=60)
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+
+    def kill_worker(self, *, holding: bool) -> None:
+        """SIGKILL the target worker's process group (parent and children) and start it again."""
+        target = self.workers[self.kill_target]
+        os.killpg(target.pid, signal.SIGKILL)
+        target.wait(timeout=60)
+        self.last_kill = time.time()
         self.kills += 1
-        self.note(f"worker SIGKILLed ({self.kills})")
-        self.start_worker()
+        self.idle_kills += not holding
+        self.note(
+            f"worker {self.kill_target} SIGKILLed ({self.kills}{'' if holding else ', holding nothing'})"
+        )
+        self.workers[self.kill_target] = stack.start_worker(
+            self.settings, self.env, queues=self.queues[self.kill_target]
+        )
 
     def restart(self, name: str, down_s: float) -> None:
         stack.stop(self.settings, name)
@@ -86,16 +137,24 @@ class Drill:
             self.redis_restarts += 1
 
 
-def drill_settings(data_dir: Path, es_port: int, redis_port: int, api_port: int) -> tuple[Settings, dict]:
-    """Embedded services on the drill's own ports, a short reconciler deadline and the default (hour-long)
-    visibility timeout; child processes get every setting from `stack.child_env`."""
+def drill_settings(
+    data_dir: Path, es_port: int, redis_port: int, api_port: int, *, reconcile_after: int = 300
+) -> tuple[Settings, dict]:
+    """Embedded services on the drill's own ports, healing every 3 s (heartbeats lasting 15 s), the
+    last-resort deadline `reconcile_after` and the default (hour-long) visibility timeout; child processes
+    get every setting from `stack.child_env`."""
     settings = Settings(
         engine=EngineSettings(ELASTICSEARCH_URL="", data_dir=data_dir, es_port=es_port, es_heap="512m"),
         broker=BrokerSettings(REDIS_URL="", redis_port=redis_port),
         api=ApiSettings(api_port=api_port, api_url=""),
         security=SecuritySettings(api_keys=[]),
         workers=WorkerSettings(
-            task_batch_size=32, visibility_timeout=3600, reconcile_after=20, reconcile_interval=5
+            task_batch_size=32,
+            visibility_timeout=3600,
+            reconcile_after=reconcile_after,
+            reconcile_interval=5,
+            heal_interval=3,
+            heartbeat_ttl=15,
         ),
     )
     return settings, {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -167,18 +226,41 @@ def counts(settings: Settings, name: str) -> dict[str, int]:
         return {}
 
 
-def chaos(drill: Drill, name: str, kills: int, stop: threading.Event) -> None:
-    """Kill the worker once it has made progress since its (re)start, `kills` times; restart Elasticsearch
-    after a third of the kills and Redis after two thirds."""
+def held_batch(drill: Drill) -> list[str]:
+    """The ids of the batch a process of the target worker (its main process or a pool child) holds
+    now, by the holding records its heartbeats write (`workers.heartbeat`); [] when none."""
+    try:
+        leader = psutil.Process(drill.workers[drill.kill_target].pid)
+        pids = {leader.pid, *(child.pid for child in leader.children(recursive=True))}
+        broker = redis.Redis(port=drill.settings.broker.redis_port, socket_timeout=5)
+        keys = [k for k in broker.keys(f"{HOLDING_PREFIX}*") if int(k.decode().rsplit(":", 1)[1]) in pids]
+        bodies = [json.loads(raw) for raw in broker.mget(keys) if raw] if keys else []
+    except (psutil.Error, redis.RedisError, ValueError):
+        return []
+    return [str(doc_id) for body in bodies for doc_id in body["ids"]]
+
+
+def chaos(
+    drill: Drill, kills: int, stop: threading.Event, *, name: str, n: int, hold_wait: float = 120
+) -> None:
+    """Kill the target worker `kills` times, spread over the encoding: kill k once k/(kills+1) of the `n`
+    documents are encoded and the target holds a batch (or `hold_wait` seconds later without one),
+    somewhere in that batch; restart Elasticsearch after a third of the kills and Redis after two
+    thirds. The batch held at each kill is noted, to time its healing."""
     es_at, redis_at = max(1, kills // 3), max(1, 2 * kills // 3)
     while drill.kills < kills and not stop.is_set():
-        before = counts(drill.settings, name).get("encoded", 0)
-        deadline = time.monotonic() + 300
-        while counts(drill.settings, name).get("encoded", 0) <= before and time.monotonic() < deadline:
+        due = n * (drill.kills + 1) / (kills + 1)
+        while counts(drill.settings, name).get("encoded", 0) < due:
+            if stop.wait(1):
+                return
+        deadline = time.monotonic() + hold_wait
+        while not held_batch(drill) and time.monotonic() < deadline:
             if stop.wait(0.5):
                 return
         time.sleep(random.uniform(0.2, 1.5))  # mid-batch, somewhere
-        drill.kill_worker()
+        held = held_batch(drill)
+        drill.kill_worker(holding=bool(held))
+        drill.held.append((drill.last_kill, held))
         if drill.kills == es_at and not drill.es_restarts:
             drill.restart("elasticsearch", 5)
         if drill.kills == redis_at and not drill.redis_restarts:
@@ -189,9 +271,10 @@ def check(settings: Settings, index_alias: str, accepted: set[str]) -> dict[str,
     """What the index holds against what the API accepted."""
     es = make_client(settings)
     es.indices.refresh(index=index_alias)
+    fields = ["ingest.status", "ingest.error", "ingest.encoded_at", "updated_at"]
     stored: dict[str, dict[str, Any]] = {
-        hit["_id"]: hit["_source"]["ingest"]
-        for hit in scan(es, index=index_alias, _source=["ingest.status", "ingest.error"])
+        hit["_id"]: {**hit["_source"]["ingest"], "updated_at": hit["_source"].get("updated_at")}
+        for hit in scan(es, index=index_alias, _source=fields)
     }
     failed = [b for b in stored.values() if b["status"] == "failed"]
     status = {"encoded": 0, "failed": 0, "pending": 0}
@@ -204,7 +287,26 @@ def check(settings: Settings, index_alias: str, accepted: set[str]) -> dict[str,
         "unexpected": len(stored.keys() - accepted),
         "failed_without_reason": sum(1 for b in failed if not b.get("error")),
         "reasons": sorted({(b.get("error") or "")[:80] for b in failed}),
+        "done_at": (done := done_at(stored)),
+        "last_done": max(done.values(), default=0.0),
     }
+
+
+def done_at(stored: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Epoch seconds at which each document reached its final state (encoded, or failed)."""
+    stamps = {
+        doc_id: b.get("encoded_at") if b["status"] == "encoded" else b.get("updated_at")
+        for doc_id, b in stored.items()
+        if b["status"] in ("encoded", "failed")
+    }
+    return {doc_id: datetime.fromisoformat(stamp).timestamp() for doc_id, stamp in stamps.items() if stamp}
+
+
+def batch_heal_seconds(drill: Drill, done: dict[str, float]) -> list[float]:
+    """Per kill that found a batch: seconds until the last document of that batch was done."""
+    return [
+        round(max(done.get(doc_id, 0.0) for doc_id in ids) - killed, 1) for killed, ids in drill.held if ids
+    ]
 
 
 def wait_settled(
@@ -236,19 +338,31 @@ def report(
         "pending": result["pending"],
         "missing": result["missing"],
         "duplicates/unexpected": result["unexpected"],
+        "workers": len(drill.queues),
         "worker kills": drill.kills,
         "ES restarts": drill.es_restarts,
         "Redis restarts": drill.redis_restarts,
         **{label: round(seconds, 1) for label, seconds in timings.items()},
+        "last kill -> last done s": heal_seconds(drill, result["last_done"]),
+        "killed batch done s (max)": max(batch_heal_seconds(drill, result["done_at"]), default=None),
         "verdict": "PASS" if ok else "FAIL",
     }
+    layout = [f"worker {i}: {','.join(q) if q else 'all queues'}" for i, q in enumerate(drill.queues)]
     notes = [f"failure reasons: {r}" for r in result["reasons"]] + [
         f"requests retried while a service restarted: {drill.retried_requests}",
+        f"{'; '.join(layout)}; killed: worker {drill.kill_target} ({drill.idle_kills} kills found it idle)",
+        f"seconds from each kill to the last document of the batch it interrupted done: "
+        f"{batch_heal_seconds(drill, result['done_at'])}",
         *drill.events,
     ]
     return Report(
         name="drill", title="Reliability drill (kills and restarts during ingest)", rows=[row], notes=notes
     )
+
+
+def heal_seconds(drill: Drill, done: float) -> float | None:
+    """Seconds from the last kill to the last document done (0 when all were done before it)."""
+    return round(max(0.0, done - drill.last_kill), 1) if drill.kills else None
 
 
 def run(
@@ -260,12 +374,17 @@ def run(
     redis_port: int = 6392,
     api_port: int = 8139,
     timeout: float = 1800,
+    queues: Sequence[str] = ("all",),
+    kill_target: int = 0,
+    reconcile_after: int = 300,
 ) -> Report:
-    settings, env = drill_settings(data_dir, es_port, redis_port, api_port)
-    drill = Drill(settings, env)
+    """The drill on its own stack with one worker per entry of `queues` (see `worker_queues`), the
+    `kill_target`-th of them killed `kills` times."""
+    settings, env = drill_settings(data_dir, es_port, redis_port, api_port, reconcile_after=reconcile_after)
+    drill = Drill(settings, env, queues=[worker_queues(q) for q in queues], kill_target=kill_target)
     stack.ensure_elasticsearch(settings)
     stack.ensure_redis(settings)
-    drill.start_worker()
+    drill.start_workers()
     api = stack.start_api(settings, env)
     stack.wait_for_api(settings, pid=api.pid)
     name = f"drill-{uuid.uuid4().hex[:8]}"
@@ -275,7 +394,9 @@ def run(
         lambda: requests.post(f"{base}/v1/collections", json={"name": name, "encoders": ["text", "phash"]}),
     )
     items, stop = documents(n), threading.Event()
-    monkey = threading.Thread(target=chaos, args=(drill, name, kills, stop), daemon=True)
+    monkey = threading.Thread(
+        target=chaos, args=(drill, kills, stop), kwargs={"name": name, "n": n}, daemon=True
+    )
     began = time.monotonic()
     monkey.start()
     try:
@@ -289,7 +410,7 @@ def run(
     finally:
         stop.set()
         os.killpg(api.pid, signal.SIGTERM)
-        os.killpg(drill.worker.pid, signal.SIGTERM)
+        drill.stop_workers()
     return report(n, len(accepted), result, drill, timings={"ingest s": ingest_s, "settled s": settled_s})
 
 
@@ -302,14 +423,45 @@ def run(
 @click.option("--es-port", default=9270, show_default=True)
 @click.option("--redis-port", default=6392, show_default=True)
 @click.option("--api-port", default=8139, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="worker processes (each its own Celery node)")
+@click.option(
+    "--worker-queues",
+    multiple=True,
+    help="queues of each worker in turn: all, media, or modalities/queue names joined by commas "
+    f"(default for several workers: {', '.join(DEFAULT_LAYOUT)}, cycled)",
+)
+@click.option("--kill-worker", default=0, show_default=True, help="index of the worker that is killed")
+@click.option("--reconcile-after", default=300, show_default=True, help="the last-resort deadline (s)")
 @click.option("--down/--keep", default=True, help="stop the drill's Elasticsearch and Redis at the end")
 def main(
-    *, n: int, kills: int, data_dir: Path, es_port: int, redis_port: int, api_port: int, down: bool
+    *,
+    n: int,
+    kills: int,
+    data_dir: Path,
+    es_port: int,
+    redis_port: int,
+    api_port: int,
+    workers: int,
+    worker_queues: tuple[str, ...],
+    kill_worker: int,
+    reconcile_after: int,
+    down: bool,
 ) -> None:
     """Run the drill, print the table, write data/bench/drill.json; exit 1 when it fails."""
     console = Console(width=200)
+    specs = worker_queues or (DEFAULT_LAYOUT if workers > 1 else ("all",))
     try:
-        report = run(n, kills, data_dir, es_port, redis_port=redis_port, api_port=api_port)
+        report = run(
+            n,
+            kills,
+            data_dir,
+            es_port,
+            redis_port=redis_port,
+            api_port=api_port,
+            queues=[specs[i % len(specs)] for i in range(workers)],
+            kill_target=kill_worker,
+            reconcile_after=reconcile_after,
+        )
     finally:
         if down:
             stack.down(drill_settings(data_dir, es_port, redis_port, api_port)[0])

@@ -241,6 +241,11 @@ class WorkerSettings(_Section):
     es_retry_seconds: float = 600.0  # how long a batch retries an unreachable Elasticsearch, unacked
     reconcile_after: int = 300  # seconds a document may sit `pending` untouched before it is re-enqueued
     reconcile_interval: int = 60  # seconds between reconciler passes (one worker at a time, Redis lock)
+    # Healing: each worker process refreshes a Redis heartbeat (it lasts `heartbeat_ttl` seconds); every
+    # `heal_interval` seconds the reconciler re-queues the pending documents of workers whose heartbeat
+    # is gone (0: off; `reconcile_after` stays the last resort).
+    heartbeat_ttl: int = 15
+    heal_interval: int = 5
     visibility_timeout: int = 3600  # seconds; a killed worker's batch comes back after this (must exceed
     # task_soft_time_limit + 60, the hard limit)
     worker_metrics_port: int = 0  # > 0: each worker serves Prometheus metrics here (prefork children: +1+i)

@@ -5,8 +5,9 @@ sets, the accessors every reader uses, and the text its encoders see.
 
 `pending`: indexed (BM25 works at once), vectors to come. `encoded`: vectors written, with the versions of
 the encoders that made them. `failed`: the reason, capped. `attempts` counts encode runs since the last
-(re)queue; a run claims its document (attempts + 1, `updated_at`) before it decodes or encodes anything,
-so a run that dies (killed, out of memory, over its time limit) still counts, and the claim that would
+(re)queue; a run claims its document (attempts + 1, `updated_at`, `claimed_by`: the worker process) before
+it decodes or encodes anything, so a run that dies (killed, out of memory, over its time limit) still
+counts, its worker's silence can be noticed (`workers.heartbeat`), and the claim that would
 exceed the limit marks the document failed instead of trying again. The API, the encode worker, a
 task's last resort and the re-encode copy all build their bodies
 here, so the states cannot drift apart; and the encoder text is computed here once, purely, so training
@@ -27,6 +28,7 @@ from mappings.analysis import stem_text
 
 MAX_ERROR_CHARS = 2000
 STATUS_FIELD = "ingest.status"  # the indexed field queries filter on
+CLAIMED_BY_FIELD = "ingest.claimed_by"  # the worker process that claimed a pending document last
 
 
 class DocumentStatus(StrEnum):
@@ -95,6 +97,12 @@ def error_of(source: Mapping[str, Any]) -> str | None:
     return _ingest(source).get("error")
 
 
+def claimed_by_of(source: Mapping[str, Any]) -> str | None:
+    """The worker (`host:pid`) whose encode run claimed the document last; it means something only while
+    the document is `pending` (a final state makes it history)."""
+    return _ingest(source).get("claimed_by")
+
+
 def encoders_of(source: Mapping[str, Any]) -> dict[str, str]:
     """Vector field -> "name@version" of the encoders that wrote the document's vectors."""
     return dict(_ingest(source).get("encoders") or {})
@@ -151,9 +159,12 @@ def next_attempt(source: Mapping[str, Any]) -> int:
     return attempts_of(source) + 1
 
 
-def claim_update(source: Mapping[str, Any], max_attempts: int, stamp: str | None = None) -> dict[str, Any]:
-    """The partial update that starts an encode run: the attempt counted, or, past `max_attempts` runs that
-    never wrote a result, the document failed with that reason."""
+def claim_update(
+    source: Mapping[str, Any], max_attempts: int, stamp: str | None = None, *, worker: str | None = None
+) -> dict[str, Any]:
+    """The partial update that starts an encode run: the attempt counted (and the claiming `worker`
+    recorded, when given, so the reconciler can hand the document on once that worker's heartbeat is
+    gone), or, past `max_attempts` runs that never wrote a result, the document failed with that reason."""
     stamp = stamp or now_iso()
     attempt = next_attempt(source)
     if attempt > max_attempts:
@@ -162,7 +173,10 @@ def claim_update(source: Mapping[str, Any], max_attempts: int, stamp: str | None
             "(worker killed, out of memory or over the time limit)"
         )
         return failed_update(reason, attempt - 1, stamp)
-    return {"ingest": {"attempts": attempt}, "updated_at": stamp}
+    block: dict[str, Any] = {"attempts": attempt}
+    if worker is not None:
+        block["claimed_by"] = worker
+    return {"ingest": block, "updated_at": stamp}
 
 
 # --- bodies ---------------------------------------------------------------------------------------

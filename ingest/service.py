@@ -32,7 +32,7 @@ from core.errors import Conflict, MmsearchError
 from core.es import Client, bulk, scan, streaming_bulk
 from ingest.blobrefs import release, shas_of
 from ingest.blobstore import BlobStore
-from ingest.bulk import index_many
+from ingest.bulk import WritesUnavailable, index_many
 from ingest.documents import from_json, idempotent_id, parse_documents
 from ingest.lifecycle import requeue_update, sha256_of
 from ingest.priority import Priority, priority_for
@@ -129,11 +129,15 @@ class IngestService:
             for position, doc in parsed.docs
         }
         check_quota(self.es, self.settings, collection, incoming(list(bodies.values())))
-        ids, failed = index_many(self.es, collection.index, bodies.values(), refresh=refresh)
+        priority = priority_for(len(bodies), self.settings)
+        try:
+            ids, failed = index_many(self.es, collection.index, bodies.values(), refresh=refresh)
+        except WritesUnavailable as exc:  # what was written is queued; the rest is the client's to resend
+            self.enqueue(collection.index, ((i, "text") for i in exc.written), priority)
+            raise
         position_of = {body["doc_id"]: position for position, body in bodies.items()}
         errors = parsed.errors + [{"position": position_of.get(e["id"]), **e} for e in failed]
         errors.sort(key=lambda e: e["position"] if e["position"] is not None else -1)
-        priority = priority_for(len(bodies), self.settings)
         return Indexed(ids, errors, self.enqueue(collection.index, ((i, "text") for i in ids), priority))
 
     def add_files(
@@ -164,15 +168,20 @@ class IngestService:
         docs = [doc for one in found for doc in one.docs]
         check_quota(self.es, self.settings, collection, incoming(docs))
         previous = self._stored_shas(collection, [u.doc_id for u in uploads if u.doc_id])
-        ids, errors = index_many(self.es, collection.index, docs, refresh=refresh)
+        modality = {doc["doc_id"]: doc["modality"] for doc in docs}
+        crawl = any((u.origin or {}).get("root") for u in uploads)  # a crawl is bulk however small its batch
+        priority = priority_for(len(docs), self.settings, bulk=crawl)
+        try:
+            ids, errors = index_many(self.es, collection.index, docs, refresh=refresh)
+        except WritesUnavailable as exc:  # the written ones get their bytes and a task; then the 503
+            self._store_blobs(found, exc.written, previous)
+            self.enqueue(collection.index, ((i, modality[i]) for i in exc.written), priority)
+            raise
         self._store_blobs(found, ids, previous)
         outcomes = [
             {**one.outcome, **({"replaced": True} if one.outcome.get("id") in previous else {})}
             for one in found
         ] + [{"id": e["id"], "status": "rejected", "http_status": 500, "error": e["error"]} for e in errors]
-        modality = {doc["doc_id"]: doc["modality"] for doc in docs}
-        crawl = any((u.origin or {}).get("root") for u in uploads)  # a crawl is bulk however small its batch
-        priority = priority_for(len(docs), self.settings, bulk=crawl)
         tasks = self.enqueue(collection.index, ((i, modality[i]) for i in ids), priority)
         rejected = [o for o in outcomes if o["status"] == "rejected"]
         if rejected and len(rejected) == len(outcomes):

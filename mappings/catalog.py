@@ -160,10 +160,10 @@ def get(es: Client, settings: Settings, name: str) -> Collection:
 
 def upgrade(es: Client, settings: Settings) -> dict[str, int]:
     """Every one-off upgrade of collections made by older versions, off the request path (reads never
-    write mappings): crawl and permission fields where they are missing, readers for documents older than
-    permissions, then the legacy `_meta` state moved. Idempotent; returns what `migrate_legacy_state`
-    moved."""
-    ensure_source_fields(es, settings)
+    write mappings): crawl, claim and permission fields where they are missing, readers for documents
+    older than permissions, then the legacy `_meta` state moved. Idempotent; returns what
+    `migrate_legacy_state` moved."""
+    ensure_added_fields(es, settings)
     fill_readers(es, settings)
     return migrate_legacy_state(es, settings)
 
@@ -203,10 +203,11 @@ def update_meta(es: Client, index: str, **changes: Any) -> dict[str, Any]:
     return meta
 
 
-def ensure_source_fields(es: Client, settings: Settings) -> list[str]:
-    """Give every collection index made before `source.{root,path,mtime}` or `readers` existed those
-    fields (a no-op for the others): a one-off upgrade step, so that reads never write mappings. Returns
-    the indices."""
+def ensure_added_fields(es: Client, settings: Settings) -> list[str]:
+    """Give every collection index made before `source.{root,path,mtime}`, `readers` or
+    `ingest.claimed_by` existed those fields (a no-op for the others): a one-off upgrade step, so that
+    reads never write mappings. Returns the indices. (A worker records `claimed_by` only where the
+    mapping has it.)"""
     indices = sorted(
         es.indices.get(
             index=f"{settings.engine.index_prefix}*", ignore_unavailable=True, allow_no_indices=True

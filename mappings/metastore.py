@@ -46,6 +46,16 @@ def doc_id(collection: str, kind: str, name: str) -> str:
     return f"{collection}:{kind}:{name}"
 
 
+def state_index_settings(settings: Settings) -> dict[str, Any]:
+    """One shard; the configured replicas, or, where collections have none, one replica as soon as a
+    second node exists (`auto_expand_replicas: 0-1`): every collection's profiles and jobs live in this one
+    small index, so losing its node would stop every collection's searches, not only its own shards."""
+    replicas = settings.engine.number_of_replicas
+    if replicas > 0:
+        return {"number_of_shards": 1, "number_of_replicas": replicas}
+    return {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+
+
 def ensure_index(es: Client, settings: Settings) -> str:
     """Create the state index with its mapping unless it exists (before every write: a write must never
     auto-create it with guessed mappings)."""
@@ -53,11 +63,7 @@ def ensure_index(es: Client, settings: Settings) -> str:
     if es.indices.exists(index=index):
         return index
     try:
-        es.indices.create(
-            index=index,
-            settings={"number_of_shards": 1, "number_of_replicas": settings.engine.number_of_replicas},
-            mappings=MAPPINGS,
-        )
+        es.indices.create(index=index, settings=state_index_settings(settings), mappings=MAPPINGS)
     except BadRequestError as exc:
         if exc.error != "resource_already_exists_exception":  # another process created it meanwhile
             raise

@@ -26,9 +26,10 @@ def source_properties() -> dict[str, Any]:
 
 def added_properties() -> dict[str, Any]:
     """Fields later versions added to the template, as a mapping update any older index can take
-    (additive): `source.*` of crawls and `readers` of document permissions."""
+    (additive): `source.*` of crawls, `readers` of document permissions and `ingest.claimed_by` of
+    healing; putting them again is a no-op where they are already mapped."""
     properties = _template()["mappings"]["properties"]
-    return copy.deepcopy({"source": properties["source"], READERS_FIELD: properties[READERS_FIELD]})
+    return copy.deepcopy({key: properties[key] for key in ("source", "ingest", READERS_FIELD)})
 
 
 def index_body(

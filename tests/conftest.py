@@ -31,6 +31,7 @@ TEST_ENV = {
     # The test cluster is shared by runs with the same index prefix: a reconciler would pick up their
     # pending documents. The drill (tests/test_drill.py) runs it on a stack of its own.
     "MMSEARCH_RECONCILE_INTERVAL": "0",
+    "MMSEARCH_HEAL_INTERVAL": "0",  # likewise; tests/test_heal.py starts workers that heal
     "MMSEARCH_MAX_BODY_BYTES": str(8 * 1024 * 1024),
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",

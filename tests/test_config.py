@@ -60,8 +60,8 @@ def test_variable_names_are_the_flat_ones_and_unique() -> None:
     keys = [key for _, _, key in env_names()]
     # 68, then read_rate_limit, metrics_scope, snapshot_dir; oidc_* (9); text_backend, rerank_backend,
     # rerank_budget_ms; interactive_max_documents, fair_queues, collection_max_documents,
-    # collection_max_bytes; facet_fields
-    assert len(keys) == len(set(keys)) == 88
+    # collection_max_bytes; facet_fields; heartbeat_ttl, heal_interval
+    assert len(keys) == len(set(keys)) == 90
     assert {"ELASTICSEARCH_URL", "REDIS_URL", "MMSEARCH_ENGINE", "MMSEARCH_MAX_BODY_BYTES"} <= set(keys)
     assert all(key.startswith("MMSEARCH_") or key in {"ELASTICSEARCH_URL", "REDIS_URL"} for key in keys)
 

@@ -230,7 +230,7 @@ def test_a_collection_older_than_the_crawl_fields_gets_them_from_the_upgrade_ste
         assert list(api.manifest(name, "/nowhere")) == []  # a read: the old mapping is left as it was
         mapping = es.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]
         assert not {"root", "path", "mtime"} & set(mapping["properties"]["source"]["properties"])
-        assert f"{alias}-000001" in catalog.ensure_source_fields(es, settings)  # the upgrade step
+        assert f"{alias}-000001" in catalog.ensure_added_fields(es, settings)  # the upgrade step
         mapping = es.indices.get_mapping(index=alias)[f"{alias}-000001"]["mappings"]
         assert {"root", "path", "mtime"} <= set(mapping["properties"]["source"]["properties"])
     finally:

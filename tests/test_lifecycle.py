@@ -20,6 +20,7 @@ from ingest.lifecycle import (
     can_transition,
     check_transition,
     claim_update,
+    claimed_by_of,
     encoded_update,
     encoder_text,
     encoders_of,
@@ -149,6 +150,14 @@ def test_a_claim_counts_the_attempt_until_the_limit_then_fails() -> None:
         and over["attempts"] == 3
         and "gave up after 3 encode attempts" in over["error"]
     )
+
+
+def test_a_claim_names_its_worker_and_a_refused_one_does_not() -> None:
+    claimed = claim_update({"ingest": {"attempts": 0}}, 3, STAMP, worker="host:42")
+    assert claimed == {"ingest": {"attempts": 1, "claimed_by": "host:42"}, "updated_at": STAMP}
+    assert claimed_by_of(claimed) == "host:42"
+    over = claim_update({"ingest": {"attempts": 3}}, 3, STAMP, worker="host:42")
+    assert "claimed_by" not in over["ingest"] and over["ingest"]["status"] == "failed"
 
 
 def test_statuses_are_stored_as_the_plain_strings_they_always_were() -> None:

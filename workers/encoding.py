@@ -38,7 +38,6 @@ from ingest.lifecycle import (
     failed_update,
     status_of,
 )
-from mappings.catalog import index_meta
 from workers.inference import Decoded, Encoded, decode, encode
 
 log = logging.getLogger(__name__)
@@ -83,13 +82,21 @@ class EncodeRun:
     Elasticsearch outage), so a retry neither counts an attempt twice nor redoes written documents, and
     the task can tell, at its time limit, which chunk was under way and which documents never started."""
 
-    def __init__(self, index: str, ids: Sequence[str], yield_to: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        index: str,
+        ids: Sequence[str],
+        *,
+        yield_to: Callable[[], bool] | None = None,
+        worker: str | None = None,
+    ) -> None:
         self.index = index
         self.ids = list(ids)
         # asked between chunks: True stops the run there, the rest left in `remaining()` (a bulk batch
         # making way for interactive work, see workers.tasks)
         self.yield_to = yield_to
         self.yielded = False
+        self.worker = worker  # what its claims record as `ingest.claimed_by` (None: nothing)
         self.claimed: dict[str, int] = {}  # id -> the attempt number it was claimed with
         self.done: set[str] = set()
         self.current: list[str] = []  # the chunk being worked on
@@ -103,6 +110,7 @@ class EncodeRun:
         settings = get_settings()
         docs = pending_docs(es, self.index, [doc_id for doc_id in self.ids if doc_id not in self.done])
         result = BatchResult(skipped=len(self.ids) - len(docs))
+        worker = self.worker if self.worker and records_claims(es, self.index) else None
         for number, chunk in enumerate(chunks(docs, settings.workers.encode_chunk_sizes)):
             if number and self.yield_to and self.yield_to():
                 self.yielded = True
@@ -114,6 +122,7 @@ class EncodeRun:
                 chunk,
                 already=self.claimed.keys(),
                 max_attempts=settings.workers.task_max_attempts,
+                worker=worker,
             )
             self.claimed.update(claimed.attempts)
             result += claimed.result
@@ -152,13 +161,21 @@ def chunks(docs: Iterable[Doc], sizes: Mapping[str, int]) -> list[list[Doc]]:
 
 
 def claim(
-    es: Client, index: str, chunk: Sequence[Doc], *, already: Collection[str], max_attempts: int
+    es: Client,
+    index: str,
+    chunk: Sequence[Doc],
+    *,
+    already: Collection[str],
+    max_attempts: int,
+    worker: str | None = None,
 ) -> Claimed:
-    """Count the attempt on each document before any work (guarded writes); those in `already` were
-    claimed before an outage of this same delivery and are not counted again. A document over the limit
-    is failed here instead."""
+    """Count the attempt on each document before any work (guarded writes), naming the `worker` that
+    holds it; those in `already` were claimed before an outage of this same delivery and are not counted
+    again. A document over the limit is failed here instead."""
     partials = {
-        doc["_id"]: claim_update(doc["_source"], max_attempts) for doc in chunk if doc["_id"] not in already
+        doc["_id"]: claim_update(doc["_source"], max_attempts, worker=worker)
+        for doc in chunk
+        if doc["_id"] not in already
     }
     by_id = {doc["_id"]: doc for doc in chunk}
     actions = [_guarded(index, by_id[doc_id], partial) for doc_id, partial in partials.items()]
@@ -188,16 +205,28 @@ def claim(
 # --- the chunk: decode, encode, write ---------------------------------------------------------------
 
 
-_META_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+_MAPPING_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def _mapping(es: Client, index: str) -> dict[str, Any]:
+    """The physical index's mapping (cached a minute per process)."""
+    hit = _MAPPING_CACHE.get(index)
+    if not hit or time.monotonic() - hit[0] > 60:
+        hit = (time.monotonic(), es.indices.get_mapping(index=index)[index]["mappings"])
+        _MAPPING_CACHE[index] = hit
+    return hit[1]
 
 
 def _meta(es: Client, index: str) -> dict[str, Any]:
-    """The physical index's `_meta` (cached a minute per process)."""
-    hit = _META_CACHE.get(index)
-    if not hit or time.monotonic() - hit[0] > 60:
-        hit = (time.monotonic(), index_meta(es, index))
-        _META_CACHE[index] = hit
-    return hit[1]
+    """The physical index's `_meta`: what its vectors mean."""
+    return _mapping(es, index).get("_meta", {})
+
+
+def records_claims(es: Client, index: str) -> bool:
+    """Whether the index maps `ingest.claimed_by` (one made before it, not upgraded yet, would refuse
+    the field: its mapping is strict)."""
+    ingest = _mapping(es, index).get("properties", {}).get("ingest", {}).get("properties", {})
+    return "claimed_by" in ingest
 
 
 def encoders_for(es: Client, index: str) -> list[Encoder]:

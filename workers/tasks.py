@@ -5,7 +5,8 @@ An encode batch retries an unreachable Elasticsearch in-process, with backoff, f
 `task_soft_time_limit`: the documents of the chunk under way end `failed` (over the time limit), the rest
 go back to the queue. A batch that still cannot reach Elasticsearch leaves its documents `pending`, for the
 reconciler (`workers.reconcile`) to send again; any other error fails the batch's pending documents with
-the reason.
+the reason. While it runs, the batch is this worker's holding (`workers.heartbeat`) and its claims name
+the worker, so the reconciler hands it on within seconds if the worker dies.
 
 A bulk batch makes way for interactive work between its chunks: when an interactive batch waits in a
 queue this worker serves, it stops after the chunk under way and sends the rest of its documents back to
@@ -34,6 +35,7 @@ from core.es import get_client
 from ingest.priority import Priority
 from workers.celery_app import ENCODE_TASK, app
 from workers.encoding import EncodeRun, ShardUnavailable, mark_failed
+from workers.heartbeat import holding
 from workers.queues import MESSAGE_PRIORITY, MODALITY_QUEUES, depths, route
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,17 @@ def _retrying() -> Retrying:
 # Time limits come from settings when the app is configured (`workers.celery_app.from_settings`).
 @app.task(bind=True, base=EncodeTask, name=ENCODE_TASK, acks_late=True)
 def encode_batch(self: Task, index: str, ids: list[str]) -> dict[str, int]:
-    delivery = self.request.delivery_info or {}
+    with holding(index, ids) as worker:
+        return _encode(self, index, ids, worker)
+
+
+def _encode(task: Task, index: str, ids: list[str], worker: str | None) -> dict[str, int]:
+    """The batch's run with in-process retries; at the time limit the chunk under way fails and the
+    rest goes back to the queue it came from, as does the rest of a bulk batch that made way."""
+    delivery = task.request.delivery_info or {}
     bulk = delivery.get("priority") == MESSAGE_PRIORITY[Priority.BULK]
-    run = EncodeRun(index, ids, yield_to=interactive_waiting if bulk else None)  # progress survives retries
+    # its progress survives the in-process retries
+    run = EncodeRun(index, ids, yield_to=interactive_waiting if bulk else None, worker=worker)
     try:
         result = _retrying()(run, get_client())
     except SoftTimeLimitExceeded:

@@ -173,8 +173,7 @@ class SearchService:
         *,
         principal: Principal,
     ) -> dict[str, Any]:
-        """`example`: an uploaded (kind, decoded item) to search by. Every request sent carries the
-        principal's read filter: sub-queries (inside each kNN), the rerank texts and the page fetch."""
+        """`example`: an uploaded (kind, decoded item). Every request sent has the principal's read filter."""
         started = time.perf_counter()
         facets = self._facet_names(req)
         self.collection(collection.name, principal=principal)  # a collection it may not use: 404

@@ -55,6 +55,7 @@ FORM_TIMEOUT = 600.0  # three JVMs starting at once on a loaded 2-core machine: 
 # counted apart.
 SEARCH_TIMEOUT = 300.0
 GRACE_S = 2.0  # after the kill, answers already under way may still come back whole
+AFTER_GREEN_S = 10.0  # searching goes on this long once everything settled (the cluster green)
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,7 @@ def run_once(
         accepted = ingest(drill, base, name, documents(n, seed=settings.engine.number_of_replicas))
         wait_settled(settings, name, len(accepted), monkey, timeout=timeout)
         settled_s = time.monotonic() - began
+        time.sleep(AFTER_GREEN_S)  # searches of the healed cluster: none of them may say `partial`
         answers = searchers.finish()
         result = check(settings, f"{settings.engine.index_prefix}{name}", accepted)
     finally:

@@ -58,7 +58,8 @@ def test_the_url_drives_the_request_and_facets_rewrite_the_url(browser) -> None:
         else:
             sent.append(json.loads(route.request.post_data_buffer or b"{}"))
             answer = {"mode": "hybrid", "from": 0, "size": 10, "total": 6, "took_ms": 1.0}
-            route.fulfill(json={**answer, "hits": mail_hits(), "facets": FACETS})
+            cut = {"applied": False} if sent[-1].get("cutoff") is False else {"applied": True, "cut": 3}
+            route.fulfill(json={**answer, "hits": mail_hits(), "facets": FACETS, "cutoff": cut})
 
     context, page, foreign, errors = open_page(browser, FAKE, handle)
     try:
@@ -95,6 +96,13 @@ def test_the_url_drives_the_request_and_facets_rewrite_the_url(browser) -> None:
         settle(page)
         assert "@timestamp" not in sent[-1]["filters"]
         assert "r.@timestamp" not in parse_qs(urlparse(page.url).query)
+
+        # Hits below the relevance cut-off are one click away, and the click is in the URL.
+        assert all("cutoff" not in body for body in sent)
+        page.locator('[data-testid="show-all"]').click()
+        settle(page)
+        assert sent[-1]["cutoff"] is False and parse_qs(urlparse(page.url).query)["all"] == ["1"]
+        expect(page.locator('[data-testid="show-all"]')).to_have_count(0)
     finally:
         context.close()
     assert not foreign and not errors, (foreign, errors)

@@ -20,6 +20,7 @@ const state = {
   similar: null, // {id, title} when showing documents similar to one
   from: 0,
   size: PAGE_SIZE,
+  all: false, // true: every hit, past the relevance cut-off (`cutoff: false`)
   busy: false,
 };
 
@@ -207,6 +208,7 @@ function urlOf(s) {
       qs.set(`f.${field}`, String(value));
     }
   }
+  if (s.all) qs.set("all", "1");
   const pageNo = Math.floor(s.from / s.size) + 1;
   if (pageNo > 1) qs.set("page", String(pageNo));
   const text = qs.toString();
@@ -238,6 +240,7 @@ function readUrl(search) {
     modalities: asked.length ? asked : [...MODALITIES],
     filters,
     from: (pageNo - 1) * PAGE_SIZE,
+    all: qs.get("all") === "1",
     similar: like ? { id: like, title: like } : null,
   };
 }
@@ -286,10 +289,12 @@ function readForm() {
   state.mode = document.querySelector('input[name="mode"]:checked').value;
   state.modalities = MODALITIES.filter((m) => document.querySelector(`input[name="modality"][value="${m}"]`).checked);
   state.query = $("query").value.trim();
+  state.all = false; // a new search starts at the cut-off again
 }
 
 function searchBody() {
   const body = { mode: state.mode, highlight: true, explain: true, facets: true };
+  if (state.all) body.cutoff = false;
   if (state.query) body.query = state.query;
   if (state.modalities.length && state.modalities.length < MODALITIES.length) body.modalities = state.modalities;
   if (Object.keys(state.filters).length) body.filters = state.filters;
@@ -447,9 +452,11 @@ function render(data, collection) {
   if (!hits.length) {
     $("empty").hidden = false;
     setStatus(`No results · ${took}`);
+    offerAll(data.cutoff);
     return;
   }
   setStatus(`${total} result${total === 1 ? "" : "s"} · ${took} · ${data.mode}`);
+  offerAll(data.cutoff);
   const list = $("results");
   for (const group of groupHits(hits)) {
     const node = renderHit(group.head, collection);
@@ -465,6 +472,19 @@ function render(data, collection) {
   $("prev").disabled = from === 0;
   $("next").disabled = from + hits.length >= total;
   $("page-info").textContent = `${from + 1}–${from + hits.length} of ${total}`;
+}
+
+// Hits below the relevance cut-off are one click away (and the click is in the URL: `all=1`).
+function offerAll(cutoff) {
+  if (!cutoff || !cutoff.applied || !(cutoff.cut > 0)) return;
+  const more = el("button", { type: "button", class: "link", "data-testid": "show-all" });
+  more.textContent = `${cutoff.cut} more below the relevance cut-off: show all`;
+  more.addEventListener("click", () => {
+    state.all = true;
+    state.from = 0;
+    navigate();
+  });
+  $("status").append(" · ", more);
 }
 
 const parentOf = (hit) => {

@@ -57,8 +57,10 @@ def test_a_single_document_is_encoded_before_another_collections_bulk(
     api: ApiClient, es: Client, settings: Settings, two_lanes: tuple[str, str]
 ) -> None:
     bulk, interactive = two_lanes
-    api.add_documents(bulk, _docs("bulk", BULK))
-    out = api.add_documents(interactive, [{"id": "single", "text": "One note, someone waits for it."}])
+    api.add_documents(bulk, _docs("bulk", BULK), refresh=True)
+    out = api.add_documents(
+        interactive, [{"id": "single", "text": "One note, someone waits for it."}], refresh=True
+    )
     assert out["tasks"] == 1
     api.wait_encoded(interactive, timeout=600, poll=0.2)
     api.wait_encoded(bulk, timeout=900)
@@ -73,8 +75,9 @@ def test_a_small_bulk_is_not_left_behind_a_large_bulk_of_another_collection(
     api: ApiClient, es: Client, settings: Settings, two_lanes: tuple[str, str]
 ) -> None:
     large, small = two_lanes
-    api.add_documents(large, _docs("large", BULK))
-    out = api.add_documents(small, _docs("small", 12))  # more than interactive_max_documents: bulk
+    api.add_documents(large, _docs("large", BULK), refresh=True)
+    # more than interactive_max_documents: bulk; refreshed, so waiting for `encoded` sees them at once
+    out = api.add_documents(small, _docs("small", 12), refresh=True)
     assert out["tasks"] == 1
     api.wait_encoded(small, timeout=600, poll=0.2)
     api.wait_encoded(large, timeout=900)

@@ -151,6 +151,7 @@ def test_a_worker_killed_mid_batch_is_healed_in_seconds(
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
         killed = time.monotonic()
+        es.indices.refresh(index=index)  # the claims of the batch under way, written a moment ago
         held = _claimed_pending(es, index)
         holdings = heartbeat.holdings(broker, heartbeat.dead_workers(broker) | set(held.values()))
         assert held or holdings, "the kill fell between two batches: nothing was in flight"

@@ -102,7 +102,8 @@ class Caller:
         )
 
     def search(self, collection: str = "hr", **body: Any) -> dict[str, Any]:
-        resp = self.call("POST", f"/v1/collections/{collection}/search", json=body)
+        """A search with the widest view (no relevance cut-off) unless the body says otherwise."""
+        resp = self.call("POST", f"/v1/collections/{collection}/search", json={"cutoff": False, **body})
         assert resp.status_code == 200, resp.text
         return resp.json()
 

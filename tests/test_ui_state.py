@@ -78,7 +78,7 @@ def test_facets_count_the_matches_and_each_names_the_filter_that_narrows_by_it(
     api: ApiClient, site: dict[str, str]
 ) -> None:
     name = site["collection"]
-    out = api.search(name, "harbour lamp", facets=True, size=1)
+    out = api.search(name, "harbour lamp", facets=True, size=1, cutoff=False)
     facets = out["facets"]
     assert {"modality", "mime", "date"} <= set(facets)
     assert sum(b["count"] for b in facets["modality"]["buckets"]) == out["total"]
@@ -98,7 +98,9 @@ def test_facets_count_the_matches_and_each_names_the_filter_that_narrows_by_it(
 
     # A facet value's filter narrows the search to exactly that many matches.
     field = facets["mime"]["field"]
-    narrowed = api.search(name, "harbour lamp", facets=["mime"], filters={field: "application/pdf"})
+    narrowed = api.search(
+        name, "harbour lamp", facets=["mime"], filters={field: "application/pdf"}, cutoff=False
+    )
     assert narrowed["total"] == 2 and {h["source"]["source"]["mime"] for h in narrowed["hits"]} == {
         "application/pdf"
     }
@@ -170,7 +172,7 @@ def test_facets_narrow_groups_passages_explanations_and_keys(
     context, page, foreign, errors = open_page(browser, origin)
     mail, pdf = site["mail"], site["pdf"]
     try:
-        page.goto(search_url(origin, q="harbour lamp lens", collection=site["collection"]))
+        page.goto(search_url(origin, q="harbour lamp lens", collection=site["collection"], all="1"))
         settle(page)
         hits = page.locator("#results > .hit")
         expect(hits.first).to_be_visible(timeout=SLOW)
@@ -245,7 +247,7 @@ def test_at_a_phones_width_nothing_scrolls_sideways(
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     try:
         page = context.new_page()
-        page.goto(search_url(origin, q="harbour lamp lens", collection=site["collection"]))
+        page.goto(search_url(origin, q="harbour lamp lens", collection=site["collection"], all="1"))
         settle(page)
         expect(page.locator("#results > .hit").first).to_be_visible(timeout=SLOW)
         page.locator('#results > .hit [data-testid="explain"] summary').first.click()

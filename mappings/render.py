@@ -29,7 +29,10 @@ def added_properties() -> dict[str, Any]:
     (additive): `source.*` of crawls, `readers` of document permissions and `ingest.claimed_by` of
     healing; putting them again is a no-op where they are already mapped."""
     properties = _template()["mappings"]["properties"]
-    return copy.deepcopy({key: properties[key] for key in ("source", "ingest", READERS_FIELD)})
+    claimed_by = properties["ingest"]["properties"]["claimed_by"]  # not all of `ingest`: its `encoders`
+    # is `flattened` in the template, which only `index_body` turns into the engine's own object type
+    added = {"source": properties["source"], READERS_FIELD: properties[READERS_FIELD]}
+    return copy.deepcopy({**added, "ingest": {"properties": {"claimed_by": claimed_by}}})
 
 
 def index_body(

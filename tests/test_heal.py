@@ -144,14 +144,15 @@ def test_a_worker_killed_mid_batch_is_healed_in_seconds(
     try:
         docs = [
             {"id": f"k{i}", "title": f"doc {i}", "text": f"worker heartbeats heal batch {i}"}
-            for i in range(96)
+            for i in range(480)
         ]
         api.add_documents(collection, docs)
-        _wait(lambda: api.collection(collection)["documents"].get("encoded", 0) >= 6, 240, "some encoded")
+        # kill while a batch is in flight, with most of the work still to come (on an idle machine the
+        # worker gets through a few hundred short texts in seconds)
+        _wait(lambda: bool(_claimed_pending(es, index)), 240, "a batch in flight")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
         killed = time.monotonic()
-        es.indices.refresh(index=index)  # the claims of the batch under way, written a moment ago
         held = _claimed_pending(es, index)
         holdings = heartbeat.holdings(broker, heartbeat.dead_workers(broker) | set(held.values()))
         assert held or holdings, "the kill fell between two batches: nothing was in flight"

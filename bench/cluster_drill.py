@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -32,7 +31,7 @@ import requests
 from rich.console import Console
 
 import stack
-from bench.common import Report, save, show
+from bench.common import Report, free_ports, save, show
 from bench.drill import Drill, check, counts, documents, ingest, post, wait_settled
 from core.config import (
     ApiSettings,
@@ -112,18 +111,6 @@ class Searchers:
         for thread in self.threads:
             thread.join(timeout=90)
         return list(self.answers)
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports (all held open until every one is chosen)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def cluster_settings(

@@ -115,6 +115,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (all held open until every one is chosen)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 @contextmanager
 def spawned_api(extra_env: dict[str, str], settings: Settings | None = None) -> Iterator[ApiClient]:
     """A temporary API process (gunicorn, 1 worker, 4 threads) on a free port with some settings changed

@@ -4,33 +4,21 @@
 from __future__ import annotations
 
 import shutil
-import socket
 
 import pytest
 import requests
 
+from bench.common import free_ports
 from core.config import Settings
 from stack import cluster, engines
 from stack.nodes import ES_START_TIMEOUT
 from stack.processes import http_ok, log_file, wait_until
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free ports (all held open until every one is chosen)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 @pytest.mark.integration
 def test_three_nodes_form_a_green_cluster(settings: Settings) -> None:
     engine = engines.engine_for(settings)
-    ports = _free_ports(6)
+    ports = free_ports(6)
     specs = cluster.cluster_specs(
         settings, engine, http_ports=ports[:3], transport_ports=ports[3:], heap="384m"
     )

@@ -194,6 +194,23 @@ def test_search_hits_and_totals_hold_only_readable_documents(
         assert not hidden and not any(f'"{i}"' in text for i in HIDDEN_FROM_BOB)
 
 
+@pytest.mark.parametrize("who", ["bob", "alice", "board"])
+def test_facet_counts_count_only_readable_documents(base: str, world: str, who: str) -> None:
+    """Counts by modality, file type and date add up to the readable hits, never to hidden ones; a
+    facet on `readers` (which would name who else may read) is refused."""
+    out = Caller(base, who).search(query="zebra", mode="hybrid", facets=True, size=50)
+    found = ids(out)
+    assert found and found <= READABLE[who]
+    facets = out["facets"]
+    assert sum(b["count"] for b in facets["modality"]["buckets"]) == len(found) == out["total"]
+    assert sum(b["count"] for b in facets["mime"]["buckets"]) <= len(found)  # one type at most each
+    assert all(b["count"] <= len(found) for b in facets["date"]["buckets"])  # nested ranges
+    refused = Caller(base, who).call(
+        "POST", "/v1/collections/hr/search", json={"query": "zebra", "facets": ["readers"]}
+    )
+    assert refused.status_code == 400
+
+
 def test_passages_of_a_long_hidden_document_never_show(base: str, world: str) -> None:
     query = {
         "query": "xylophone acquisition closes in March",

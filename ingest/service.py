@@ -12,6 +12,7 @@ anything is written).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from ingest.lifecycle import requeue_update, sha256_of
 from ingest.priority import Priority, priority_for
 from ingest.quota import check as check_quota
 from ingest.quota import incoming, quota_of
-from ingest.uploads import FileDocuments, Upload, file_documents
+from ingest.uploads import FileDocuments, Place, Upload, file_documents
 from mappings import catalog, metastore
 from mappings.catalog import Collection, CollectionNotFound
 
@@ -46,6 +47,14 @@ from mappings.catalog import Collection, CollectionNotFound
 Enqueue = Callable[[str, Iterable[tuple[str, str]], Priority], int]
 MANIFEST_FIELDS = ("path", "size", "mtime", "sha256")
 MAX_PROFILES = 100  # search profiles per collection
+# Refusing an id held by a document the caller may not read (writing it would replace that document).
+HIDDEN_ID = "this id is held by a document the caller may not read; choose another id"
+
+
+def hidden_upload(upload: Upload) -> FileDocuments:
+    """The outcome of a file sent with an id held by a document the caller may not read."""
+    refused = {"filename": upload.filename, "id": upload.doc_id, "status": "rejected", "http_status": 409}
+    return FileDocuments({**refused, "error": HIDDEN_ID})
 
 
 class UploadRejected(MmsearchError):
@@ -128,6 +137,13 @@ class IngestService:
             )
             for position, doc in parsed.docs
         }
+        hidden = self._hidden(collection, [body["doc_id"] for body in bodies.values()], principal)
+        taken = [
+            {"position": p, "id": body["doc_id"], "error": HIDDEN_ID}
+            for p, body in bodies.items()
+            if body["doc_id"] in hidden
+        ]
+        bodies = {p: b for p, b in bodies.items() if b["doc_id"] not in hidden}
         check_quota(self.es, self.settings, collection, incoming(list(bodies.values())))
         priority = priority_for(len(bodies), self.settings)
         try:
@@ -136,7 +152,7 @@ class IngestService:
             self.enqueue(collection.index, ((i, "text") for i in exc.written), priority)
             raise
         position_of = {body["doc_id"]: position for position, body in bodies.items()}
-        errors = parsed.errors + [{"position": position_of.get(e["id"]), **e} for e in failed]
+        errors = parsed.errors + taken + [{"position": position_of.get(e["id"]), **e} for e in failed]
         errors.sort(key=lambda e: e["position"] if e["position"] is not None else -1)
         return Indexed(ids, errors, self.enqueue(collection.index, ((i, "text") for i in ids), priority))
 
@@ -154,12 +170,16 @@ class IngestService:
         when no file was accepted. Files naming no readers get the collection's default ones; a mail's
         attachments get the mail's."""
         collection = self.collection(name, principal=principal)
+        hidden = self._hidden(collection, [u.doc_id for u in uploads if u.doc_id], principal)
+        place = self._place(collection, principal)
         found = [
-            file_documents(
+            hidden_upload(upload)
+            if upload.doc_id in hidden
+            else file_documents(
                 collection.name,
                 upload,
                 self.settings,
-                is_duplicate=self._exists(collection),
+                place=place,
                 dedup=dedup,
                 default_readers=tuple(collection.default_readers),
             )
@@ -370,8 +390,38 @@ class IngestService:
 
     # --- steps -----------------------------------------------------------------------------------------
 
-    def _exists(self, collection: Collection) -> Callable[[str], bool]:
-        return lambda doc_id: bool(self.es.exists(index=collection.alias, id=doc_id))
+    def _readable_ids(self, collection: Collection, ids: list[str], principal: Principal) -> dict[str, bool]:
+        """Of `ids`, those stored (realtime), each with whether the principal may read it."""
+        if not ids:
+            return {}
+        found = self.es.mget(index=collection.alias, ids=ids, source_includes=[READERS_FIELD])["docs"]
+        return {
+            d["_id"]: may_read(principal, d["_source"].get(READERS_FIELD)) for d in found if d.get("found")
+        }
+
+    def _hidden(self, collection: Collection, ids: list[str], principal: Principal) -> set[str]:
+        """The ids among `ids` held by documents the principal may not read: writing them would replace
+        what it cannot see, so they are refused."""
+        if principal.admin:
+            return set()
+        readable = self._readable_ids(collection, ids, principal)
+        return {doc_id for doc_id, may in readable.items() if not may}
+
+    def _place(self, collection: Collection, principal: Principal) -> Place:
+        """Where a deduplicated file goes: its sha256 as id, or, when a document the principal may not read
+        holds that id, an id of the same bytes and these readers. The upload neither replaces the hidden
+        document nor learns that it exists, and sending it again is still a duplicate."""
+
+        def place(sha256: str, readers: tuple[str, ...]) -> tuple[str, bool]:
+            tag = hashlib.sha256("\n".join(sorted(readers)).encode()).hexdigest()[:16]
+            candidates = [sha256, f"{sha256}.{tag}"]
+            stored = self._readable_ids(collection, candidates, principal)
+            for doc_id in candidates:
+                if stored.get(doc_id, True):  # absent (write it here) or readable (a duplicate)
+                    return doc_id, doc_id in stored
+            raise Conflict(f"the file of sha256 {sha256} cannot be stored for these readers: give it an id")
+
+        return place
 
     def _stored_shas(
         self, collection: Collection, ids: list[str], principal: Principal | None = None

@@ -1,7 +1,8 @@
 """A file becomes index documents: extracted, hashed, and an e-mail's attachments made child documents.
 
-Nothing here touches the engine: whether a file is already stored is asked through `is_duplicate`, so the
-ingest service decides how to look it up and this stays a pure step from bytes to documents.
+Nothing here touches the engine: where a deduplicated file goes, and whether it is already stored, is asked
+through `place`, so the ingest service decides how to look it up and this stays a pure step from bytes to
+documents.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from ingest.extract import extract
 from ingest.mail import Attachment
 from media.filetypes import IngestError
 
+# (the file's sha256, its readers) -> (the id to write it under, whether that id already holds a document
+# the uploader can read: then the upload is a duplicate and nothing is written).
+Place = Callable[[str, tuple[str, ...]], tuple[str, bool]]
 # What a filename may not hold: control characters (a CR/LF would end up in a Content-Disposition header).
 _CONTROL = dict.fromkeys(range(0x20), " ") | {0x7F: " "}
 
@@ -57,7 +61,7 @@ def file_documents(
     upload: Upload,
     settings: Settings,
     *,
-    is_duplicate: Callable[[str], bool],
+    place: Place,
     dedup: bool = True,
     default_readers: tuple[str, ...] = (EVERYONE,),
 ) -> FileDocuments:
@@ -67,7 +71,7 @@ def file_documents(
     readers (its own, else `default_readers`) are its attachments' too."""
     readers = upload.readers if upload.readers is not None else default_readers
     upload = replace(upload, readers=readers)
-    parent, attachments = _one_file(collection, upload, settings, is_duplicate=is_duplicate, dedup=dedup)
+    parent, attachments = _one_file(collection, upload, settings, place=place, dedup=dedup)
     if not parent.docs:
         return parent
     parent_id = parent.docs[0]["doc_id"]
@@ -83,7 +87,7 @@ def file_documents(
                 readers=readers,
             ),
             settings,
-            is_duplicate=lambda _: False,
+            place=lambda doc_id, _readers: (doc_id, False),
             dedup=False,
         )[0]
         for number, attachment in enumerate(attachments, start=1)
@@ -101,7 +105,7 @@ def _one_file(
     upload: Upload,
     settings: Settings,
     *,
-    is_duplicate: Callable[[str], bool],
+    place: Place,
     dedup: bool,
 ) -> tuple[FileDocuments, list[Attachment]]:
     """The file's own document, and the attachments found in it (for the caller to make children of)."""
@@ -112,10 +116,12 @@ def _one_file(
         rejected = {**outcome, "status": "rejected", "http_status": exc.status, "error": str(exc)}
         return FileDocuments(rejected), []
     sha256 = hashlib.sha256(upload.data).hexdigest()
-    doc_id = upload.doc_id or (sha256 if dedup else None)
+    doc_id = upload.doc_id
     outcome.update(sha256=sha256, mime=found.mime, modality=found.modality, mislabelled=found.mislabelled)
-    if upload.doc_id is None and doc_id and is_duplicate(doc_id):
-        return FileDocuments({**outcome, "id": doc_id, "status": "duplicate"}), []
+    if doc_id is None and dedup:
+        doc_id, stored = place(sha256, tuple(upload.readers or (EVERYONE,)))
+        if stored:
+            return FileDocuments({**outcome, "id": doc_id, "status": "duplicate"}), []
     doc = new_document(
         collection,
         doc_id,

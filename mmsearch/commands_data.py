@@ -26,6 +26,12 @@ def collections() -> None:
 )
 @click.option("--max-documents", type=click.IntRange(min=0), help="Quota: documents held (0 = unlimited).")
 @click.option("--max-bytes", type=click.IntRange(min=0), help="Quota: bytes of stored files (0 = unlimited).")
+@click.option(
+    "--default-readers",
+    "default_readers",
+    multiple=True,
+    help="Readers of documents that name none: *, user:NAME or group:NAME (repeatable; default *).",
+)
 def collections_create(
     *,
     name: str,
@@ -35,6 +41,7 @@ def collections_create(
     passages: bool,
     max_documents: int | None,
     max_bytes: int | None,
+    default_readers: tuple[str, ...],
 ) -> None:
     spec: dict = {"passages": passages}
     quota = {"max_documents": max_documents, "max_bytes": max_bytes}
@@ -45,6 +52,8 @@ def collections_create(
         spec["models"] = dict(m.split("=", 1) for m in models)
     if extractors:
         spec["extractors"] = list(extractors)
+    if default_readers:
+        spec["default_readers"] = list(default_readers)
     with errors():
         echo_json(api().create_collection(name, **spec))
 

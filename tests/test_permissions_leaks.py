@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from click.testing import CliRunner
 from PIL import Image
 from werkzeug.serving import make_server
 
@@ -30,8 +31,9 @@ from bench import media_fixtures as mf
 from client.api import ApiClient
 from client.crawl import crawl, summary
 from core import access
-from core.config import Settings
+from core.config import Settings, get_settings
 from core.es import Client
+from mmsearch.cli import main as cli
 from search import security
 from search.app import create_app
 
@@ -515,3 +517,74 @@ def test_a_crawl_maps_owners_groups_and_modes_to_readers(base: str, world: str, 
         manifest["open.txt"]["id"],
         manifest["web.txt"]["id"],
     }
+
+
+def test_writes_never_replace_a_hidden_document_nor_dedup_against_it(base: str, world: str) -> None:
+    """An id held by a document the writer may not read is refused (writing it would replace what the writer
+    cannot see); the same bytes as a hidden file are stored anew for the writer, never called a duplicate."""
+    writer, admin = Caller(base, "bob-writer"), Caller(base, "admin")
+    docs = [{"id": "board1", "text": "overwritten"}, {"id": "bob-note", "text": "bob's own note"}]
+    resp = writer.call("POST", "/v1/collections/hr/documents", json=docs, params={"refresh": "wait_for"})
+    assert resp.status_code == 207, resp.text
+    assert resp.json()["ids"] == ["bob-note"]
+    assert [(e["position"], e["id"]) for e in resp.json()["errors"]] == [(0, "board1")]
+    form = {"ids": json.dumps(["board-image"]), "readers": json.dumps([["*"]])}
+    upload = writer.call(
+        "POST", "/v1/collections/hr/files", files=[("file", ("x.png", png("white"), "image/png"))], data=form
+    )
+    assert upload.status_code == 409 and "may not read" in upload.json()["error"]["message"]
+    assert admin.call("GET", "/v1/collections/hr/documents/board1").json()["source"]["title"] == "Minutes"
+    board_image = admin.call("GET", "/v1/collections/hr/documents/board-image").json()["source"]
+    assert board_image["source"]["filename"] == "blue.png" and board_image["readers"] == ["group:board"]
+
+    green = [("file", ("green.png", png("green"), "image/png"))]
+    hidden = admin.call(
+        "POST", "/v1/collections/wiki/files", files=green, data={"readers": json.dumps([["group:board"]])}
+    ).json()["files"][0]
+    mine = {"readers": json.dumps([["user:bob"]])}
+    first = writer.call("POST", "/v1/collections/wiki/files", files=green, data=mine).json()["files"][0]
+    again = writer.call("POST", "/v1/collections/wiki/files", files=green, data=mine).json()["files"][0]
+    try:
+        assert hidden["status"] == "pending" and hidden["id"] == hidden["sha256"]
+        assert first["status"] == "pending" and first["id"].startswith(f"{hidden['id']}.")
+        assert again["status"] == "duplicate" and again["id"] == first["id"]
+        kept = admin.call("GET", f"/v1/collections/wiki/documents/{hidden['id']}").json()["source"]
+        assert kept["readers"] == ["group:board"]
+        assert writer.call("GET", f"/v1/collections/wiki/documents/{first['id']}").status_code == 200
+    finally:
+        for name, doc_id in (("hr", "bob-note"), ("wiki", hidden["id"]), ("wiki", first["id"])):
+            admin.call("DELETE", f"/v1/collections/{name}/documents/{doc_id}", params={"refresh": "true"})
+
+
+def test_a_collection_made_by_the_cli_gives_its_default_readers(
+    base: str, world: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MMSEARCH_API_URL", base)
+    monkeypatch.setenv("MMSEARCH_API_KEY", KEYS["admin"][0])
+    get_settings.cache_clear()
+    try:
+        args = [
+            "collections",
+            "create",
+            "handbook",
+            "--default-readers",
+            "group:hr",
+            "--default-readers",
+            "user:bob",
+        ]
+        out = CliRunner().invoke(cli, args)
+        bad = CliRunner().invoke(cli, ["collections", "create", "handbook2", "--default-readers", "team:x"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["default_readers"] == ["group:hr", "user:bob"]
+    assert bad.exit_code != 0 and "team:x" in bad.output
+    doc = {"id": "h1", "text": "Leave policy"}
+    resp = Caller(base, "admin").call("POST", "/v1/collections/handbook/documents", json=doc)
+    assert resp.status_code == 202, resp.text
+    readable = {
+        who: Caller(base, who).call("GET", "/v1/collections/handbook/documents/h1").status_code
+        for who in ("alice", "bob", "board")
+    }
+    assert readable == {"alice": 404, "bob": 200, "board": 404}

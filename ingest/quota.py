@@ -70,9 +70,12 @@ def incoming(docs: list[Mapping[str, Any]]) -> dict[str, int]:
     return {doc["doc_id"]: int((doc.get("source") or {}).get("size") or 0) for doc in docs}
 
 
-def check(es: Client, settings: Settings, collection: Collection, adding: Mapping[str, int]) -> None:
+def check(
+    es: Client, settings: Settings, collection: Collection, adding: Mapping[str, int], *, tell_usage: bool
+) -> None:
     """Raise `QuotaExceeded` when writing `adding` (id -> bytes) would take the collection past a quota.
-    Documents replaced by the write count as leaving, so re-sending what is held never fails."""
+    Documents replaced by the write count as leaving, so re-sending what is held never fails. The message
+    states the usage only when `tell_usage` (an admin): it counts documents the writer may not read."""
     quota = quota_of(collection, settings)
     if quota.unlimited or not adding:
         return
@@ -82,17 +85,15 @@ def check(es: Client, settings: Settings, collection: Collection, adding: Mappin
         held.documents - replaced.documents + len(adding),
         held.bytes - replaced.bytes + sum(adding.values()),
     )
-    name = collection.name
-    if quota.max_documents and after.documents > max(quota.max_documents, held.documents):
-        raise QuotaExceeded(
-            f"collection {name!r} is over its quota of {quota.max_documents} documents: it holds "
-            f"{held.documents}, and this request would bring it to {after.documents}; nothing was written"
-        )
-    if quota.max_bytes and after.bytes > max(quota.max_bytes, held.bytes):
-        raise QuotaExceeded(
-            f"collection {name!r} is over its quota of {quota.max_bytes} bytes of stored files: it holds "
-            f"{held.bytes}, and this request would bring it to {after.bytes}; nothing was written"
-        )
+    for limit, unit, before, now in (
+        (quota.max_documents, "documents", held.documents, after.documents),
+        (quota.max_bytes, "bytes of stored files", held.bytes, after.bytes),
+    ):
+        if limit and now > max(limit, before):
+            said = f": it holds {before}, and this request would bring it to {now}" if tell_usage else ""
+            raise QuotaExceeded(
+                f"collection {collection.name!r} is over its quota of {limit} {unit}{said}; nothing written"
+            )
 
 
 def _held(es: Client, alias: str, ids: list[str]) -> Usage:

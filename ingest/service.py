@@ -144,7 +144,9 @@ class IngestService:
             if body["doc_id"] in hidden
         ]
         bodies = {p: b for p, b in bodies.items() if b["doc_id"] not in hidden}
-        check_quota(self.es, self.settings, collection, incoming(list(bodies.values())))
+        check_quota(
+            self.es, self.settings, collection, incoming(list(bodies.values())), tell_usage=principal.admin
+        )
         priority = priority_for(len(bodies), self.settings)
         try:
             ids, failed = index_many(self.es, collection.index, bodies.values(), refresh=refresh)
@@ -186,7 +188,7 @@ class IngestService:
             for upload in uploads
         ]
         docs = [doc for one in found for doc in one.docs]
-        check_quota(self.es, self.settings, collection, incoming(docs))
+        check_quota(self.es, self.settings, collection, incoming(docs), tell_usage=principal.admin)
         previous = self._stored_shas(collection, [u.doc_id for u in uploads if u.doc_id])
         modality = {doc["doc_id"]: doc["modality"] for doc in docs}
         crawl = any((u.origin or {}).get("root") for u in uploads)  # a crawl is bulk however small its batch

@@ -1,6 +1,6 @@
 """Per-collection quotas on the real stack: a write that would pass a collection's document or byte quota
-is refused whole with a 413 naming the quota and the usage, nothing of it written; re-sending what the
-collection holds passes; a collection without its own quota takes the global default."""
+is refused whole with a 413 naming the quota (and, to an admin, the usage), nothing of it written;
+re-sending what the collection holds passes; a collection without its own quota takes the global default."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from client.api import ApiClient, ApiClientError
-from core.access import ADMIN
+from core.access import ADMIN, Principal
 from core.config import Settings
 from core.es import Client
 from ingest.blobstore import BlobStore
@@ -87,6 +87,13 @@ def test_a_collection_without_a_quota_takes_the_global_default(
     with pytest.raises(QuotaExceeded) as refused:
         service.add_files(collection, [Upload(b"a third document", "third.txt")], principal=ADMIN)
     assert refused.value.status == 413 and "holds 2" in str(refused.value)
+    # a writer that is not an admin learns the quota, not the usage (which counts documents it cannot read)
+    writer = Principal("w", user="w", groups=frozenset({"staff"}))
+    with pytest.raises(QuotaExceeded) as refused:
+        service.add_files(collection, [Upload(b"a third document", "third.txt")], principal=writer)
+    message = str(refused.value)
+    assert refused.value.status == 413 and "quota of 2 documents" in message
+    assert "holds" not in message and "2" not in message.replace("quota of 2", "")
     unlimited = IngestService(es, settings, enqueue)  # the default default: 0, unlimited
     assert unlimited.add_files(
         collection, [Upload(b"a third document", "third.txt")], principal=ADMIN, refresh=True

@@ -193,7 +193,7 @@ class SearchService:
         fused = cut.hits
         method = fusion.applied_method(rankings, profile.fusion)
         reranked = self.rerank(collection.alias, req, profile, fused, principal=principal)
-        hits, page_resp = self._page(
+        hits, page_responses = self._page(
             collection.alias,
             req,
             reranked.hits if reranked else fused,
@@ -201,8 +201,11 @@ class SearchService:
             method=method,
             reranked=reranked,
             access=read_filter(principal),
+            vectors=vectors,
         )
-        incomplete = plan.incomplete({**responses, **({"page": page_resp} if page_resp else {})})
+        incomplete = plan.incomplete(
+            {**responses, **{f"page {name}": resp for name, resp in page_responses.items()}}
+        )
         if incomplete and not req.allow_partial:
             raise SearchIncomplete(_incomplete_message(incomplete))
         return {
@@ -452,22 +455,23 @@ class SearchService:
         method: str,
         reranked: Reranked | None = None,
         access: dict[str, Any] | None = None,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        vectors: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """The requested slice of the fused list, each hit with its source, highlights, best passages and
-        explanation: the sources come in one request for the page only (sub-queries return ids). Also
-        the engine's response to that request (None when the page is empty), for its shard counts."""
+        explanation: the sources and the page's best passages come in one `_msearch` for the page only
+        (sub-queries return ids). Also the engine's responses to it (none when the page is empty), for
+        their shard counts."""
         page = fused[req.from_ : req.from_ + req.size]
         if not page:
-            return [], None
-        try:
-            body = plan.page_fetch(req, [h.doc_id for h in page], self.engine, access)
-            resp = self.es.search(index=alias, body=body, allow_partial_search_results=req.allow_partial)
-        except ApiError as exc:
-            raise _engine_error(
-                "fetching the page", exc.meta.status, error_reason(exc), req.allow_partial
-            ) from None
-        found = {h["_id"]: h for h in resp["hits"]["hits"]}
-        passages = plan.passage_hits(responses)
+            return [], {}
+        ids = [h.doc_id for h in page]
+        bodies = {
+            "page": plan.page_fetch(req, ids, self.engine, access),
+            **plan.page_passages(req, vectors or {}, responses, ids, engine=self.engine, access=access),
+        }
+        fetched = self._msearch(alias, bodies, req.allow_partial)
+        found = {h["_id"]: h for h in fetched["page"]["hits"]["hits"]}
+        passages = plan.passage_hits(fetched)
         hits = [  # a document deleted since the sub-queries ran is left out, not shown empty
             self._hit(h, req.from_ + i + 1, found[h.doc_id], req.explain, method=method, reranked=reranked)
             for i, h in enumerate(page)
@@ -476,7 +480,7 @@ class SearchService:
         for hit in hits:
             if hit["id"] in passages:
                 hit["passages"] = passages[hit["id"]]  # a long document's best passages, with page/time
-        return hits, dict(resp)
+        return hits, fetched
 
     @staticmethod
     def _hit(

@@ -4,7 +4,7 @@ round trip, our fusion, one page of hits."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +26,8 @@ from media.decode import load_audio, load_image
 from media.filetypes import UnsupportedType, detect
 from search import cutoff, fusion, plan
 from search.schema import Profile, Rerank, SearchRequest
+
+PASSAGE_CHECK_S = 10.0  # how long the answer to "does this collection hold passages?" is reused
 
 
 class SearchError(MmsearchError):
@@ -76,6 +78,7 @@ class SearchService:
         self.es = es
         self.engine = engine_of(es)
         self.settings = settings
+        self._passage_checks: dict[str, tuple[float, bool]] = {}  # alias -> (valid until, holds passages)
         self.encode_query: Callable[[str, str, str, str], tuple[float, ...]] = lru_cache(
             maxsize=settings.api.query_cache_size
         )(self._encode_query)
@@ -259,10 +262,21 @@ class SearchService:
         return plan.facet_counts(names, resp)
 
     def plan(
-        self, collection: Collection, req: SearchRequest, vectors: dict[str, Any], *, principal: Principal
+        self,
+        collection: Collection,
+        req: SearchRequest,
+        vectors: dict[str, Any],
+        *,
+        principal: Principal,
+        passages: Sequence[str] | None = None,
     ) -> tuple[Profile, dict[str, dict[str, Any]]]:
         """The profile in force and the sub-query bodies for these query vectors (what `bench.query` sends
-        directly, to measure the API against the engine), each holding the principal's read filter."""
+        directly, to measure the API against the engine), each holding the principal's read filter.
+        `passages`: the encoders to run a passage kNN for (default: the collection's, when it holds any
+        passage at all)."""
+        if passages is None:
+            held = collection.passages and self.holds_passages(collection.alias)
+            passages = collection.passages if held else ()
         profile = self.profile(collection, req)
         bodies = plan.subqueries(
             req,
@@ -271,10 +285,30 @@ class SearchService:
             collection.encoders,
             window=self.window(profile, req),
             engine=self.engine,
-            passages=collection.passages,
+            passages=passages,
             access=read_filter(principal),
         )
         return profile, bodies
+
+    def holds_passages(self, alias: str) -> bool:
+        """Whether any document behind `alias` has passages, asked at most every `PASSAGE_CHECK_S`
+        seconds: a collection of short documents then skips the nested passage kNN (its documents are all
+        found by their whole-document vectors). A long document's passages that arrive in between are
+        searched from the next check on; until then it is found by its document vector."""
+        now = time.monotonic()
+        known = self._passage_checks.get(alias)
+        if known is not None and known[0] > now:
+            return known[1]
+        resp = self.es.search(
+            index=alias,
+            query={"nested": {"path": "passages", "query": {"match_all": {}}}},
+            size=0,
+            terminate_after=1,
+            track_total_hits=1,
+        )
+        held = bool(resp["hits"]["total"]["value"])
+        self._passage_checks = {**self._passage_checks, alias: (now + PASSAGE_CHECK_S, held)}
+        return held
 
     def rerank(
         self,

@@ -22,6 +22,7 @@ from search.service import SearchService
 MODES = ("lexical", "vector", "hybrid")
 THREADS = (1, 4)
 DIRECT = "Elasticsearch direct"
+API_WARM, API_COLD = "API, query cache warm", "API, no query cache"
 DIRECT_PAGE = "Elasticsearch direct + page"
 
 
@@ -81,12 +82,23 @@ def query_vectors(collection: Collection, texts: list[str]) -> list[dict[str, li
     return [{name: [float(x) for x in m[i]] for name, m in per_encoder.items()} for i in range(len(texts))]
 
 
-def measure(label: str, mode: str, call: Callable[[Any], object], items: list[Any]) -> list[dict[str, Any]]:
-    rows = []
-    for threads in THREADS:
-        latencies, wall = timed_calls(call, items, threads)
-        rows.append({"target": label, "mode": mode, "clients": threads, **latency_row(latencies, wall)})
-    return rows
+Target = tuple[Callable[[Any], object], list[Any]]  # a call and the items it takes, one per query
+
+
+def interleaved(targets: dict[str, Target], threads: int, chunk: int = 20) -> dict[str, dict[str, float]]:
+    """Latency of each target over its items with `threads` clients, taking turns `chunk` queries at a
+    time (the order rotating), so a neighbour's load on this shared machine falls on all of them alike."""
+    latencies: dict[str, list[float]] = {label: [] for label in targets}
+    walls = dict.fromkeys(targets, 0.0)
+    count = min(len(items) for _, items in targets.values())
+    labels = list(targets)
+    for turn, start in enumerate(range(0, count, chunk)):
+        for label in labels[turn % len(labels) :] + labels[: turn % len(labels)]:
+            call, items = targets[label]
+            took, wall = timed_calls(call, items[start : start + chunk], threads)
+            latencies[label] += took
+            walls[label] += wall
+    return {label: latency_row(latencies[label], walls[label]) for label in targets}
 
 
 def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,34 +128,39 @@ def run(collection_name: str, dataset: Path, n: int = 200) -> Report:
     collection = get(es, settings, collection_name)
     texts = query_texts(dataset, n)
     vectors = query_vectors(collection, texts)
-    rows: list[dict[str, Any]] = []
-    for label, env, modes in (
-        ("API, query cache warm", {}, MODES),
-        ("API, no query cache", {"MMSEARCH_QUERY_CACHE_SIZE": "0"}, MODES[1:]),
-    ):
-        with spawned_api(env) as client:
-            for mode in modes:
-                search = partial(client.search, collection_name, mode=mode)
-                timed_calls(search, texts, 4)  # loads the model; fills the cache where there is one
-                rows += measure(label, mode, search, texts)
     service = SearchService(es, settings)
-    for mode in MODES:
-        items = [
-            direct_plan(service, collection, t, v, mode=mode) for t, v in zip(texts, vectors, strict=True)
-        ]
-        rows += measure(DIRECT, mode, partial(direct_search, es, collection.alias), items)
-        rows += measure(DIRECT_PAGE, mode, partial(direct_with_page, es, collection.alias), items)
+    search = partial(direct_search, es, collection.alias)
+    with_page = partial(direct_with_page, es, collection.alias)
+    rows: list[dict[str, Any]] = []
+    with spawned_api({}) as warm, spawned_api({"MMSEARCH_QUERY_CACHE_SIZE": "0"}) as cold:
+        for mode in MODES:
+            items = [
+                direct_plan(service, collection, t, v, mode=mode) for t, v in zip(texts, vectors, strict=True)
+            ]
+            targets: dict[str, Target] = {API_WARM: (partial(warm.search, collection_name, mode=mode), texts)}
+            if mode != "lexical":  # lexical never encodes: the cache does not matter
+                targets[API_COLD] = (partial(cold.search, collection_name, mode=mode), texts)
+            targets |= {DIRECT: (search, items), DIRECT_PAGE: (with_page, items)}
+            for label in (API_WARM, API_COLD):
+                if label in targets:  # loads the model; fills the cache where there is one
+                    timed_calls(targets[label][0], texts, 4)
+            for threads in THREADS:
+                measured = interleaved(targets, threads)
+                rows += [
+                    {"target": t, "mode": mode, "clients": threads, **row} for t, row in measured.items()
+                ]
     return Report(
         "query",
         f"query latency on {collection_name!r}: {len(texts)} SciFact queries, size 10, rank window 100",
         with_ratios(rows),
         [
             "API = HTTP + validation + query encoding (cached or not) + _msearch + fusion + JSON, in a "
-            "temporary API process (gunicorn, 1 worker, 4 threads) per row group;",
+            "temporary API process (gunicorn, 1 worker, 4 threads) for each of the two;",
             "direct = the API's own plan (search.plan, the collection's default profile, precomputed "
             "vectors) in one _msearch + the API's fusion (search.fusion.fuse); direct + page = that, then "
             "the page's sources, highlights and best passages in a second _msearch, as the API sends them;",
             "no query cache = MMSEARCH_QUERY_CACHE_SIZE=0 (lexical never encodes, so it is not repeated);",
-            "Elasticsearch, the benchmark client and the API share this machine's CPUs.",
+            "targets take turns 20 queries at a time (bench.query.interleaved); Elasticsearch, the "
+            "benchmark client and the API processes share this machine's CPUs with whatever else runs.",
         ],
     )

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from bench.common import Report, latency_row, query_texts, save, show, timed_calls
+from bench.common import Report, query_texts, save, show
 from bench.engines import copy_collection
-from bench.query import Direct, direct_search, query_vectors
+from bench.query import Direct, Target, direct_search, interleaved, query_vectors
 from core.access import ADMIN
 from core.config import Settings, get_settings
 from core.es import Client, make_client
@@ -129,36 +129,50 @@ def directs(
     return out
 
 
+def quality(es: Client, plans: list[Direct], alias: str, judged: dict[str, Any]) -> dict[str, float]:
+    """nDCG@10 and Recall@100 of the plans' fused lists on the judged queries (4 clients)."""
+    with ThreadPoolExecutor(4) as pool:
+        hits = list(pool.map(partial(direct_search, es, alias), plans))
+    ranked = {
+        q: runs.ranked_run(h.doc_id for h in found[:SIZE])
+        for q, found in zip(judged["ids"], hits, strict=True)
+    }
+    return runs.scores(judged["qrels"], ranked, ["ndcg@10", "recall@100"])
+
+
 def measure(
-    es: Client, service: SearchService, variant: Variant, queries: dict[str, Any], judged: dict[str, Any]
+    es: Client,
+    service: SearchService,
+    variants: list[Variant],
+    queries: dict[str, Any],
+    judged: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Latency (1 and 4 clients) and quality of one variant in each mode."""
-    collection = catalog.get(es, service.settings, variant.collection)
-    search = partial(direct_search, es, collection.alias)
+    """Per mode: each variant's quality, then their latencies (1 and 4 clients) taking turns."""
     rows = []
     for mode in MODES:
-        latency_plans = directs(service, collection, *queries["latency"], mode=mode, drop=variant.drop)
-        quality_plans = directs(service, collection, *judged["texts"], mode=mode, drop=variant.drop)
-        with ThreadPoolExecutor(4) as pool:
-            hits = list(pool.map(search, quality_plans))
-        run = {
-            qid: runs.ranked_run(h.doc_id for h in found[:SIZE])
-            for qid, found in zip(judged["ids"], hits, strict=True)
-        }
-        quality = runs.scores(judged["qrels"], run, ["ndcg@10", "recall@100"])
+        targets: dict[str, Target] = {}
+        scored = {}
+        for variant in variants:
+            collection = catalog.get(es, service.settings, variant.collection)
+            key = f"{variant.label} | {variant.collection}"
+            plans = directs(service, collection, *judged["texts"], mode=mode, drop=variant.drop)
+            scored[key] = quality(es, plans, collection.alias, judged)
+            latency_plans = directs(service, collection, *queries["latency"], mode=mode, drop=variant.drop)
+            targets[key] = (partial(direct_search, es, collection.alias), latency_plans)
         for threads in THREADS:
-            latencies, wall = timed_calls(search, latency_plans, threads)
-            rows.append(
-                {
-                    "plan": variant.label,
-                    "collection": variant.collection,
-                    "mode": mode,
-                    "clients": threads,
-                    **latency_row(latencies, wall),
-                    "nDCG@10": round(quality["ndcg@10"], 4),
-                    "R@100": round(quality["recall@100"], 4),
-                }
-            )
+            for key, row in interleaved(targets, threads).items():
+                label, collection_name = key.split(" | ")
+                rows.append(
+                    {
+                        "plan": label,
+                        "collection": collection_name,
+                        "mode": mode,
+                        "clients": threads,
+                        **row,
+                        "nDCG@10": round(scored[key]["ndcg@10"], 4),
+                        "R@100": round(scored[key]["recall@100"], 4),
+                    }
+                )
     return rows
 
 
@@ -192,7 +206,7 @@ def run(
         Variant("document kNN only", bare, tuple(passage_knn)),
     ]
     service = SearchService(es, settings)
-    rows = [row for variant in variants for row in measure(es, service, variant, queries, judged)]
+    rows = measure(es, service, variants, queries, judged)
     return Report(
         "vector_plan",
         f"vector plans on {collection_name!r}: latency on {n} queries, quality on {len(qrels)} judged ones",
@@ -202,7 +216,8 @@ def run(
             f"single passage's text): {agreement(es, catalog.get(es, settings, single))}",
             "direct = the API's plan (search.plan, default profile, precomputed vectors) in one _msearch + "
             f"the API's fusion; size {SIZE}; the relevance cut-off is not applied;",
-            "Elasticsearch and the benchmark client share this machine's CPUs with whatever else runs.",
+            "latency: the plans take turns 20 queries at a time (bench.query.interleaved); Elasticsearch "
+            "and the benchmark client share this machine's CPUs with whatever else runs.",
         ],
     )
 

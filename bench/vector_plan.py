@@ -3,7 +3,8 @@
 Today a vector search on a collection with passages runs two kNN per text encoder: one over whole-document
 vectors and one over the nested passages (search.plan), merged at each document's best score. Compared:
 
-- `two sub-queries` (today) on the collection as stored;
+- `two sub-queries` (today) on the collection as stored, and on the copy below (the same ranking: a short
+  document's one passage scores as its document vector; the same index layout as the next plan);
 - `passages only`: one nested kNN on a copy where each short document (no passages) gets one passage
   holding its own encoder text and its document vector (the vector the encoder gives that text: checked
   on a sample, `agreement`), so the passage kNN alone covers every document;
@@ -201,6 +202,7 @@ def run(
     doc_knn = [f"vector:{e}" for e in collection.passages]
     variants = [
         Variant("two sub-queries (today)", collection_name),
+        Variant("two sub-queries (today)", single),  # the same ranking as on the source: same vectors
         Variant("passages only", single, tuple(doc_knn)),
         Variant("two sub-queries (today)", bare),
         Variant("document kNN only", bare, tuple(passage_knn)),

@@ -186,13 +186,8 @@ class SearchService:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies, req.allow_partial)
         rankings = plan.rankings(responses)
-        cut = cutoff.for_request(
-            fusion.fuse(rankings, profile.fusion),
-            rankings,
-            profile=profile,
-            req=req,
-            by_example=bool(example),
-        )
+        fused_all = fusion.fuse(rankings, profile.fusion)
+        cut = cutoff.for_request(fused_all, rankings, profile=profile, req=req, by_example=bool(example))
         fused = cut.hits
         method = fusion.applied_method(rankings, profile.fusion)
         reranked = self.rerank(collection.alias, req, profile, fused, principal=principal)
@@ -206,9 +201,7 @@ class SearchService:
             access=read_filter(principal),
             vectors=vectors,
         )
-        incomplete = plan.incomplete(
-            {**responses, **{f"page {name}": resp for name, resp in page_responses.items()}}
-        )
+        incomplete = plan.incomplete({**responses, **page_responses})
         if incomplete and not req.allow_partial:
             raise SearchIncomplete(_incomplete_message(incomplete))
         return {
@@ -493,8 +486,8 @@ class SearchService:
     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """The requested slice of the fused list, each hit with its source, highlights, best passages and
         explanation: the sources and the page's best passages come in one `_msearch` for the page only
-        (sub-queries return ids). Also the engine's responses to it (none when the page is empty), for
-        their shard counts."""
+        (sub-queries return ids). Also the engine's responses to it, named `page <request>` (none when
+        the page is empty), for their shard counts."""
         page = fused[req.from_ : req.from_ + req.size]
         if not page:
             return [], {}
@@ -514,7 +507,7 @@ class SearchService:
         for hit in hits:
             if hit["id"] in passages:
                 hit["passages"] = passages[hit["id"]]  # a long document's best passages, with page/time
-        return hits, fetched
+        return hits, {f"page {name}": resp for name, resp in fetched.items()}
 
     @staticmethod
     def _hit(

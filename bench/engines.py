@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +55,17 @@ def stored_documents(es: Client, alias: str) -> Iterator[dict[str, Any]]:
 
 
 def copy_collection(
-    source: Client, target: Client, settings: Settings, name: str, *, target_name: str | None = None
+    source: Client,
+    target: Client,
+    settings: Settings,
+    name: str,
+    *,
+    target_name: str | None = None,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Copy collection `name` from `source` into a new collection `target_name` (default: the same name)
-    on `target`: same encoders, models, extractors, passages and profiles; documents as stored."""
+    on `target`: same encoders, models, extractors, passages and profiles; documents as stored, or as
+    `transform` returns each stored source (a new dict)."""
     target_name = target_name or name
     info = catalog.get(source, settings, name)
     models = {enc: desc["model"] for enc, desc in info.encoders.items() if desc.get("model")}
@@ -81,7 +88,7 @@ def copy_collection(
             yield {
                 "_index": made.index,
                 "_id": doc["_id"],
-                "_source": {**doc["_source"], "collection": target_name},
+                "_source": {**(transform or dict)(doc["_source"]), "collection": target_name},
             }
 
     copied = 0

@@ -145,20 +145,23 @@ class Engine:
         *,
         num_candidates: int,
         filters: list[Body],
-        inner_hits: Body,
+        inner_hits: Body | None,
         quantised: bool,
     ) -> Body:
         """kNN over a `nested` field's vectors (e.g. passages): a parent scores as its best child, filters
-        are on parent fields, `inner_hits` returns the best children."""
+        are on parent fields, `inner_hits` (None: none) returns the best children."""
         candidates = min(max(num_candidates, k), MAX_CANDIDATES)
         if not self.is_opensearch:
             body = self.knn_search(
                 f"{path}.{field}", vector, k, num_candidates, filters=filters, quantised=quantised
             )
-            body["knn"]["inner_hits"] = inner_hits
+            if inner_hits is not None:
+                body["knn"]["inner_hits"] = inner_hits
             return body
         knn = {f"{path}.{field}": self._os_knn(vector, k, candidates, filters, quantised=quantised)}
-        nested = {"path": path, "score_mode": "max", "query": {"knn": knn}, "inner_hits": inner_hits}
+        nested: Body = {"path": path, "score_mode": "max", "query": {"knn": knn}}
+        if inner_hits is not None:
+            nested["inner_hits"] = inner_hits
         return {"query": {"nested": nested}}
 
     @staticmethod

@@ -134,9 +134,15 @@ def _ort_runner(path: Path) -> Runner:
 
 
 def _openvino_runner(path: Path) -> Runner:
+    return openvino_runner(path, {"PERFORMANCE_HINT": "LATENCY"})
+
+
+def openvino_runner(path: Path, config: dict[str, Any]) -> Runner:
+    """An ONNX graph compiled by OpenVINO for the CPU with `config` (performance hint, threads, precision:
+    `bench.rerank_knobs` compares them)."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
     wanted = [port.get_any_name() for port in compiled.inputs]
 
     def run(features: dict[str, np.ndarray]) -> np.ndarray:

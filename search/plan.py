@@ -5,8 +5,10 @@ One builder for the API, the benchmarks and anything else that must search exact
 for an encoder whose collection cuts long texts into passages, also `passages:<encoder>`, a kNN over the
 nested passages (a document scores by its best passage). Its ranking and the whole-document one merge
 into the encoder's one ranking (best score per document: both are the same encoder's cosine), so fusion
-sees one list per encoder whether documents are short or long. Sub-queries return ids and scores only
-(and a passage kNN its best passages); `page_fetch` then asks for what the returned page shows.
+sees one list per encoder whether documents are short or long. Sub-queries return ids and scores only;
+`page_fetch` then asks for what the returned page shows, and `page_passages` for the best passages of the
+page's documents only (inner hits over the whole window cost a third of a hybrid search, measured by
+`bench.query`).
 Pure: no cluster, no models; the caller brings the query vectors and the engine's dialect.
 """
 
@@ -36,6 +38,7 @@ QueryVector = list[float] | str  # a hex string for bit vectors (perceptual hash
 Body = dict[str, Any]
 PASSAGES = "passages:"  # sub-query name prefix of a nested passage kNN
 PASSAGE_HITS = 3  # best passages returned with each hit
+PAGE_PASSAGE_CANDIDATES = 100  # the page's few documents: enough for an exact search of their passages
 
 
 def request_filters(req: SearchRequest, access: Body | None = None) -> list[dict[str, Any]]:
@@ -89,14 +92,42 @@ def subqueries(
             )
             if name in passages:
                 bodies[f"{PASSAGES}{name}"] = passage_knn_body(
-                    engine,
-                    name,
-                    vector,
-                    filters,
-                    window=window,
-                    num_candidates=profile.num_candidates,
-                    highlight_text=highlight_text(req),
+                    engine, name, vector, filters, window=window, num_candidates=profile.num_candidates
                 )
+    return bodies
+
+
+def page_passages(
+    req: SearchRequest,
+    vectors: Mapping[str, QueryVector],
+    responses: Mapping[str, Mapping[str, Any]],
+    page: Sequence[str],
+    *,
+    engine: Engine,
+    access: Body | None = None,
+) -> dict[str, Body]:
+    """`{"passages:<encoder>": body}`: for each passage kNN the search ran (its response in `responses`),
+    the same kNN narrowed to the page's documents that it found, returning their `PASSAGE_HITS` best
+    passages (highlighted when asked). A handful of documents: the engine searches their passages
+    exactly, and only the shown ones are fetched."""
+    bodies: dict[str, Body] = {}
+    for name, resp in responses.items():
+        encoder = name[len(PASSAGES) :]
+        if not name.startswith(PASSAGES) or encoder not in vectors:
+            continue
+        found = {hit["_id"] for hit in resp["hits"]["hits"]}
+        ids = [doc_id for doc_id in page if doc_id in found]
+        if ids:
+            bodies[name] = passage_knn_body(
+                engine,
+                encoder,
+                vectors[encoder],
+                [*request_filters(req, access), {"ids": {"values": ids}}],
+                window=len(ids),
+                num_candidates=PAGE_PASSAGE_CANDIDATES,
+                highlight_text=highlight_text(req),
+                inner_hits=True,
+            )
     return bodies
 
 
@@ -184,18 +215,22 @@ def passage_knn_body(
     *,
     window: int,
     num_candidates: int,
-    highlight_text: str | None,
+    highlight_text: str | None = None,
+    inner_hits: bool = False,
 ) -> Body:
     """kNN over the nested `passages.vectors.<encoder>` in the engine's dialect: a document scores by its
-    best passage, and its `PASSAGE_HITS` best passages come back as `inner_hits` (text, offsets, page or
-    times, highlight: passages are short, so highlighting them over the window stays cheap). Filters on
-    document fields apply inside the search. The one place it is built."""
-    inner: dict[str, Any] = {
-        "name": "passages",
-        "size": PASSAGE_HITS,
-        "_source": {"excludes": ["passages.vectors"]},
-    }
-    if highlight_text:
+    best passage; with `inner_hits` its `PASSAGE_HITS` best passages come back too (text, offsets, page or
+    times, highlight). Filters on document fields apply inside the search. The one place it is built."""
+    inner: dict[str, Any] | None = (
+        None
+        if not inner_hits
+        else {
+            "name": "passages",
+            "size": PASSAGE_HITS,
+            "_source": {"excludes": ["passages.vectors"]},
+        }
+    )
+    if inner is not None and highlight_text:
         inner["highlight"] = {
             "fields": {"passages.text": {"fragment_size": 180, "number_of_fragments": 2}},
             "highlight_query": {"match": {"passages.text": highlight_text}},

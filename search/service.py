@@ -4,7 +4,7 @@ round trip, our fusion, one page of hits."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +26,8 @@ from media.decode import load_audio, load_image
 from media.filetypes import UnsupportedType, detect
 from search import cutoff, fusion, plan
 from search.schema import Profile, Rerank, SearchRequest
+
+PASSAGE_CHECK_S = 10.0  # how long the answer to "does this collection hold passages?" is reused
 
 
 class SearchError(MmsearchError):
@@ -76,6 +78,7 @@ class SearchService:
         self.es = es
         self.engine = engine_of(es)
         self.settings = settings
+        self._passage_checks: dict[str, tuple[float, bool]] = {}  # alias -> (valid until, holds passages)
         self.encode_query: Callable[[str, str, str, str], tuple[float, ...]] = lru_cache(
             maxsize=settings.api.query_cache_size
         )(self._encode_query)
@@ -183,17 +186,12 @@ class SearchService:
             raise SearchError("nothing to search for: give `query` (or an image/audio example or `like`)")
         responses = self._msearch(collection.alias, bodies, req.allow_partial)
         rankings = plan.rankings(responses)
-        cut = cutoff.for_request(
-            fusion.fuse(rankings, profile.fusion),
-            rankings,
-            profile=profile,
-            req=req,
-            by_example=bool(example),
-        )
+        fused_all = fusion.fuse(rankings, profile.fusion)
+        cut = cutoff.for_request(fused_all, rankings, profile=profile, req=req, by_example=bool(example))
         fused = cut.hits
         method = fusion.applied_method(rankings, profile.fusion)
         reranked = self.rerank(collection.alias, req, profile, fused, principal=principal)
-        hits, page_resp = self._page(
+        hits, page_responses = self._page(
             collection.alias,
             req,
             reranked.hits if reranked else fused,
@@ -201,8 +199,9 @@ class SearchService:
             method=method,
             reranked=reranked,
             access=read_filter(principal),
+            vectors=vectors,
         )
-        incomplete = plan.incomplete({**responses, **({"page": page_resp} if page_resp else {})})
+        incomplete = plan.incomplete({**responses, **page_responses})
         if incomplete and not req.allow_partial:
             raise SearchIncomplete(_incomplete_message(incomplete))
         return {
@@ -256,10 +255,21 @@ class SearchService:
         return plan.facet_counts(names, resp)
 
     def plan(
-        self, collection: Collection, req: SearchRequest, vectors: dict[str, Any], *, principal: Principal
+        self,
+        collection: Collection,
+        req: SearchRequest,
+        vectors: dict[str, Any],
+        *,
+        principal: Principal,
+        passages: Sequence[str] | None = None,
     ) -> tuple[Profile, dict[str, dict[str, Any]]]:
         """The profile in force and the sub-query bodies for these query vectors (what `bench.query` sends
-        directly, to measure the API against the engine), each holding the principal's read filter."""
+        directly, to measure the API against the engine), each holding the principal's read filter.
+        `passages`: the encoders to run a passage kNN for (default: the collection's, when it holds any
+        passage at all)."""
+        if passages is None:
+            held = collection.passages and self.holds_passages(collection.alias)
+            passages = collection.passages if held else ()
         profile = self.profile(collection, req)
         bodies = plan.subqueries(
             req,
@@ -268,10 +278,30 @@ class SearchService:
             collection.encoders,
             window=self.window(profile, req),
             engine=self.engine,
-            passages=collection.passages,
+            passages=passages,
             access=read_filter(principal),
         )
         return profile, bodies
+
+    def holds_passages(self, alias: str) -> bool:
+        """Whether any document behind `alias` has passages, asked at most every `PASSAGE_CHECK_S`
+        seconds: a collection of short documents then skips the nested passage kNN (its documents are all
+        found by their whole-document vectors). A long document's passages that arrive in between are
+        searched from the next check on; until then it is found by its document vector."""
+        now = time.monotonic()
+        known = self._passage_checks.get(alias)
+        if known is not None and known[0] > now:
+            return known[1]
+        resp = self.es.search(
+            index=alias,
+            query={"nested": {"path": "passages", "query": {"match_all": {}}}},
+            size=0,
+            terminate_after=1,
+            track_total_hits=1,
+        )
+        held = bool(resp["hits"]["total"]["value"])
+        self._passage_checks = {**self._passage_checks, alias: (now + PASSAGE_CHECK_S, held)}
+        return held
 
     def rerank(
         self,
@@ -452,22 +482,23 @@ class SearchService:
         method: str,
         reranked: Reranked | None = None,
         access: dict[str, Any] | None = None,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        vectors: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """The requested slice of the fused list, each hit with its source, highlights, best passages and
-        explanation: the sources come in one request for the page only (sub-queries return ids). Also
-        the engine's response to that request (None when the page is empty), for its shard counts."""
+        explanation: the sources and the page's best passages come in one `_msearch` for the page only
+        (sub-queries return ids). Also the engine's responses to it, named `page <request>` (none when
+        the page is empty), for their shard counts."""
         page = fused[req.from_ : req.from_ + req.size]
         if not page:
-            return [], None
-        try:
-            body = plan.page_fetch(req, [h.doc_id for h in page], self.engine, access)
-            resp = self.es.search(index=alias, body=body, allow_partial_search_results=req.allow_partial)
-        except ApiError as exc:
-            raise _engine_error(
-                "fetching the page", exc.meta.status, error_reason(exc), req.allow_partial
-            ) from None
-        found = {h["_id"]: h for h in resp["hits"]["hits"]}
-        passages = plan.passage_hits(responses)
+            return [], {}
+        ids = [h.doc_id for h in page]
+        bodies = {
+            "page": plan.page_fetch(req, ids, self.engine, access),
+            **plan.page_passages(req, vectors or {}, responses, ids, engine=self.engine, access=access),
+        }
+        fetched = self._msearch(alias, bodies, req.allow_partial)
+        found = {h["_id"]: h for h in fetched["page"]["hits"]["hits"]}
+        passages = plan.passage_hits(fetched)
         hits = [  # a document deleted since the sub-queries ran is left out, not shown empty
             self._hit(h, req.from_ + i + 1, found[h.doc_id], req.explain, method=method, reranked=reranked)
             for i, h in enumerate(page)
@@ -476,7 +507,7 @@ class SearchService:
         for hit in hits:
             if hit["id"] in passages:
                 hit["passages"] = passages[hit["id"]]  # a long document's best passages, with page/time
-        return hits, dict(resp)
+        return hits, {f"page {name}": resp for name, resp in fetched.items()}
 
     @staticmethod
     def _hit(

@@ -7,11 +7,17 @@ from __future__ import annotations
 import re
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from client.api import ApiClient
+from core.access import ADMIN
+from core.config import Settings
 from ingest.beir import find, iter_jsonl, load_qrels, load_queries
+from mappings import catalog
+from search.schema import SearchRequest
+from search.service import SearchService
 from tests.scifact import QRELS, scifact_dir
 from tests.test_ingest_files import make_pdf
 
@@ -65,3 +71,32 @@ def test_a_late_page_answer_is_found_by_vectors_and_the_hit_names_its_page(
 
     short_hit = api.search(collection, short[:200], mode="vector", size=1)["hits"][0]
     assert short_hit["id"] == "short" and "passages" not in short_hit  # one vector, as before
+
+
+def test_a_collection_holding_no_passages_skips_the_passage_knn_until_one_arrives(
+    api: ApiClient, collection: str, es: Any, settings: Settings
+) -> None:
+    """Short documents only: the vector plan is the whole-document kNN alone; once a document with a
+    passage is stored, a service asking afresh (the answer is reused `PASSAGE_CHECK_S` seconds) plans the
+    passage kNN again, and both find what they should."""
+    api.add_documents(collection, [{"id": "short", "title": "Sleep", "text": "Infants sleep."}], refresh=True)
+    assert api.wait_encoded(collection, timeout=300).get("encoded") == 1
+    info = catalog.get(es, settings, collection)
+    assert info.passages  # the collection cuts long texts into passages: none so far
+    req = SearchRequest(query="infant sleep", mode="vector")
+    service = SearchService(es, settings)
+    vector = service.query_vectors(info, req, principal=ADMIN)["text"]
+    assert list(service.plan(info, req, {"text": vector}, principal=ADMIN)[1]) == ["vector:text"]
+    assert [h["id"] for h in service.search(info, req, principal=ADMIN)["hits"]] == ["short"]
+
+    # a passage holding the query's own vector: the best match of all, found only by the passage kNN
+    passage = {"text": "Infants sleep well.", "start": 0, "end": 19, "vectors": {"text": vector}}
+    es.index(index=info.alias, id="long", document={"title": "Long", "passages": [passage]}, refresh=True)
+    assert service.holds_passages(info.alias) is False  # the cached answer, for a few seconds
+    fresh = SearchService(es, settings)
+    assert list(fresh.plan(info, req, {"text": vector}, principal=ADMIN)[1]) == [
+        "vector:text",
+        "passages:text",
+    ]
+    top = fresh.search(info, req, principal=ADMIN)["hits"][0]
+    assert top["id"] == "long" and top["passages"][0]["text"] == "Infants sleep well."

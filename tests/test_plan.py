@@ -9,7 +9,7 @@ from elasticsearch import Elasticsearch
 
 from core.access import ADMIN, Principal, read_filter
 from core.config import LimitSettings, Settings
-from core.engine import ELASTICSEARCH, OPENSEARCH
+from core.engine import ELASTICSEARCH, OPENSEARCH, Engine
 from core.errors import BackendError, MmsearchError, NotFound, Unavailable
 from mappings.catalog import Collection
 from search import plan
@@ -227,7 +227,7 @@ def test_query_vectors_check_encoders_only_for_vector_modes() -> None:
     assert service().query_vectors(COLLECTION, only_phash, principal=ADMIN) == {}
 
 
-def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filters() -> None:
+def test_passage_encoders_add_a_nested_knn_ranking_documents_by_their_best_passage() -> None:
     req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
     bodies = plan.subqueries(
         req, Profile(), VECTORS, ENCODERS, window=20, engine=ELASTICSEARCH, passages=["text"]
@@ -236,11 +236,41 @@ def test_passage_encoders_add_a_nested_knn_with_inner_hits_and_the_document_filt
     knn = bodies["passages:text"]["knn"]
     assert knn["field"] == "passages.vectors.text" and knn["k"] == 20
     assert knn["filter"] == [{"term": {"modality": "document"}}]
+    assert "inner_hits" not in knn  # the page's passages only, asked by `page_passages`
+    assert bodies["passages:text"]["_source"] is False  # ids and scores only
+    assert "passages:text" not in build(query="dogs", mode="vector")  # a collection without passages
+
+
+def page_passage_bodies(engine: Engine, access: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The page passage requests after a search whose passage kNN found `long` and `other` (not `short`)."""
+    req = SearchRequest(query="dogs", mode="vector", highlight=True, filters={"modality": "document"})
+    responses = {
+        "vector:text": {"hits": {"hits": [{"_id": "short", "_score": 0.9}]}},
+        "passages:text": {
+            "hits": {"hits": [{"_id": "long", "_score": 0.8}, {"_id": "other", "_score": 0.7}]}
+        },
+    }
+    return plan.page_passages(req, VECTORS, responses, ["short", "long"], engine=engine, access=access)
+
+
+def test_the_best_passages_are_asked_for_the_pages_documents_the_passage_knn_found() -> None:
+    knn = page_passage_bodies(ELASTICSEARCH)["passages:text"]["knn"]
+    assert knn["field"] == "passages.vectors.text" and knn["k"] == 1  # `long` only: `other` is off the page
+    assert knn["filter"] == [{"term": {"modality": "document"}}, {"ids": {"values": ["long"]}}]
     assert knn["inner_hits"]["size"] == plan.PASSAGE_HITS
     assert knn["inner_hits"]["_source"] == {"excludes": ["passages.vectors"]}
     assert knn["inner_hits"]["highlight"]["highlight_query"] == {"match": {"passages.text": "dogs"}}
-    assert bodies["passages:text"]["_source"] is False  # ids, scores and the passages only
-    assert "passages:text" not in build(query="dogs", mode="vector")  # a collection without passages
+    access = read_filter(Principal(name="k", user="alice", groups=frozenset()))
+    assert access in page_passage_bodies(ELASTICSEARCH, access)["passages:text"]["knn"]["filter"]
+    nested = page_passage_bodies(OPENSEARCH)["passages:text"]["query"]["nested"]
+    assert nested["inner_hits"]["name"] == "passages" and nested["inner_hits"]["size"] == plan.PASSAGE_HITS
+    clause = nested["query"]["knn"]["passages.vectors.text"]
+    assert {"ids": {"values": ["long"]}} in clause["filter"]["bool"]["filter"]
+    lexical = SearchRequest(query="dogs", mode="hybrid")
+    assert (
+        plan.page_passages(lexical, VECTORS, {"lexical": {"hits": {"hits": []}}}, ["long"], engine=OPENSEARCH)
+        == {}
+    )
 
 
 def test_on_opensearch_the_passage_knn_is_a_nested_query_scored_by_the_best_passage() -> None:
@@ -254,7 +284,7 @@ def test_on_opensearch_the_passage_knn_is_a_nested_query_scored_by_the_best_pass
     clause = nested["query"]["knn"]["passages.vectors.text"]
     assert clause["k"] == 20 and clause["vector"] == VECTORS["text"]
     assert clause["filter"] == {"bool": {"filter": [{"term": {"modality": "document"}}]}}
-    assert nested["inner_hits"]["name"] == "passages" and nested["inner_hits"]["size"] == plan.PASSAGE_HITS
+    assert "inner_hits" not in nested
     assert body["size"] == 20 and "knn" not in body
 
 

@@ -129,13 +129,14 @@ def profile(targets: list[Target], *, size: int, threads: int, rounds: int) -> l
 
 
 def with_ratios(rows: list[dict[str, Any]], base: str, other: str) -> list[dict[str, Any]]:
-    """The rows plus one `ratio` row per mode: `other`'s numbers over `base`'s."""
+    """The rows plus one `ratio` row per mode: `other`'s numbers over `base`'s (every row gets every
+    column, "" where a mode has no such sub-query)."""
     out: list[dict[str, Any]] = []
     by_key = {(r["engine"], r["mode"]): r for r in rows}
     for mode in dict.fromkeys(r["mode"] for r in rows):
         a, b = by_key[(base, mode)], by_key[(other, mode)]
         numbers = [k for k in a if k in b and k not in ("engine", "mode", "queries") and a[k]]
         ratio = {k: round(b[k] / a[k], 2) for k in numbers}
-        out += [a, b, {"engine": f"{other} / {base}", "mode": mode, "queries": "", **ratio}]
+        out += [a, b, {"engine": "ratio", "mode": mode, "queries": "", **ratio}]
     columns = list(dict.fromkeys(key for row in out for key in row))  # modes differ in sub-queries
     return [{key: row.get(key, "") for key in columns} for row in out]

@@ -115,3 +115,11 @@ def test_source_with_vectors_asks_elasticsearch_for_them_and_leaves_opensearch_a
     }
     assert OPENSEARCH.source_with_vectors() is True  # `exclude_vectors` is an unknown key there (400)
     assert OPENSEARCH.source_with_vectors(["vectors.text"]) == ["vectors.text"]
+
+
+def test_source_filter_names_kept_fields_on_opensearch_and_dropped_ones_on_elasticsearch() -> None:
+    """OpenSearch rebuilds every vector into a source before `excludes` drops it again (derived source):
+    naming the kept fields skips that work; Elasticsearch keeps the `excludes` form."""
+    keep, drop = ["title", "content"], ["vectors", "passages"]
+    assert ELASTICSEARCH.source_filter(keep=keep, drop=drop) == {"excludes": drop}
+    assert OPENSEARCH.source_filter(keep=keep, drop=drop) == {"includes": keep}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import numpy as np
 import pytest
+from opensearchpy.exceptions import SerializationError
 
 from core.config import EngineSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH, signed_bytes
-from core.es import engine_of, make_client
-from core.opensearch import OpenSearchClient, _split
+from core.es import POOL_SIZE, engine_of, make_client
+from core.opensearch import FastJSONSerializer, OpenSearchClient, _split
 
 FILTERS = [{"term": {"modality": "text"}}]
 
@@ -95,6 +99,21 @@ def test_client_and_engine_follow_the_setting() -> None:
         engine_of(make_client(Settings(engine=EngineSettings(kind="auto", elasticsearch_url=""))))
         is ELASTICSEARCH
     )
+
+
+def test_opensearch_client_pools_connections_and_speaks_json_like_the_elasticsearch_one() -> None:
+    """Ten kept connections per node (opensearch-py's default keeps one: concurrent requests beyond it
+    reconnected) and orjson; dates, numpy values and bad JSON behave as with opensearch-py's own."""
+    settings = Settings(engine=EngineSettings(kind="opensearch", elasticsearch_url="http://127.0.0.1:1"))
+    transport = make_client(settings).raw.transport
+    assert transport.get_connection().pool.pool.maxsize == POOL_SIZE
+    json = transport.serializer
+    assert isinstance(json, FastJSONSerializer)
+    body = {"at": datetime(2026, 1, 2), "v": np.array([0.5, 1.0], dtype=np.float32), "n": np.int64(3)}
+    assert json.loads(json.dumps(body)) == {"at": "2026-01-02T00:00:00", "v": [0.5, 1.0], "n": 3}
+    assert json.dumps("already text") == "already text"
+    with pytest.raises(SerializationError):
+        json.loads("{not json")
 
 
 def test_elasticsearch_style_keywords_split_into_params_and_body() -> None:

@@ -5,11 +5,15 @@ source cluster into a collection of the same name on the target cluster, created
 `catalog.create`, so the mapping is the target engine's dialect. No document is re-encoded: both
 engines hold the very same vectors and text. Then `mmsearch eval`'s runs (evaluation/runs.py) go through an
 API process on each engine (query vectors computed by the API as usual), and one table shows each metric on
-both engines with the difference. The source cluster is only read.
+both engines with the difference, and the latencies (p50/p95, the API's own `took_ms`) with their ratio.
+`--rounds N` alternates the engines N times (A B A B) and pools the latencies, so load from other processes
+falls on both alike. The `direct` phase (`bench.engines_direct`) sends the API's own requests straight to
+both engines and splits each one's time into the engine's `took` per sub-query and the client's wall time.
+The source cluster is only read.
 
   python -m bench.engines --collection scifact-base --dataset DIR --qrels FILE --source-url URL
                           [--target-url URL] [--target-engine opensearch] [--modes lexical,vector,...]
-                          [--replace] [--phase copy|eval|all]
+                          [--replace] [--phase copy|eval|direct|all] [--rounds N] [--queries N]
 
 The target is the configured cluster (ELASTICSEARCH_URL, MMSEARCH_ENGINE) unless --target-url says.
 """
@@ -195,7 +199,9 @@ def side_by_side(label_a: str, a: dict, label_b: str, b: dict) -> list[dict[str,
     return rows
 
 
-def run(args: argparse.Namespace) -> list[Report]:
+def run(args: argparse.Namespace) -> Iterator[Report]:
+    """Each report as soon as it is done (the API runs', then the direct one's), so a later phase that
+    fails loses nothing already measured."""
     base = get_settings()
     settings = (
         cluster(base, args.source_url, args.source_engine),
@@ -208,21 +214,20 @@ def run(args: argparse.Namespace) -> list[Report]:
     copied = ensure_copy(source, target, base, args.collection, replace=args.replace)
     print(f"copy: {copied}", flush=True)
     if args.phase == "copy":
-        return [Report("engines", f"copied {args.collection!r}", [{"collection": args.collection, **copied}])]
+        yield Report("engines", f"copied {args.collection!r}", [{"collection": args.collection, **copied}])
+        return
     qrels = load_qrels(args.qrels)
     if args.queries:  # a smoke run on the first judged queries
         qrels = dict(list(qrels.items())[: args.queries])
     queries = runs.judged_queries(load_queries(find(args.dataset, "queries")), qrels)
-    reports = []
     if args.phase in ("eval", "all"):
         engines = dict(zip(labels, settings, strict=True))
         results = evaluate_both(engines, args.collection, queries, qrels, args)
         rows = side_by_side(labels[0], results[labels[0]], labels[1], results[labels[1]])
-        reports.append(eval_report(args, labels, rows, copied, len(queries)))
+        yield eval_report(args, labels, rows, copied, len(queries))
     if args.phase in ("direct", "all"):
         clients = dict(zip(labels, zip((source, target), settings, strict=True), strict=True))
-        reports.append(direct_report(args, clients, list(queries.values())))
-    return reports
+        yield direct_report(args, clients, list(queries.values()))
 
 
 def eval_report(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import numpy as np
@@ -11,6 +12,7 @@ from opensearchpy.exceptions import SerializationError
 from core.config import EngineSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH, signed_bytes
 from core.es import POOL_SIZE, engine_of, make_client
+from core.logs import configure_logging
 from core.opensearch import FastJSONSerializer, OpenSearchClient, _split
 
 FILTERS = [{"term": {"modality": "text"}}]
@@ -142,3 +144,16 @@ def test_source_filter_names_kept_fields_on_opensearch_and_dropped_ones_on_elast
     keep, drop = ["title", "content"], ["vectors", "passages"]
     assert ELASTICSEARCH.source_filter(keep=keep, drop=drop) == {"excludes": drop}
     assert OPENSEARCH.source_filter(keep=keep, drop=drop) == {"includes": keep}
+
+
+def test_neither_engine_client_logs_a_line_per_request() -> None:
+    """opensearch-py logs every request at INFO like the elasticsearch client: both are kept to warnings,
+    so an OpenSearch search does not pay for two log records the Elasticsearch one skips."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure_logging("text")
+        for name in ("elastic_transport.transport", "opensearch"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+    finally:
+        root.handlers, root.level = handlers, level

@@ -163,6 +163,7 @@ def evaluate_both(
     name: str,
     queries: dict[str, str],
     qrels: runs.Judgments,
+    *,
     args: argparse.Namespace,
 ) -> dict[str, dict[str, Any]]:
     """Each engine in turn, `args.rounds` times (A B A B ...), so load from elsewhere falls on both alike."""
@@ -222,16 +223,16 @@ def run(args: argparse.Namespace) -> Iterator[Report]:
     queries = runs.judged_queries(load_queries(find(args.dataset, "queries")), qrels)
     if args.phase in ("eval", "all"):
         engines = dict(zip(labels, settings, strict=True))
-        results = evaluate_both(engines, args.collection, queries, qrels, args)
+        results = evaluate_both(engines, args.collection, queries, qrels, args=args)
         rows = side_by_side(labels[0], results[labels[0]], labels[1], results[labels[1]])
-        yield eval_report(args, labels, rows, copied, len(queries))
+        yield eval_report(args, labels, rows, copied=copied, n=len(queries))
     if args.phase in ("direct", "all"):
         clients = dict(zip(labels, zip((source, target), settings, strict=True), strict=True))
         yield direct_report(args, clients, list(queries.values()))
 
 
 def eval_report(
-    args: argparse.Namespace, labels: tuple[str, str], rows: list[dict[str, Any]], copied: dict, n: int
+    args: argparse.Namespace, labels: tuple[str, str], rows: list[dict[str, Any]], *, copied: dict, n: int
 ) -> Report:
     return Report(
         "engines",

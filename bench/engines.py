@@ -5,11 +5,15 @@ source cluster into a collection of the same name on the target cluster, created
 `catalog.create`, so the mapping is the target engine's dialect. No document is re-encoded: both
 engines hold the very same vectors and text. Then `mmsearch eval`'s runs (evaluation/runs.py) go through an
 API process on each engine (query vectors computed by the API as usual), and one table shows each metric on
-both engines with the difference. The source cluster is only read.
+both engines with the difference, and the latencies (p50/p95, the API's own `took_ms`) with their ratio.
+`--rounds N` alternates the engines N times (A B A B) and pools the latencies, so load from other processes
+falls on both alike. The `direct` phase (`bench.engines_direct`) sends the API's own requests straight to
+both engines and splits each one's time into the engine's `took` per sub-query and the client's wall time.
+The source cluster is only read.
 
   python -m bench.engines --collection scifact-base --dataset DIR --qrels FILE --source-url URL
                           [--target-url URL] [--target-engine opensearch] [--modes lexical,vector,...]
-                          [--replace] [--phase copy|eval|all]
+                          [--replace] [--phase copy|eval|direct|all] [--rounds N] [--queries N]
 
 The target is the configured cluster (ELASTICSEARCH_URL, MMSEARCH_ENGINE) unless --target-url says.
 """
@@ -25,6 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
+from bench import engines_direct as direct
 from bench.common import Report, save, show, spawned_api
 from core.config import Settings, get_settings
 from core.es import Client, engine_of, make_client, scan, streaming_bulk
@@ -34,7 +39,10 @@ from mappings import catalog
 
 METRICS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100"}
 DEFAULT_MODES = ("lexical", "vector", "hybrid", "hybrid-rrf")
+# Latency rows (runs.latency_summary keys): the client's p50/p95 and the API's own mean `took_ms`.
+LATENCIES = {"p50": "p50 ms", "p95": "p95 ms", "server_mean": "API took ms (mean)"}
 SIZE = 100  # hits per query: R@100 needs them
+DIRECT_MODES = ("lexical", "vector", "hybrid")  # the direct phase's (its fusion is the default profile's)
 
 
 def cluster(settings: Settings, url: str | None, engine: str | None) -> Settings:
@@ -128,7 +136,8 @@ def evaluate(
     modes: list[str],
     threads: int,
 ) -> dict[str, dict[str, Any]]:
-    """`mmsearch eval`'s runs through an API process on the cluster `settings` names: mode -> results."""
+    """`mmsearch eval`'s runs through an API process on the cluster `settings` names: mode -> results
+    (metrics, each query's top 10, and the raw latencies, summarised by `summarise`)."""
     results: dict[str, dict[str, Any]] = {}
     with spawned_api({}, settings) as client:
         for mode in modes:
@@ -138,14 +147,51 @@ def evaluate(
             results[mode] = {
                 "metrics": runs.scores(qrels, result.run, METRICS),
                 "top10": top10,
-                "latency": runs.latency_summary(result.latencies_ms, result.server_ms, result.wall_s),
+                "raw": (result.latencies_ms, result.server_ms, result.wall_s),
             }
     return results
 
 
+def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One engine's rounds as one result per mode: the first round's metrics and top 10 (the rankings do
+    not change between rounds) and the latencies of every round together."""
+    out: dict[str, dict[str, Any]] = {}
+    for mode, first in rounds[0].items():
+        latencies = [ms for r in rounds for ms in r[mode]["raw"][0]]
+        server = [ms for r in rounds for ms in r[mode]["raw"][1]]
+        wall = sum(r[mode]["raw"][2] for r in rounds)
+        latency = runs.latency_summary(latencies, server, wall)
+        out[mode] = {"metrics": first["metrics"], "top10": first["top10"], "latency": latency}
+    return out
+
+
+def evaluate_both(
+    engines: dict[str, Settings],
+    name: str,
+    queries: dict[str, str],
+    qrels: runs.Judgments,
+    *,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    """Each engine in turn, `args.rounds` times (A B A B ...), so load from elsewhere falls on both alike."""
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    rounds: dict[str, list[dict[str, dict[str, Any]]]] = {label: [] for label in engines}
+    for round_no in range(args.rounds):
+        for label, settings in engines.items():
+            started = time.perf_counter()
+            rounds[label].append(evaluate(settings, name, queries, qrels, modes=modes, threads=args.threads))
+            print(
+                f"round {round_no + 1}, {label}: {len(queries)} queries x {len(modes)} modes in "
+                f"{time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+    return {label: summarise(r) for label, r in rounds.items()}
+
+
 def side_by_side(label_a: str, a: dict, label_b: str, b: dict) -> list[dict[str, Any]]:
     """One row per (mode, metric): both engines and the difference b - a; then the share of queries whose
-    top 10 is the same list on both, and the median latency."""
+    top 10 is the same list on both, and the latencies (client p50/p95, the API's own `took_ms`) with
+    their ratio b / a."""
     rows: list[dict[str, Any]] = []
     for mode in a:
         for metric, label in METRICS.items():
@@ -154,41 +200,50 @@ def side_by_side(label_a: str, a: dict, label_b: str, b: dict) -> list[dict[str,
         same = [a[mode]["top10"][q] == b[mode]["top10"].get(q) for q in a[mode]["top10"]]
         share = sum(same) / len(same) if same else 0.0
         rows.append({"mode": mode, "metric": "same top 10", label_a: "", label_b: share, "difference": ""})
-        pa, pb = a[mode]["latency"]["p50"], b[mode]["latency"]["p50"]
-        rows.append({"mode": mode, "metric": "p50 ms", label_a: pa, label_b: pb, "difference": pb - pa})
+        for key, label in LATENCIES.items():
+            pa, pb = a[mode]["latency"][key], b[mode]["latency"][key]
+            ratio = f"x{pb / pa:.2f}" if pa else ""
+            rows.append({"mode": mode, "metric": label, label_a: pa, label_b: pb, "difference": ratio})
     return rows
 
 
-def run(args: argparse.Namespace) -> Report:
+def run(args: argparse.Namespace) -> Iterator[Report]:
+    """Each report as soon as it is done (the API runs', then the direct one's), so a later phase that
+    fails loses nothing already measured."""
     base = get_settings()
-    source_settings = cluster(base, args.source_url, args.source_engine)
-    target_settings = cluster(base, args.target_url, args.target_engine)
-    source, target = make_client(source_settings), make_client(target_settings)
+    settings = (
+        cluster(base, args.source_url, args.source_engine),
+        cluster(base, args.target_url, args.target_engine),
+    )
+    source, target = make_client(settings[0]), make_client(settings[1])
     labels = (engine_of(source).name, engine_of(target).name)
     if labels[0] == labels[1]:
         labels = (f"{labels[0]} (source)", f"{labels[1]} (target)")
     copied = ensure_copy(source, target, base, args.collection, replace=args.replace)
     print(f"copy: {copied}", flush=True)
     if args.phase == "copy":
-        return Report("engines", f"copied {args.collection!r}", [{"collection": args.collection, **copied}])
+        yield Report("engines", f"copied {args.collection!r}", [{"collection": args.collection, **copied}])
+        return
     qrels = load_qrels(args.qrels)
     if args.queries:  # a smoke run on the first judged queries
         qrels = dict(list(qrels.items())[: args.queries])
     queries = runs.judged_queries(load_queries(find(args.dataset, "queries")), qrels)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    results = {}
-    for label, settings in zip(labels, (source_settings, target_settings), strict=True):
-        started = time.perf_counter()
-        results[label] = evaluate(
-            settings, args.collection, queries, qrels, modes=modes, threads=args.threads
-        )
-        print(
-            f"{label}: {len(queries)} queries x {len(modes)} modes in {time.perf_counter() - started:.0f} s"
-        )
-    rows = side_by_side(labels[0], results[labels[0]], labels[1], results[labels[1]])
+    if args.phase in ("eval", "all"):
+        engines = dict(zip(labels, settings, strict=True))
+        results = evaluate_both(engines, args.collection, queries, qrels, args=args)
+        rows = side_by_side(labels[0], results[labels[0]], labels[1], results[labels[1]])
+        yield eval_report(args, labels, rows, copied=copied, n=len(queries))
+    if args.phase in ("direct", "all"):
+        clients = dict(zip(labels, zip((source, target), settings, strict=True), strict=True))
+        yield direct_report(args, clients, list(queries.values()))
+
+
+def eval_report(
+    args: argparse.Namespace, labels: tuple[str, str], rows: list[dict[str, Any]], *, copied: dict, n: int
+) -> Report:
     return Report(
         "engines",
-        f"{args.collection!r} on {labels[0]} and {labels[1]}: {len(queries)} judged queries of "
+        f"{args.collection!r} on {labels[0]} and {labels[1]}: {n} judged queries of "
         f"{args.qrels.name}, {SIZE} hits per query",
         rows,
         [
@@ -196,10 +251,40 @@ def run(args: argparse.Namespace) -> Report:
             f"({copied['seconds']} s), no re-encoding; the target's mapping is the product's for its engine;",
             "runs as `mmsearch eval` (evaluation/runs.py) through one API process per engine, "
             f"{args.threads} client threads; query vectors computed by the API;",
-            "difference = target - source; vector search is approximate on both (Elasticsearch int8_hnsw, "
+            f"latencies: {args.rounds} round(s), the engines alternating (A B A B), pooled; difference of "
+            "a latency row = target / source;",
+            "difference = target - source; vector search is approximate on both (Elasticsearch bbq_hnsw, "
             "OpenSearch Lucene HNSW + sq), rescored with the float vectors;",
             "same top 10 = share of queries whose first 10 ids are the same list on both engines (BM25 "
             "statistics count deleted documents until segments merge, so a copy's can differ slightly).",
+        ],
+    )
+
+
+def direct_report(
+    args: argparse.Namespace, clients: dict[str, tuple[Client, Settings]], texts: list[str]
+) -> Report:
+    """The API's own requests sent straight to both engines (`bench.engines_direct`)."""
+    modes = [m for m in (m.strip() for m in args.modes.split(",")) if m in DIRECT_MODES]
+    es, settings = next(iter(clients.values()))
+    vectors = direct.encoded_queries(es, settings, args.collection, texts)
+    targets = [
+        direct.target(label, c, s, args.collection, texts=texts, modes=modes, vectors=vectors)
+        for label, (c, s) in clients.items()
+    ]
+    rows = direct.profile(targets, size=SIZE, threads=args.threads, rounds=args.rounds + 1)
+    labels = list(clients)
+    return Report(
+        "engines-direct",
+        f"{args.collection!r}: the API's requests sent directly, {len(texts)} queries, "
+        f"{args.threads} threads",
+        direct.with_ratios(rows, labels[0], labels[1]),
+        [
+            "the product's plan per engine (SearchService.plan, precomputed query vectors, default profile), "
+            f"one _msearch of its sub-queries and one page fetch of the top {SIZE} fused ids, "
+            "no API process;",
+            "wall = the client's time (engine + HTTP + JSON + client library); took = the engine's own;",
+            f"{args.rounds + 1} rounds with the engines alternating; the first warms caches and is left out.",
         ],
     )
 
@@ -219,11 +304,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--queries", type=int, default=0, help="only the first N judged queries (0: all)")
     parser.add_argument("--replace", action="store_true", help="recopy a target collection of another size")
-    parser.add_argument("--phase", choices=("copy", "all"), default="all")
+    parser.add_argument(
+        "--phase",
+        choices=("copy", "eval", "direct", "all"),
+        default="all",
+        help="copy only; eval through the API; direct (the same requests straight to both engines); all",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="latency rounds, the engines alternating")
     args = parser.parse_args()
-    report = run(args)
-    show(report, Console(width=None if sys.stdout.isatty() else 200))
-    print(f"wrote {save(report)}")
+    for report in run(args):
+        show(report, Console(width=None if sys.stdout.isatty() else 200))
+        print(f"wrote {save(report)}")
 
 
 if __name__ == "__main__":

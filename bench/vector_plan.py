@@ -76,7 +76,7 @@ def without_passages(source: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in source.items() if key != "passages"}
 
 
-def ensure_copy(es: Client, settings: Settings, name: str, target: str, transform: Any) -> dict[str, Any]:
+def ensure_copy(es: Client, settings: Settings, name: str, target: str, *, transform: Any) -> dict[str, Any]:
     """The copy `target` of `name` (documents through `transform`), made once: kept when it has as many."""
     alias = catalog.alias_for(settings, target)
     want = catalog.status_counts(es, catalog.alias_for(settings, name))
@@ -145,6 +145,7 @@ def measure(
     es: Client,
     service: SearchService,
     variants: list[Variant],
+    *,
     queries: dict[str, Any],
     judged: dict[str, Any],
 ) -> list[dict[str, Any]]:
@@ -184,8 +185,8 @@ def run(
     es = make_client(settings)
     single, bare = f"{prefix}-single-passage", f"{prefix}-no-passages"
     copies = {
-        single: ensure_copy(es, settings, collection_name, single, single_passage),
-        bare: ensure_copy(es, settings, collection_name, bare, without_passages),
+        single: ensure_copy(es, settings, collection_name, single, transform=single_passage),
+        bare: ensure_copy(es, settings, collection_name, bare, transform=without_passages),
     }
     collection = catalog.get(es, settings, collection_name)
     texts = query_texts(dataset, n)
@@ -208,7 +209,7 @@ def run(
         Variant("document kNN only", bare, tuple(passage_knn)),
     ]
     service = SearchService(es, settings)
-    rows = measure(es, service, variants, queries, judged)
+    rows = measure(es, service, variants, queries=queries, judged=judged)
     return Report(
         "vector_plan",
         f"vector plans on {collection_name!r}: latency on {n} queries, quality on {len(qrels)} judged ones",

@@ -17,6 +17,7 @@ Scores agree: cosine is `(1 + cos) / 2` and bit vectors score `1 / (1 + hamming)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -173,6 +174,14 @@ class Engine:
         if filters:
             clause["filter"] = {"bool": {"filter": filters}}
         return clause
+
+    def source_filter(self, *, keep: Sequence[str], drop: Sequence[str]) -> Body:
+        """The `_source` option of a fetch that leaves out `drop` (the vectors among them) and returns
+        `keep`. OpenSearch gets the kept fields by name: its k-NN plugin (derived source, on by default
+        since 3.0) rebuilds every vector into a hit's source before an `excludes` filter drops them again,
+        which made its page fetch 4x Elasticsearch's (SciFact, 100 hits); Elasticsearch never rebuilds a
+        vector it is not asked for, so it keeps the shorter `excludes` form."""
+        return {"includes": list(keep)} if self.is_opensearch else {"excludes": list(drop)}
 
     def source_with_vectors(self, includes: list[str] | None = None) -> Body | list[str] | bool:
         """The `_source` option of a search that must return the stored vectors (copies, exact search):

@@ -14,7 +14,7 @@ from opensearchpy import helpers as os_helpers
 
 from core.config import Settings, get_settings
 from core.engine import ELASTICSEARCH, ENGINES, OPENSEARCH, Engine
-from core.opensearch import OpenSearchClient, as_es_error, translate_errors
+from core.opensearch import OpenSearchClient, as_es_error, serializer, translate_errors
 
 Client = Elasticsearch | OpenSearchClient
 # Keywords of `elasticsearch.helpers.scan` that opensearch-py spells as URL parameters.
@@ -25,12 +25,23 @@ _SCAN_PARAMS = {
 }
 
 
+POOL_SIZE = 10  # open connections kept per node (elastic-transport's default `connections_per_node`)
+
+
 def _hosts(settings: Settings) -> list[str]:
     return [url.strip() for url in settings.engine.es_url.split(",") if url.strip()]
 
 
 def _opensearch(settings: Settings) -> opensearchpy.OpenSearch:
-    kwargs: dict[str, Any] = {"timeout": 60, "retry_on_timeout": True, "max_retries": 3}
+    # Ten pooled connections per node, as the elasticsearch client keeps (opensearch-py keeps urllib3's
+    # one: every concurrent request beyond it opened a connection and threw it away); orjson as it uses.
+    kwargs: dict[str, Any] = {
+        "timeout": 60,
+        "retry_on_timeout": True,
+        "max_retries": 3,
+        "pool_maxsize": POOL_SIZE,
+        "serializer": serializer(),
+    }
     if settings.engine.elasticsearch_api_key:
         kwargs["headers"] = {"Authorization": f"ApiKey {settings.engine.elasticsearch_api_key}"}
     elif settings.engine.elasticsearch_username:

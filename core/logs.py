@@ -67,4 +67,7 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
     handler._mmsearch = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)  # a line per request
+    # Both engines' clients log a line per request at INFO: two JSON records per search on the API's
+    # handler (opensearch-py's went on, the elasticsearch client's did not: work only OpenSearch paid).
+    for name in ("elastic_transport.transport", "opensearch"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -14,6 +14,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import opensearchpy
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - it comes with elastic-transport's speedups
+    orjson = None  # type: ignore[assignment]
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elastic_transport import ConnectionError as ESConnectionError
 from elastic_transport import ConnectionTimeout as ESConnectionTimeout
@@ -47,6 +52,30 @@ _PARAMS = {
 _BODY_FIELDS = {"meta": "_meta", "source_": "_source"}
 _WHOLE_BODY = {"document", "searches", "operations", "body"}  # `body=`: the ES client takes it too
 _OPTIONS = {"request_timeout", "ignore_status", "max_retries", "retry_on_timeout"}
+
+
+class FastJSONSerializer(opensearchpy.JSONSerializer):
+    """JSON through orjson, as the `elasticsearch` client's transport does when it is installed: a page of
+    100 sources decodes in half the time of the standard library's `json` that opensearch-py uses."""
+
+    def loads(self, s: str) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as exc:
+            raise opensearchpy.exceptions.SerializationError(s, exc) from exc
+
+    def dumps(self, data: Any) -> Any:
+        if isinstance(data, str):
+            return data
+        try:
+            return orjson.dumps(data, default=self.default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise opensearchpy.exceptions.SerializationError(data, exc) from exc
+
+
+def serializer() -> opensearchpy.JSONSerializer:
+    """The fastest JSON serializer available: orjson's (an optional dependency of elastic-transport)."""
+    return FastJSONSerializer() if orjson is not None else opensearchpy.JSONSerializer()
 
 
 def as_es_error(exc: opensearchpy.exceptions.OpenSearchException) -> Exception:

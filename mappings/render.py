@@ -19,6 +19,15 @@ def _template() -> dict[str, Any]:
     return json.loads(resources.files("mappings").joinpath("collection.json").read_text())
 
 
+def field_names(path: str = "") -> list[str]:
+    """The template's fields at the top level (`path` "") or under one object or nested field (e.g.
+    `passages`), so a fetch can name what it keeps instead of what it drops."""
+    properties = _template()["mappings"]["properties"]
+    for part in filter(None, path.split(".")):
+        properties = properties[part]["properties"]
+    return list(properties)
+
+
 def source_properties() -> dict[str, Any]:
     """The mapping of `source.*`: additive, so an index made before a field existed can be given it."""
     return copy.deepcopy(_template()["mappings"]["properties"]["source"])

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.engine import Engine
+from mappings.render import field_names
 from search.fusion import Ranking
 from search.query import (
     DATE_RANGES,
@@ -39,6 +40,9 @@ Body = dict[str, Any]
 PASSAGES = "passages:"  # sub-query name prefix of a nested passage kNN
 PASSAGE_HITS = 3  # best passages returned with each hit
 PAGE_PASSAGE_CANDIDATES = 100  # the page's few documents: enough for an exact search of their passages
+PASSAGES_PATH = "passages"  # the nested field of passages
+# What a returned passage carries: every field but its vectors (by name: `Engine.source_filter`).
+PASSAGE_KEEPS = [f"{PASSAGES_PATH}.{f}" for f in field_names(PASSAGES_PATH) if f != "vectors"]
 
 
 def request_filters(req: SearchRequest, access: Body | None = None) -> list[dict[str, Any]]:
@@ -135,8 +139,9 @@ def page_fetch(req: SearchRequest, ids: list[str], engine: Engine, access: Body 
     """The one request for what the page shows: sources, highlights and the transcript segments that
     match the query (where in a recording the words were said); only documents `access` lets through."""
     if not (req.highlight and req.query):
-        return fetch_body(ids, None, None, access=access)
-    return fetch_body(ids, highlight_spec(req.query, engine), segments_clause(req.query), access=access)
+        return fetch_body(ids, None, None, engine=engine, access=access)
+    highlight = highlight_spec(req.query, engine)
+    return fetch_body(ids, highlight, segments_clause(req.query), engine=engine, access=access)
 
 
 class FacetError(ValueError):
@@ -227,7 +232,7 @@ def passage_knn_body(
         else {
             "name": "passages",
             "size": PASSAGE_HITS,
-            "_source": {"excludes": ["passages.vectors"]},
+            "_source": engine.source_filter(keep=PASSAGE_KEEPS, drop=[f"{PASSAGES_PATH}.vectors"]),
         }
     )
     if inner is not None and highlight_text:
@@ -239,7 +244,7 @@ def passage_knn_body(
             "encoder": "html",
         }
     body = engine.nested_knn_search(
-        "passages",
+        PASSAGES_PATH,
         f"vectors.{encoder}",
         vector,
         window,

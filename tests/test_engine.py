@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
+
+import numpy as np
 import pytest
+from opensearchpy.exceptions import SerializationError
 
 from core.config import EngineSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH, signed_bytes
-from core.es import engine_of, make_client
-from core.opensearch import OpenSearchClient, _split
+from core.es import POOL_SIZE, engine_of, make_client
+from core.logs import configure_logging
+from core.opensearch import FastJSONSerializer, OpenSearchClient, _split
 
 FILTERS = [{"term": {"modality": "text"}}]
 
@@ -97,6 +103,21 @@ def test_client_and_engine_follow_the_setting() -> None:
     )
 
 
+def test_opensearch_client_pools_connections_and_speaks_json_like_the_elasticsearch_one() -> None:
+    """Ten kept connections per node (opensearch-py's default keeps one: concurrent requests beyond it
+    reconnected) and orjson; dates, numpy values and bad JSON behave as with opensearch-py's own."""
+    settings = Settings(engine=EngineSettings(kind="opensearch", elasticsearch_url="http://127.0.0.1:1"))
+    transport = make_client(settings).raw.transport
+    assert transport.get_connection().pool.pool.maxsize == POOL_SIZE
+    json = transport.serializer
+    assert isinstance(json, FastJSONSerializer)
+    body = {"at": datetime(2026, 1, 2), "v": np.array([0.5, 1.0], dtype=np.float32), "n": np.int64(3)}
+    assert json.loads(json.dumps(body)) == {"at": "2026-01-02T00:00:00", "v": [0.5, 1.0], "n": 3}
+    assert json.dumps("already text") == "already text"
+    with pytest.raises(SerializationError):
+        json.loads("{not json")
+
+
 def test_elasticsearch_style_keywords_split_into_params_and_body() -> None:
     params, body = _split({"source_includes": ["vectors"], "refresh": True, "query": {"match_all": {}}})
     assert params == {"_source_includes": "vectors", "refresh": "true"}
@@ -115,3 +136,24 @@ def test_source_with_vectors_asks_elasticsearch_for_them_and_leaves_opensearch_a
     }
     assert OPENSEARCH.source_with_vectors() is True  # `exclude_vectors` is an unknown key there (400)
     assert OPENSEARCH.source_with_vectors(["vectors.text"]) == ["vectors.text"]
+
+
+def test_source_filter_names_kept_fields_on_opensearch_and_dropped_ones_on_elasticsearch() -> None:
+    """OpenSearch rebuilds every vector into a source before `excludes` drops it again (derived source):
+    naming the kept fields skips that work; Elasticsearch keeps the `excludes` form."""
+    keep, drop = ["title", "content"], ["vectors", "passages"]
+    assert ELASTICSEARCH.source_filter(keep=keep, drop=drop) == {"excludes": drop}
+    assert OPENSEARCH.source_filter(keep=keep, drop=drop) == {"includes": keep}
+
+
+def test_neither_engine_client_logs_a_line_per_request() -> None:
+    """opensearch-py logs every request at INFO like the elasticsearch client: both are kept to warnings,
+    so an OpenSearch search does not pay for two log records the Elasticsearch one skips."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure_logging("text")
+        for name in ("elastic_transport.transport", "opensearch"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+    finally:
+        root.handlers, root.level = handlers, level

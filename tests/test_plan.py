@@ -12,6 +12,7 @@ from core.config import LimitSettings, Settings
 from core.engine import ELASTICSEARCH, OPENSEARCH, Engine
 from core.errors import BackendError, MmsearchError, NotFound, Unavailable
 from mappings.catalog import Collection
+from mappings.render import field_names
 from search import plan
 from search.schema import Profile, SearchRequest
 from search.service import (
@@ -123,6 +124,20 @@ def test_page_fetch_highlights_only_when_asked_and_there_is_text() -> None:
     # OpenSearch names the same cap differently
     body = plan.page_fetch(SearchRequest(query="dogs", highlight=True), ["a"], OPENSEARCH)
     assert body["highlight"]["max_analyzer_offset"] > 0 and "max_analyzed_offset" not in body["highlight"]
+
+
+def test_opensearch_fetches_every_field_but_the_bulky_ones_by_name() -> None:
+    """The kept fields are the template's others, so a field added to the template is shown on both
+    engines (OpenSearch names what it keeps: it would rebuild dropped vectors first)."""
+    kept = plan.page_fetch(SearchRequest(query="dogs"), ["a"], OPENSEARCH)["_source"]["includes"]
+    dropped = plan.page_fetch(SearchRequest(query="dogs"), ["a"], ELASTICSEARCH)["_source"]["excludes"]
+    assert set(kept) | set(dropped) == set(field_names()) and not set(kept) & set(dropped)
+    assert {"title", "content", "metadata", "source"} <= set(kept)
+    inner = plan.passage_knn_body(
+        OPENSEARCH, "text", [1.0], [], window=10, num_candidates=50, highlight_text=None, inner_hits=True
+    )["query"]["nested"]["inner_hits"]["_source"]
+    assert "passages.text" in inner["includes"] and "passages.page" in inner["includes"]
+    assert not any(name.startswith("passages.vectors") for name in inner["includes"])
 
 
 def test_vectors_of_encoders_the_collection_no_longer_has_are_rescored_as_float() -> None:

@@ -344,6 +344,7 @@ def report(
         "Redis restarts": drill.redis_restarts,
         **{label: round(seconds, 1) for label, seconds in timings.items()},
         "last kill -> last done s": heal_seconds(drill, result["last_done"]),
+        "done after last kill": sum(1 for t in result["done_at"].values() if t > drill.last_kill),
         "killed batch done s (max)": max(batch_heal_seconds(drill, result["done_at"]), default=None),
         "verdict": "PASS" if ok else "FAIL",
     }
@@ -353,6 +354,8 @@ def report(
         f"{'; '.join(layout)}; killed: worker {drill.kill_target} ({drill.idle_kills} kills found it idle)",
         f"seconds from each kill to the last document of the batch it interrupted done: "
         f"{batch_heal_seconds(drill, result['done_at'])}",
+        "last kill -> last done counts the healing of the last killed batch and the encoding of every "
+        "document still waiting at that kill ('done after last kill'), whichever ends later",
         *drill.events,
     ]
     return Report(

@@ -106,6 +106,17 @@ class Searchers:
                 self.answers.append(Answer(began, time.time(), 0, None))
             self.stop.wait(0.2)
 
+    def after(self, outage: Outage, seconds: float) -> None:
+        """Search on for `seconds`, and on until every client has had an answer to a search sent once the
+        cluster was green (searches sent while the node restarted can take a minute to come back), or
+        `SEARCH_TIMEOUT`."""
+        time.sleep(seconds)
+        deadline = time.monotonic() + SEARCH_TIMEOUT
+        while time.monotonic() < deadline:
+            if sum(1 for a in list(self.answers) if a.started >= outage.green) >= len(self.threads):
+                return
+            time.sleep(1)
+
     def finish(self) -> list[Answer]:
         self.stop.set()
         for thread in self.threads:
@@ -243,7 +254,7 @@ def run_once(
         accepted = ingest(drill, base, name, documents(n, seed=settings.engine.number_of_replicas))
         wait_settled(settings, name, len(accepted), monkey, timeout=timeout)
         settled_s = time.monotonic() - began
-        time.sleep(AFTER_GREEN_S)  # searches of the healed cluster: none of them may say `partial`
+        searchers.after(outage, AFTER_GREEN_S)  # searches of the healed cluster: none may say `partial`
         answers = searchers.finish()
         result = check(settings, f"{settings.engine.index_prefix}{name}", accepted)
     finally:

@@ -1,7 +1,9 @@
 """The cluster drill at a small size, on the session's engine: three nodes, a collection with 3 shards,
 a node SIGKILLed mid-ingest and started again while 4 clients search. With 1 replica and with 0 replicas:
 nothing accepted lost, duplicated or left pending, no search answered 5xx; with 0 replicas, every
-answer while the node's shards were missing says `partial` and none after the cluster is green again."""
+answer while the node's shards were missing says `partial` and none after the cluster is green again.
+On OpenSearch too: its three nodes formed in ~2 minutes here (load 12-22) and the 400-document drill
+passed on both engines (README)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,6 @@ from bench import cluster_drill
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.skipif(
-    os.environ.get("MMSEARCH_ENGINE") == "opensearch",
-    reason="not yet passed on OpenSearch here; by hand: python -m bench.cluster_drill --engine opensearch",
-)
 def test_a_node_lost_mid_ingest_loses_nothing_and_partial_answers_say_so() -> None:
     engine = "opensearch" if os.environ.get("MMSEARCH_ENGINE") == "opensearch" else "elasticsearch"
     root = Path(os.environ.get("MMSEARCH_TEST_DATA_DIR", "/tmp/mmsearch-test"))

@@ -45,4 +45,6 @@ def test_drill_loses_nothing() -> None:
     assert row["verdict"] == "PASS", (row, report.notes)
     assert row["accepted"] == row["indexed"] == row["encoded"] + row["failed"]
     assert row["worker kills"] == 2 and row["ES restarts"] == 1 and row["Redis restarts"] == 1
-    assert row["workers"] == 2 and row["last kill -> last done s"] < 240  # the last resort waits 300 s
+    assert row["workers"] == 2
+    if row["kills mid-batch"]:  # from the last kill that interrupted a batch; the last resort waits 300 s
+        assert row["last kill -> last done s"] < 240

@@ -67,6 +67,28 @@ def test_a_heartbeat_keeps_its_worker_alive_until_it_stops(broker: redis.Redis) 
         broker.hdel(heartbeat.REGISTRY, beat.id)
 
 
+def test_a_lapse_of_one_look_is_not_death(broker: redis.Redis) -> None:
+    """A heartbeat key missing on one look makes a suspect, not a corpse (a live worker's beat can come
+    late under load); missing on the next look too, or silent past twice the TTL, it is dead."""
+    late, old = (f"test-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("late", "old"))
+    try:
+        broker.hset(heartbeat.REGISTRY, late, int(time.time()))  # registered, its key lapsed
+        assert late not in heartbeat.dead_workers(broker, ttl=60)
+        assert broker.hexists(heartbeat.SUSPECTS, late)
+        heartbeat.Heartbeat(broker, ttl=60, worker=late).beat()  # it beats again: cleared
+        assert late not in heartbeat.dead_workers(broker, ttl=60)
+        assert not broker.hexists(heartbeat.SUSPECTS, late)
+        broker.delete(heartbeat.KEY_PREFIX + late)  # and now it stops for good
+        assert late not in heartbeat.dead_workers(broker, ttl=60)
+        assert late in heartbeat.dead_workers(broker, ttl=60)
+        broker.hset(heartbeat.REGISTRY, old, int(time.time()) - 121)  # silent past 2 x TTL
+        assert old in heartbeat.dead_workers(broker, ttl=60)
+    finally:
+        broker.hdel(heartbeat.REGISTRY, late, old)
+        broker.hdel(heartbeat.SUSPECTS, late, old)
+        broker.delete(heartbeat.KEY_PREFIX + late)
+
+
 def _pending(es: Client, index: str, doc_id: str, ingest: dict) -> None:
     doc = new_document("heal", doc_id, title=f"doc {doc_id}", content="healing in seconds")
     es.index(index=index, id=doc_id, document={**doc, "ingest": {**doc["ingest"], **ingest}})

@@ -10,9 +10,14 @@ threads every few milliseconds otherwise); a SIGKILL, an out-of-memory kill or a
 While a task runs, `mmsearch:holding:<id>` names its batch (index and ids): the documents of a batch
 that were not claimed yet when the worker died are found there, not on the documents.
 
-A worker is dead when it is in this broker's registry and its heartbeat key is gone. Ids that were never
-registered here (another deployment sharing the cluster under the same index prefix) are never called
-dead, so their documents are left to their own reconciler.
+A worker is dead when it is in this broker's registry and its heartbeat key was found gone by two
+consecutive looks (healing passes), or its last beat is older than twice the TTL. One look is not enough:
+on a machine loaded far past its cores a live worker's beat can come late and its key lapse for a moment,
+and calling it dead then would hand its batch on while it still works on it (harmless, the writes are
+guarded, but it spends an encode attempt). The first look records the worker as a suspect
+(`mmsearch:suspects`); a beat seen on a later look clears it. Ids that were never registered here (another
+deployment sharing the cluster under the same index prefix) are never called dead, so their documents are
+left to their own reconciler.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "mmsearch:heartbeat:"
 HOLDING_PREFIX = "mmsearch:holding:"
 REGISTRY = "mmsearch:workers"  # id -> the epoch second of its last beat
+SUSPECTS = "mmsearch:suspects"  # id -> the epoch second a look first found its heartbeat key gone
 FORGET_AFTER_S = 86_400  # registry entries of workers silent this long are dropped
 HOLDING_TTL_S = 7 * 86_400  # a dead worker's holding record outlives any outage the reconciler waits for
 
@@ -163,9 +169,12 @@ def holding(index: str, ids: Sequence[str]) -> Iterator[str | None]:
 # --- what the reconciler reads --------------------------------------------------------------------
 
 
-def dead_workers(broker: redis.Redis) -> set[str]:
-    """Registered workers whose heartbeat key is gone. Silent ones past `FORGET_AFTER_S` are dropped
-    from the registry (their documents have long been left to the last-resort rule)."""
+def dead_workers(broker: redis.Redis, *, ttl: int = 0) -> set[str]:
+    """Registered workers whose heartbeat key is gone on this look and was on the previous one too, or
+    whose last beat is older than `2 * ttl` seconds (0: any worker without a key, on the first look).
+    Workers seen without a key for the first time become suspects; suspects beating again are cleared.
+    Silent ones past `FORGET_AFTER_S` are dropped from the registry (their documents have long been left
+    to the last-resort rule)."""
     registered = {key.decode(): int(value) for key, value in broker.hgetall(REGISTRY).items()}
     if not registered:
         return set()
@@ -173,11 +182,22 @@ def dead_workers(broker: redis.Redis) -> set[str]:
     with broker.pipeline() as pipe:
         for worker in ids:
             pipe.exists(KEY_PREFIX + worker)
-        alive = pipe.execute()
-    dead = {worker for worker, up in zip(ids, alive, strict=True) if not up}
-    forgotten = [w for w in dead if registered[w] < time.time() - FORGET_AFTER_S]
-    if forgotten:
-        broker.hdel(REGISTRY, *forgotten)
+        pipe.hgetall(SUSPECTS)
+        *alive, raw_suspects = pipe.execute()
+    suspects = {key.decode() for key in raw_suspects}
+    now = time.time()
+    silent = {worker for worker, up in zip(ids, alive, strict=True) if not up}
+    dead = {w for w in silent if w in suspects or registered[w] <= now - 2 * ttl}
+    with broker.pipeline() as pipe:
+        if silent - suspects:
+            pipe.hset(SUSPECTS, mapping={worker: int(now) for worker in silent - suspects})
+        if suspects - silent:
+            pipe.hdel(SUSPECTS, *(suspects - silent))
+        forgotten = [w for w in dead if registered[w] < now - FORGET_AFTER_S]
+        if forgotten:
+            pipe.hdel(REGISTRY, *forgotten)
+            pipe.hdel(SUSPECTS, *forgotten)
+        pipe.execute()
     return dead
 
 

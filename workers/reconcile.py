@@ -6,7 +6,11 @@ that gave up on an unreachable Elasticsearch leaves its documents pending. The r
 them without a person running `requeue`, by two rules.
 
 **Healing** (every `heal_interval` seconds, a few): the pending documents a dead worker held
-(`workers.heartbeat`: registered in this broker, heartbeat key gone) are handed on at once. Those its
+(`workers.heartbeat`: registered in this broker, heartbeat key gone on two consecutive passes) are handed
+on at once, ahead of every bulk backlog: they go to their modality's interactive queue, so a batch that
+was already being encoded when its worker died does not wait behind the thousands queued after it in its
+lane. Fairness between collections holds: what a pass sends is bounded by the batches dead workers held
+(one per process), not by any collection's backlog. Those its
 claims name (`ingest.claimed_by`) have the claim cleared (a guarded write: one claimed again meanwhile is
 left alone), and they and the rest of its batch still pending are enqueued again, queues busy or not.
 Clearing the claim is what keeps the next pass from sending them twice.
@@ -23,9 +27,9 @@ It runs as a daemon thread in every worker's main process (started on Celery's `
 pass of each rule is taken by one worker at a time: a Redis key set with NX and an expiry of the rule's
 interval.
 
-What either rule sends goes where the write path would have sent it (`ingest.priority`): a collection's
-few stale documents (a lost interactive batch) to the interactive queue, more to the collection's bulk
-lane.
+What the last resort sends goes where the write path would have sent it (`ingest.priority`): a
+collection's few stale documents (a lost interactive batch) to the interactive queue, more to the
+collection's bulk lane.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from elasticsearch import NotFoundError
 from core.config import Settings, get_settings
 from core.es import Client, get_client, streaming_bulk
 from ingest.lifecycle import CLAIMED_BY_FIELD, STATUS_FIELD, DocumentStatus, claimed_by_of, status_of
-from ingest.priority import priority_for
+from ingest.priority import Priority, priority_for
 from workers import heartbeat
 from workers.heartbeat import Holding
 from workers.queues import all_queues, depths
@@ -183,7 +187,7 @@ def heal_once(es: Client, broker: redis.Redis, settings: Settings, force: bool =
         return 0
     if heartbeat.uptime(broker) < settings.workers.heartbeat_ttl:
         return 0
-    dead = heartbeat.dead_workers(broker)
+    dead = heartbeat.dead_workers(broker, ttl=settings.workers.heartbeat_ttl)
     if not dead:
         return 0
     held = heartbeat.holdings(broker, dead)
@@ -194,7 +198,7 @@ def heal_once(es: Client, broker: redis.Redis, settings: Settings, force: bool =
     for index, doc_id in sorted(free):
         by_index[index].append((doc_id, docs[(index, doc_id)]["_source"].get("modality", "text")))
     for index, pairs in by_index.items():
-        enqueue(index, pairs, priority_for(len(pairs), settings))
+        enqueue(index, pairs, Priority.INTERACTIVE)
         log.warning("healing: %d documents of %s held by a dead worker; sent again", len(pairs), index)
     heartbeat.forget_holdings(broker, [holding.worker for holding in held])
     return len(free)

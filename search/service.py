@@ -486,8 +486,8 @@ class SearchService:
     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """The requested slice of the fused list, each hit with its source, highlights, best passages and
         explanation: the sources and the page's best passages come in one `_msearch` for the page only
-        (sub-queries return ids). Also the engine's responses to it, named `page <request>` (none when
-        the page is empty), for their shard counts."""
+        (sub-queries return ids). Also the engine's responses to it for their shard counts: `page` (the
+        fetch) and `page passages:<encoder>` (none when the page is empty)."""
         page = fused[req.from_ : req.from_ + req.size]
         if not page:
             return [], {}
@@ -507,7 +507,7 @@ class SearchService:
         for hit in hits:
             if hit["id"] in passages:
                 hit["passages"] = passages[hit["id"]]  # a long document's best passages, with page/time
-        return hits, {f"page {name}": resp for name, resp in fetched.items()}
+        return hits, {name if name == "page" else f"page {name}": resp for name, resp in fetched.items()}
 
     @staticmethod
     def _hit(

@@ -17,7 +17,7 @@ import opensearchpy
 
 try:
     import orjson
-except ImportError:  # pragma: no cover - it comes with elastic-transport's speedups
+except ImportError:  # pragma: no cover - installed with ranx (evaluation); else the standard library's
     orjson = None  # type: ignore[assignment]
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elastic_transport import ConnectionError as ESConnectionError
@@ -74,7 +74,7 @@ class FastJSONSerializer(opensearchpy.JSONSerializer):
 
 
 def serializer() -> opensearchpy.JSONSerializer:
-    """The fastest JSON serializer available: orjson's (an optional dependency of elastic-transport)."""
+    """orjson's serializer when installed (ranx, a dependency, brings it), else opensearch-py's own."""
     return FastJSONSerializer() if orjson is not None else opensearchpy.JSONSerializer()
 
 

@@ -137,7 +137,8 @@ class IngestService:
             )
             for position, doc in parsed.docs
         }
-        hidden = self._hidden(collection, [body["doc_id"] for body in bodies.values()], principal)
+        explicit = [body["doc_id"] for body in bodies.values()] if not principal.admin else []
+        hidden = _hidden(self._stored(collection, explicit), principal)
         taken = [
             {"position": p, "id": body["doc_id"], "error": HIDDEN_ID}
             for p, body in bodies.items()
@@ -172,7 +173,8 @@ class IngestService:
         when no file was accepted. Files naming no readers get the collection's default ones; a mail's
         attachments get the mail's."""
         collection = self.collection(name, principal=principal)
-        hidden = self._hidden(collection, [u.doc_id for u in uploads if u.doc_id], principal)
+        stored = self._stored(collection, [u.doc_id for u in uploads if u.doc_id])
+        hidden = _hidden(stored, principal)
         place = self._place(collection, principal)
         found = [
             hidden_upload(upload)
@@ -189,7 +191,7 @@ class IngestService:
         ]
         docs = [doc for one in found for doc in one.docs]
         check_quota(self.es, self.settings, collection, incoming(docs), tell_usage=principal.admin)
-        previous = self._stored_shas(collection, [u.doc_id for u in uploads if u.doc_id])
+        previous = _readable_shas(stored, principal)  # the versions this upload replaces
         modality = {doc["doc_id"]: doc["modality"] for doc in docs}
         crawl = any((u.origin or {}).get("root") for u in uploads)  # a crawl is bulk however small its batch
         priority = priority_for(len(docs), self.settings, bulk=crawl)
@@ -226,7 +228,7 @@ class IngestService:
         references any more. Ids not found, or not the principal's to read, are listed, not an error."""
         collection = self.collection(name, principal=principal)
         wanted = [i for i in ids if i]
-        stored = self._stored_shas(collection, wanted, principal)
+        stored = _readable_shas(self._stored(collection, wanted), principal)
         hidden = [i for i in wanted if i not in stored] if not principal.admin else []
         actions = (
             {"_op_type": "delete", "_index": collection.index, "_id": i} for i in wanted if i not in hidden
@@ -392,22 +394,13 @@ class IngestService:
 
     # --- steps -----------------------------------------------------------------------------------------
 
-    def _readable_ids(self, collection: Collection, ids: list[str], principal: Principal) -> dict[str, bool]:
-        """Of `ids`, those stored (realtime), each with whether the principal may read it."""
+    def _stored(self, collection: Collection, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The documents among `ids` that exist (realtime): the blob each references and its readers."""
         if not ids:
             return {}
-        found = self.es.mget(index=collection.alias, ids=ids, source_includes=[READERS_FIELD])["docs"]
-        return {
-            d["_id"]: may_read(principal, d["_source"].get(READERS_FIELD)) for d in found if d.get("found")
-        }
-
-    def _hidden(self, collection: Collection, ids: list[str], principal: Principal) -> set[str]:
-        """The ids among `ids` held by documents the principal may not read: writing them would replace
-        what it cannot see, so they are refused."""
-        if principal.admin:
-            return set()
-        readable = self._readable_ids(collection, ids, principal)
-        return {doc_id for doc_id, may in readable.items() if not may}
+        includes = ["source.sha256", READERS_FIELD]
+        found = self.es.mget(index=collection.alias, ids=ids, source_includes=includes)["docs"]
+        return {d["_id"]: d["_source"] for d in found if d.get("found")}
 
     def _place(self, collection: Collection, principal: Principal) -> Place:
         """Where a deduplicated file goes: its sha256 as id, or, when a document the principal may not read
@@ -417,28 +410,14 @@ class IngestService:
         def place(sha256: str, readers: tuple[str, ...]) -> tuple[str, bool]:
             tag = hashlib.sha256("\n".join(sorted(readers)).encode()).hexdigest()[:16]
             candidates = [sha256, f"{sha256}.{tag}"]
-            stored = self._readable_ids(collection, candidates, principal)
+            stored = self._stored(collection, candidates)
+            hidden = _hidden(stored, principal)
             for doc_id in candidates:
-                if stored.get(doc_id, True):  # absent (write it here) or readable (a duplicate)
-                    return doc_id, doc_id in stored
+                if doc_id not in hidden:
+                    return doc_id, doc_id in stored  # absent: write it here; readable: a duplicate
             raise Conflict(f"the file of sha256 {sha256} cannot be stored for these readers: give it an id")
 
         return place
-
-    def _stored_shas(
-        self, collection: Collection, ids: list[str], principal: Principal | None = None
-    ) -> dict[str, str | None]:
-        """The blob each existing document among `ids` references (ids not found, or not readable by
-        `principal` when one is given, are not listed)."""
-        if not ids:
-            return {}
-        includes = ["source.sha256", READERS_FIELD]
-        found = self.es.mget(index=collection.alias, ids=ids, source_includes=includes)["docs"]
-        return {
-            d["_id"]: sha256_of(d["_source"])
-            for d in found
-            if d.get("found") and (principal is None or may_read(principal, d["_source"].get(READERS_FIELD)))
-        }
 
     def _readable(
         self, collection: Collection, doc_id: str, principal: Principal, includes: list[str]
@@ -462,3 +441,15 @@ class IngestService:
         new_sha = {doc_id: self.blobs.put(data[doc_id]).sha256 for doc_id in ids}
         replaced = (sha for doc_id, sha in previous.items() if doc_id in new_sha and sha != new_sha[doc_id])
         release(self.es, self.settings, replaced)
+
+
+def _hidden(stored: dict[str, dict[str, Any]], principal: Principal) -> set[str]:
+    """The stored documents (`IngestService._stored`) the principal may not read: writing their ids would
+    replace what it cannot see, so they are refused."""
+    return {doc_id for doc_id, source in stored.items() if not may_read(principal, source.get(READERS_FIELD))}
+
+
+def _readable_shas(stored: dict[str, dict[str, Any]], principal: Principal) -> dict[str, str | None]:
+    """The blob each stored document the principal may read references."""
+    hidden = _hidden(stored, principal)
+    return {doc_id: sha256_of(source) for doc_id, source in stored.items() if doc_id not in hidden}

@@ -294,7 +294,7 @@ class SearchService:
             return known[1]
         resp = self.es.search(
             index=alias,
-            query={"nested": {"path": "passages", "query": {"match_all": {}}}},
+            query={"nested": {"path": plan.PASSAGES_PATH, "query": {"match_all": {}}}},
             size=0,
             terminate_after=1,
             track_total_hits=1,

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,7 +31,14 @@ from search.schema import Profile, Rerank
 
 CANDIDATE = "rerank-candidate"  # the profile a candidate is scored under, removed afterwards
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # the cross-encoder's share; 0 = fusion alone
-Window = list[tuple[str, float, float]]  # (doc id, fused score, cross-encoder score), fused order
+
+
+class Window(NamedTuple):
+    """One reranked search read back: the window's (doc id, fused score, cross-encoder score) in fused
+    order, and the ids the API lists after the window (fused order, not reranked)."""
+
+    scored: list[tuple[str, float, float]]
+    tail: list[str]
 
 
 def examples(
@@ -173,7 +180,8 @@ def windows(
     for qid, resp in responses.items():
         stage = [(h["explanation"]["rerank"], h["id"]) for h in resp["hits"] if "rerank" in h["explanation"]]
         stage.sort(key=lambda item: item[0]["fused_rank"])
-        out[qid] = [(doc_id, s["fused_score"], s["score"]) for s, doc_id in stage]
+        tail = [h["id"] for h in resp["hits"] if "rerank" not in h["explanation"]]
+        out[qid] = Window([(doc_id, s["fused_score"], s["score"]) for s, doc_id in stage], tail)
     return out, [resp["took_ms"] for resp in responses.values()]
 
 
@@ -208,14 +216,15 @@ def wins(result: dict[str, Any]) -> bool:
 
 
 def weight_matrix(judged: dict[str, dict[str, int]], windows: dict[str, Window]) -> np.ndarray:
-    """nDCG@10 per (weight, query) of each window reordered by `blend`, as the API would."""
+    """nDCG@10 per (weight, query) of each window reordered by `blend` and followed by the rest of the
+    fused list, as the API answers (a window shorter than 10 leaves the tail in the judged top 10)."""
     rows = []
     for weight in WEIGHTS:
         run = {}
         for qid in judged:
-            hits = windows.get(qid, [])
-            ranked = blend([f for _, f, _ in hits], [r for _, _, r in hits], weight)
-            run[qid] = ranked_run(hits[i][0] for i, _ in ranked)
+            scored, tail = windows.get(qid, Window([], []))
+            ranked = blend([f for _, f, _ in scored], [r for _, _, r in scored], weight)
+            run[qid] = ranked_run([*(scored[i][0] for i, _ in ranked), *tail])
         values = per_query(judged, run, "ndcg@10")
         rows.append([values[qid] for qid in judged])
     return np.array(rows)

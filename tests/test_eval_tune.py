@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from client.api import ApiClient
-from evaluation.rerank import WEIGHTS
+from evaluation.rerank import WEIGHTS, Window, weight_matrix
 from evaluation.runs import METRICS, SET_METRICS
 from evaluation.tuning import Grid, cross_validate, folds, fused_top, profiles
 from mmsearch.cli import main
@@ -59,6 +59,16 @@ def test_offline_fusion_is_the_api_dispatch() -> None:
     assert fused_top({"vector:text": [("c", 0.8), ("b", 0.7)]}, Profile().fusion) == ["c", "b"]
     # the default (z-score linear): a and b tie at 0 and the better best rank, then the id, decides
     assert fused_top(rankings, Profile().fusion) == ["a", "b", "c"]
+
+
+def test_the_weight_choice_judges_the_list_the_api_returns() -> None:
+    # a window of 2 (fusion says a, the cross-encoder says b) and c after it, as a top_k=2 search lists them
+    window = Window([("a", 1.0, 0.0), ("b", 0.5, 1.0)], tail=["c"])
+    matrix = weight_matrix({"q": {"b": 1, "c": 1}}, {"q": window})
+    ideal = 1 + 1 / np.log2(3)
+    # weight 0: a, b, c; weight 1: b, a, c. The tail counts: c at rank 3 adds 1/log2(4) either way
+    assert matrix[WEIGHTS.index(0.0), 0] == pytest.approx((1 / np.log2(3) + 0.5) / ideal)  # 0.6934
+    assert matrix[WEIGHTS.index(1.0), 0] == pytest.approx((1 + 0.5) / ideal)  # 0.9197
 
 
 # ---- integration: the real API, worker and Elasticsearch ---------------------------------------

@@ -59,7 +59,7 @@ def test_a_deleted_collection_comes_back_from_a_snapshot_whole(
         # until a merge drops it, so a snapshot taken later could otherwise score differently.
         alias = f"{settings.engine.index_prefix}{name}"
         requests.post(
-            f"{settings.engine.es_url}/{alias}/_forcemerge?max_num_segments=1", timeout=120
+            f"{settings.engine.es_url}/{alias}/_forcemerge?max_num_segments=1", timeout=600
         ).raise_for_status()
         requests.post(f"{settings.engine.es_url}/{alias}/_refresh", timeout=60).raise_for_status()
         searches = [{"query": query, "profile": "tuned"}, {"query": "coral reefs", "mode": "lexical"}]

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,8 @@ OPSET = 17
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]  # features -> the graph's one output
 
 log = logging.getLogger(__name__)
+# A process's first inference, one thread at a time (`warmed`).
+_FIRST_RUN = threading.Lock()
 
 
 def compiled_dir(settings: Settings, model_path: str) -> Path:
@@ -56,15 +59,24 @@ def runner(
         )
         onnx_path = export(model, folder / f"{key}.onnx", key=key, sample=sample)
         if backend == "onnx-int8":
-            return _ort_runner(quantised(onnx_path))
+            return warmed(_ort_runner(quantised(onnx_path)), features(model, sample))
         if backend == "onnx":
-            return _ort_runner(onnx_path)
+            return warmed(_ort_runner(onnx_path), features(model, sample))
         if backend == "openvino":
-            return _openvino_runner(onnx_path)
+            return warmed(_openvino_runner(onnx_path), features(model, sample))
     except ImportError as exc:
         log.warning("inference backend %s unavailable (%s); running torch", backend, exc)
         return None
     raise ValueError(f"unknown inference backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def warmed(run: Runner, sample: dict[str, np.ndarray]) -> Runner:
+    """`run`, having run once on `sample` before any other thread may call it. OpenVINO's binding builds
+    a C++ static on its first tensor read while it needs the GIL; two threads reading at once deadlock,
+    the GIL held (an API worker froze with two first searches until gunicorn killed it)."""
+    with _FIRST_RUN:
+        run(sample)
+    return run
 
 
 def export(model: Any, target: Path, *, key: str, sample: list[Any]) -> Path:

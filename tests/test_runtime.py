@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.config import EngineSettings, ModelSettings, Settings
+from encoders import runtime
 from encoders.rerank import Reranker
 from encoders.runtime import BACKENDS, compiled_dir
 from encoders.text import TextEncoder, resolve_model_path
@@ -59,6 +60,31 @@ def test_export_is_cached_beside_the_model(data_dir: Path, reference: np.ndarray
     again = TextEncoder(settings=settings).encode(SENTENCES)  # a new process-wide instance: no new export
     assert exported.stat().st_mtime_ns == stamp
     assert float((again * reference).sum(axis=1).min()) >= 0.999
+
+
+def test_a_runner_has_run_once_before_it_is_shared(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two API threads making a process's first OpenVINO inference together deadlocked on the GIL (a C++
+    # static built on the first tensor read, seen with a cold disk); `runner` now runs the graph once,
+    # one thread at a time, before returning it.
+    calls: list[bool] = []
+    build = runtime._openvino_runner
+
+    def counted(path: Path) -> runtime.Runner:
+        run = build(path)
+
+        def call(features: dict[str, np.ndarray]) -> np.ndarray:
+            calls.append(runtime._FIRST_RUN.locked())
+            return run(features)
+
+        return call
+
+    monkeypatch.setattr(runtime, "_openvino_runner", counted)
+    settings = settings_for(data_dir, text_backend="openvino")
+    model = TextEncoder(settings=settings).model
+    path = resolve_model_path("all-MiniLM-L6-v2", None)
+    run = runtime.runner(model, path, key="sentence_embedding", backend="openvino", settings=settings)
+    assert run is not None and calls == [True]  # once, under the first-run lock
+    assert run(runtime.features(model, SENTENCES[:2])).shape == (2, 384) and calls == [True, False]
 
 
 @pytest.fixture(scope="module")

@@ -49,9 +49,9 @@ DATA_DIR = Path("/tmp/mmsearch-cluster-drill")
 SEARCHERS = 4
 WORDS = "retrieval vector lexical hybrid fusion worker broker shard replica encoder query index".split()
 FORM_TIMEOUT = 600.0  # three JVMs starting at once on a loaded 2-core machine: over 300 s seen
-# A search's wait for its answer: under a load of 30+ on 2 cores, answers while a node restarts took up
-# to 97 s (the engine client retrying the node that is not serving yet); a timeout is no 5xx, and is
-# counted apart.
+# A search's wait for its answer (a timeout is no 5xx, and is counted apart). Searches that took 97-130 s
+# here were an API worker frozen by its first OpenVINO inference (encoders/runtime.py `warmed`), not the
+# cluster: since, the slowest answer around a kill took ~15 s.
 SEARCH_TIMEOUT = 300.0
 GRACE_S = 2.0  # after the kill, answers already under way may still come back whole
 AFTER_GREEN_S = 10.0  # searching goes on this long once everything settled (the cluster green)

@@ -178,23 +178,29 @@ def test_pagination_under_fusion_has_no_duplicates_or_gaps(api: ApiClient, colle
 
 def test_killed_worker_loses_nothing(api: ApiClient, collection: str, worker) -> None:
     worker.ensure_running()
-    docs = [
-        {"id": f"k{i}", "text": f"Document number {i} about topic {i % 7} and subject {i % 11}."}
-        for i in range(240)
-    ]
-    api.add_documents(collection, docs)
-    deadline = time.monotonic() + 300
+    words = "river forest harbor glacier desert city study water quality results survey method".split()
+
+    def round_of(start: int) -> list[dict[str, str]]:  # ~120 words each: a round takes the worker seconds
+        return [
+            {"id": f"k{i}", "text": " ".join(words[(i * j) % len(words)] for j in range(1, 121))}
+            for i in range(start, start + 240)
+        ]
+
+    sent, deadline = 0, time.monotonic() + 300
     while True:  # kill in the middle: some batches done, some not
         counts = api.collection(collection)["documents"]
         if counts.get("encoded", 0) >= 16 and counts.get("pending", 0) > 0:
             break
+        if counts.get("encoded", 0) == sent:  # nothing sent yet, or a fast worker finished: another round
+            api.add_documents(collection, round_of(sent))
+            sent += 240
         assert time.monotonic() < deadline, counts
         time.sleep(0.2)
     worker.kill()
     assert api.collection(collection)["documents"].get("pending", 0) > 0
     worker.start()
     counts = api.wait_encoded(collection, timeout=300)
-    assert counts.get("encoded") == 240, counts
+    assert counts.get("encoded") == sent, counts
     assert counts.get("failed", 0) == 0
 
 

@@ -165,12 +165,15 @@ class _Snapshots(_Namespace):
     _path_args = {
         "create_repository": ("name",),
         "get_repository": ("name",),
+        "delete_repository": ("name",),
         "create": ("repository", "snapshot"),
         "get": ("repository", "snapshot"),
         "restore": ("repository", "snapshot"),
         "delete": ("repository", "snapshot"),
     }
-    _path_renames = {"create_repository": {"name": "repository"}, "get_repository": {"name": "repository"}}
+    _path_renames = {
+        name: {"name": "repository"} for name in ("create_repository", "get_repository", "delete_repository")
+    }
 
 
 class _Nodes(_Namespace):

@@ -83,6 +83,24 @@ def ensure_repository(es: Client, base: Path) -> None:
         )
 
 
+def reload_if_stale(es: Client, base: Path, snapshot: str) -> None:
+    """Register our `fs` repository again when it does not know `snapshot` although its manifest is
+    here: a backup folder copied into a cluster that had registered the repository already (the engine
+    keeps the generation it last read, so the copied snapshots stay invisible). An operator's repository
+    is left as it is."""
+    try:
+        es.snapshot.get(repository=REPOSITORY, snapshot=snapshot)
+        return
+    except NotFoundError:
+        pass
+    repository = es.snapshot.get_repository(name=REPOSITORY)[REPOSITORY]
+    if repository["type"] != "fs" or repository["settings"].get("location") != str(base / ENGINE_DIR):
+        return
+    with _engine("registering the snapshot repository again"):
+        es.snapshot.delete_repository(name=REPOSITORY)
+    ensure_repository(es, base)
+
+
 def create(
     es: Client, settings: Settings, names: list[str] | None = None, snapshot: str | None = None
 ) -> dict[str, Any]:
@@ -165,6 +183,7 @@ def restore(es: Client, settings: Settings, snapshot: str, names: list[str] | No
     if existing:
         raise Conflict(f"collection {', '.join(existing)} exists: delete it before restoring it")
     ensure_repository(es, base)
+    reload_if_stale(es, base, snapshot)
     indices = [index for name in names for index in saved[name]["indices"]]
     with _engine(f"restoring {snapshot!r}"):  # waits until every primary shard is back
         es.snapshot.restore(

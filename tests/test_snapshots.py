@@ -4,6 +4,7 @@ ids and scores, `/content` serves the same bytes and the profile is back."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from client.api import ApiClient
 from core.config import Settings
+from ingest import snapshots
 from ingest.snapshots import REPOSITORY
 from mmsearch.cli import main
 from tests.test_api_passages import long_pdf_and_query
@@ -24,6 +26,16 @@ SHORT = [
     {"id": "reef", "title": "Coral reefs", "text": "Coral reefs bleach when sea temperatures rise."},
     {"id": "bread", "title": "Sourdough", "text": "Sourdough rises slowly thanks to wild yeast."},
 ]
+
+
+def stale_repository(es, base: Path, aside: Path) -> None:  # noqa: ANN001
+    """Re-register the repository over an empty folder, then put the snapshots back into it."""
+    engine_dir = base / snapshots.ENGINE_DIR
+    shutil.move(engine_dir, aside)
+    es.snapshot.delete_repository(name=REPOSITORY)
+    snapshots.ensure_repository(es, base)
+    shutil.rmtree(engine_dir)
+    shutil.move(aside, engine_dir)
 
 
 def ranked(result: dict) -> list[tuple[str, float]]:
@@ -75,6 +87,11 @@ def test_a_deleted_collection_comes_back_from_a_snapshot_whole(
         assert again.exit_code != 0 and "already exists" in again.output  # the engine's word, one line
         api.delete_collection(name)
         assert not api.collection_exists(name) and content(api_url, name, pdf_id).status_code == 404
+        # As a backup copied into a new cluster that had registered the repository already: Elasticsearch
+        # knew the folder empty, so it does not see the snapshot until the repository is registered again
+        # (OpenSearch reads the folder anew).
+        stale_repository(es, snapshots.root(es, settings), tmp_path / "moved")
+        assert (snap in cli("snapshot", "list")) == (settings.engine.kind == "opensearch")
 
         cli("snapshot", "restore", snap, "--collection", name)
         after = [api.search(name, **params) for params in searches]

@@ -59,15 +59,17 @@ def runner(
         )
         onnx_path = export(model, folder / f"{key}.onnx", key=key, sample=sample)
         if backend == "onnx-int8":
-            return warmed(_ort_runner(quantised(onnx_path)), features(model, sample))
-        if backend == "onnx":
-            return warmed(_ort_runner(onnx_path), features(model, sample))
-        if backend == "openvino":
-            return warmed(_openvino_runner(onnx_path), features(model, sample))
+            run = _ort_runner(quantised(onnx_path))
+        elif backend == "onnx":
+            run = _ort_runner(onnx_path)
+        elif backend == "openvino":
+            run = _openvino_runner(onnx_path)
+        else:
+            raise ValueError(f"unknown inference backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        return warmed(run, features(model, sample))
     except ImportError as exc:
         log.warning("inference backend %s unavailable (%s); running torch", backend, exc)
         return None
-    raise ValueError(f"unknown inference backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def warmed(run: Runner, sample: dict[str, np.ndarray]) -> Runner:

@@ -316,9 +316,7 @@ def run(
     shutil.rmtree(specs[0].node_dir.parent, ignore_errors=True)  # a new cluster each run
     rows, notes = [], []
     try:
-        cluster.start_nodes(base, kind, specs)
-        if not health(f"http://127.0.0.1:{http_ports[0]}", "green", FORM_TIMEOUT):
-            raise RuntimeError(f"the three nodes did not form a green cluster in {FORM_TIMEOUT:.0f} s")
+        cluster.wait_serving(base, specs, cluster.start_nodes(base, kind, specs), FORM_TIMEOUT)
         stack.ensure_redis(base)
         for count in replicas:
             settings = base.replace(engine={"number_of_replicas": count})

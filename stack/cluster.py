@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from core.config import Settings
 from stack.engines import Engine
 from stack.nodes import NodeSpec, start_node
-from stack.processes import STOP_GRACE, data_dir, running_pid, stop
+from stack.processes import STOP_GRACE, data_dir, http_ok, log_file, running_pid, stop, wait_until
 
 
 def cluster_specs(
@@ -48,6 +48,22 @@ def start_nodes(settings: Settings, engine: Engine, specs: Sequence[NodeSpec]) -
     """Start every node that is not running yet, all before any is waited for: a new cluster forms only
     once a majority of its initial master nodes is up. Returns the pids in the order of `specs`."""
     return [running_pid(settings, spec.component) or start_node(settings, engine, spec) for spec in specs]
+
+
+def wait_serving(settings: Settings, specs: Sequence[NodeSpec], pids: Sequence[int], timeout: float) -> None:
+    """Wait until the cluster is green with every node in it and every node's HTTP port answers: a node
+    joins the cluster before it binds HTTP, so green seen from one node does not mean the others listen."""
+    first = specs[0]
+    health = (
+        f"http://127.0.0.1:{first.http_port}/_cluster/health"
+        f"?wait_for_status=green&wait_for_nodes={len(specs)}&timeout=1s"
+    )
+    log = log_file(settings, first.component)
+    wait_until(lambda: http_ok(health), timeout, f"a {len(specs)}-node cluster", pid=pids[0], log=log)
+    for spec, pid in zip(specs, pids, strict=True):
+        url = f"http://127.0.0.1:{spec.http_port}/_cluster/health?local=true"  # this node answers
+        log = log_file(settings, spec.component)
+        wait_until(lambda url=url: http_ok(url), timeout, f"node {spec.name}'s HTTP", pid=pid, log=log)
 
 
 def stop_nodes(settings: Settings, specs: Sequence[NodeSpec], grace: float = STOP_GRACE) -> list[str]:

@@ -12,7 +12,6 @@ from bench.common import free_ports
 from core.config import Settings
 from stack import cluster, engines
 from stack.nodes import ES_START_TIMEOUT
-from stack.processes import http_ok, log_file, wait_until
 
 
 @pytest.mark.integration
@@ -27,9 +26,7 @@ def test_three_nodes_form_a_green_cluster(settings: Settings) -> None:
     try:
         pids = cluster.start_nodes(settings, engine, specs)
         assert len(set(pids)) == 3
-        health = f"{base}/_cluster/health?wait_for_status=green&wait_for_nodes=3&timeout=1s"
-        log = log_file(settings, specs[0].component)
-        wait_until(lambda: http_ok(health), ES_START_TIMEOUT, "a three-node cluster", pid=pids[0], log=log)
+        cluster.wait_serving(settings, specs, pids, ES_START_TIMEOUT)
         body = requests.get(f"{base}/_cluster/health", timeout=10).json()
         assert (body["status"], body["number_of_nodes"]) == ("green", 3)
         other = f"http://127.0.0.1:{specs[2].http_port}"  # any node answers for the whole cluster

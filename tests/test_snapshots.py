@@ -1,22 +1,32 @@
 """Backups end to end: a collection with a profile, a long uploaded PDF (passages, a blob) and short
-documents is snapshotted through `mmsearch snapshot`, deleted, restored; the same searches give the same
-ids and scores, `/content` serves the same bytes and the profile is back."""
+documents is snapshotted through `mmsearch snapshot`, deleted, restored, then restored again into a new
+one-node cluster with its own blob store; each time the same searches give the same ids and scores,
+`/content` serves the same bytes and the profile is back."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
 
+from bench.common import free_ports, spawned_api
 from client.api import ApiClient
 from core.config import Settings
+from core.es import make_client
 from ingest import snapshots
 from ingest.snapshots import REPOSITORY
 from mmsearch.cli import main
+from stack import cluster, engines
+from stack.nodes import ES_START_TIMEOUT, NodeSpec, start_node
+from stack.processes import data_dir
+from stack.users import node_user
 from tests.test_api_passages import long_pdf_and_query
 
 pytestmark = pytest.mark.integration
@@ -36,6 +46,33 @@ def stale_repository(es, base: Path, aside: Path) -> None:  # noqa: ANN001
     snapshots.ensure_repository(es, base)
     shutil.rmtree(engine_dir)
     shutil.move(aside, engine_dir)
+
+
+@contextmanager
+def new_cluster(settings: Settings, backup: Path) -> Iterator[Settings]:
+    """A second one-node cluster of the session's engine, as on a new machine: its own node, data and blob
+    store, a copy of the snapshot root `backup` in its `path.repo`. Yields settings pointing at it; it
+    shares only the distribution and the model files (whose compiled forms are cached beside them)."""
+    engine = engines.engine_for(settings)
+    http, transport = free_ports(2)
+    root = data_dir(settings) / f"{engine.node_dir}-new-cluster"
+    shutil.rmtree(root, ignore_errors=True)
+    node = root / "node"
+    spec = NodeSpec("new", f"{engine.name}-new", http, transport, node, "384m", config_dir=node / "config")
+    shutil.copytree(backup, node / "snapshots")
+    user = node_user()
+    if user is not None:  # the node runs unprivileged and writes into its repository
+        for path in [node / "snapshots", *(node / "snapshots").rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+    (root / "data").mkdir()
+    (root / "data" / "models").symlink_to(settings.engine.data_dir / "models")
+    url = f"http://127.0.0.1:{http}"
+    new = settings.replace(engine={"elasticsearch_url": url, "data_dir": root / "data"})
+    try:
+        cluster.wait_serving(settings, [spec], [start_node(settings, engine, spec)], ES_START_TIMEOUT)
+        yield new
+    finally:
+        cluster.stop_nodes(settings, [spec])
 
 
 def ranked(result: dict) -> list[tuple[str, float]]:
@@ -110,6 +147,17 @@ def test_a_deleted_collection_comes_back_from_a_snapshot_whole(
         assert api.profiles(name) == profiles
         with pytest.raises(AssertionError, match="exists"):  # never over a live collection
             cli("snapshot", "restore", snap, "--collection", name)
+
+        with new_cluster(settings, snapshots.root(es, settings)) as elsewhere:
+            with make_client(elsewhere) as other:
+                assert not other.indices.exists_alias(name=alias)
+                restored = snapshots.restore(other, elsewhere, snap)
+            assert restored["collections"] == [name] and restored["blobs_copied"] == 1
+            with spawned_api({}, elsewhere) as new_api:
+                again = [new_api.search(name, **params) for params in searches]
+                assert [ranked(out) for out in again] == [ranked(out) for out in after]
+                assert new_api.profiles(name) == profiles
+                assert content(new_api.base_url, name, pdf_id).content == pdf_bytes
     finally:
         if api.collection_exists(name):
             api.delete_collection(name)

@@ -11,6 +11,7 @@ import logging
 from elastic_transport import ConnectionError as ESConnectionError
 from elasticsearch import ApiError, BadRequestError, NotFoundError
 from flask import Flask, jsonify
+from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -42,6 +43,11 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException):  # noqa: ANN202
         message = f"{exc.name}: {exc.description}" if exc.description else exc.name
         return problem(exc.code or 500, exc.name.lower().replace(" ", "_"), message)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _limited(exc: RateLimitExceeded):  # noqa: ANN202 - waiting one window always clears a fixed window
+        body, status = problem(429, "too_many_requests", f"Too Many Requests: {exc.description}")
+        return body, status, {"Retry-After": str(exc.limit.limit.get_expiry())}
 
     @app.errorhandler(MmsearchError)
     def _ours(exc: MmsearchError):  # noqa: ANN202 - every layer's errors carry their HTTP status

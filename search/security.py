@@ -423,5 +423,7 @@ def install(app: Flask, settings: Settings) -> Limiter | None:
         storage_options={"socket_timeout": 2, "socket_connect_timeout": 2},
         key_prefix="mmsearch-ratelimit",
         swallow_errors=True,
-        headers_enabled=True,
+        # No X-RateLimit-* headers on every answer: they cost two more Redis round trips per request
+        # (the window's count and expiry), a tenth of a search's time; a 429 says `Retry-After` instead.
+        headers_enabled=False,
     )

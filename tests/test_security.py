@@ -155,9 +155,11 @@ def test_writes_are_rate_limited_per_key() -> None:
     keys = [KEYS["write"][1], KEYS["admin"][1]]
     client = build(api_keys=keys, rate_limit_storage="memory://", write_rate_limit="2/minute").test_client()
     for _ in range(2):
-        assert client.delete("/v1/collections/c/documents/1", headers=auth("write")).status_code == 503
+        answer = client.delete("/v1/collections/c/documents/1", headers=auth("write"))
+        assert answer.status_code == 503 and "X-RateLimit-Limit" not in answer.headers
     limited = client.delete("/v1/collections/c/documents/1", headers=auth("write"))
     assert limited.status_code == 429 and limited.get_json()["error"]["status"] == 429
+    assert limited.headers["Retry-After"] == "60"  # one window of `2/minute` always clears it
     # another key has its own budget; reads are not limited
     assert client.delete("/v1/collections/c/documents/1", headers=auth("admin")).status_code == 503
     assert client.get("/v1/collections", headers=auth("write")).status_code == 503

@@ -152,6 +152,10 @@ class _Client(_Namespace):
     _path_args = {"mget": ("index",), "msearch": ("index",), "search": ("index",), "count": ("index",)}
 
 
+class _Indices(_Namespace):
+    _path_args = {"stats": ("index", "metric")}
+
+
 class _Snapshots(_Namespace):
     _path_args = {
         "create_repository": ("name",),
@@ -180,7 +184,7 @@ class OpenSearchClient:
         self.raw = raw
         self._options = dict(options or {})
         self._docs = _Client(raw, self._options)
-        self.indices = _Namespace(raw.indices, self._options)
+        self.indices = _Indices(raw.indices, self._options)
         self.cluster = _Namespace(raw.cluster, self._options)
         self.snapshot = _Snapshots(raw.snapshot, self._options)
         self.nodes = _Nodes(raw.nodes, self._options)

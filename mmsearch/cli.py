@@ -13,6 +13,7 @@ from mmsearch import (
     commands_keys,
     commands_kibana,
     commands_models,
+    commands_optimize,
     commands_quality,
     commands_recipe,
     commands_snapshot,
@@ -31,6 +32,7 @@ COMMANDS: list[click.Command] = [
     # collections and their documents
     commands_data.collections,
     commands_snapshot.snapshot,
+    commands_optimize.optimize,
     commands_data.ingest,
     commands_data.crawl,
     commands_data.search,

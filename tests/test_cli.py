@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "up", "down", "status", "worker", "serve", "migrate", "collections", "ingest", "crawl", "search", "demo",
     "eval", "tune", "train", "reencode", "bench", "improve", "rerank", "kibana", "keys", "snapshot",
+    "optimize",
 }  # fmt: skip
 
 

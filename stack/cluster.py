@@ -22,7 +22,8 @@ def cluster_specs(
     heap: str,
 ) -> list[NodeSpec]:
     """One node per port pair, named n0, n1, ..., each seeded with every node's transport address and
-    all of them eligible to bootstrap the cluster; data under `<data_dir>/<es|os>-cluster/<name>`."""
+    all of them eligible to bootstrap the cluster; data under `<data_dir>/<es|os>-cluster/<name>`, one
+    snapshot folder (`path.repo`) for all under `<data_dir>/<es|os>-cluster/snapshots`."""
     if len(http_ports) != len(transport_ports):
         raise ValueError("one transport port per HTTP port")
     names = tuple(f"n{i}" for i in range(len(http_ports)))
@@ -39,6 +40,7 @@ def cluster_specs(
             seed_hosts=seeds,
             initial_masters=names,
             config_dir=root / name / "config",
+            repo_dir=root / "snapshots",
         )
         for name, http, transport in zip(names, http_ports, transport_ports, strict=True)
     ]

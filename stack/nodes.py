@@ -41,6 +41,12 @@ class NodeSpec:
     seed_hosts: tuple[str, ...] = ()  # transport addresses of the cluster; none: a single-node cluster
     initial_masters: tuple[str, ...] = ()  # node names that bootstrap a new cluster
     config_dir: Path | None = None  # None: the distribution's own config/ (one node per distribution)
+    repo_dir: Path | None = None  # `path.repo`, shared by a cluster's nodes; None: `<node_dir>/snapshots`
+
+    @property
+    def repository(self) -> Path:
+        """Where `mmsearch snapshot`'s fs repository lives: every node of a cluster must see one folder."""
+        return self.repo_dir or self.node_dir / "snapshots"
 
 
 def single_node(settings: Settings, engine: Engine) -> NodeSpec:
@@ -68,7 +74,7 @@ def node_config(settings: Settings, engine: Engine, spec: NodeSpec, home: Path) 
         *_discovery(engine, spec),
         f"path.data: {json.dumps(str(spec.node_dir / 'data'))}",
         f"path.logs: {json.dumps(str(spec.node_dir / 'logs'))}",
-        f"path.repo: {json.dumps(str(spec.node_dir / 'snapshots'))}",  # `mmsearch snapshot`'s fs repository
+        f"path.repo: {json.dumps(str(spec.repository))}",
         "# Developer disks are often fuller than the default watermarks allow; never go read-only for that.",
         "cluster.routing.allocation.disk.threshold_enabled: false",
         "# The product creates its indices with their mappings; a late write to a deleted one must fail,",
@@ -95,7 +101,7 @@ def start_node(settings: Settings, engine: Engine, spec: NodeSpec) -> int:
     set_vector_module(conf / "jvm.options", has_vector_module(java))
     user = node_user()
     if user is not None:
-        own = [conf, *conf.rglob("*"), spec.node_dir, *spec.node_dir.iterdir()]
+        own = [conf, *conf.rglob("*"), spec.node_dir, *spec.node_dir.iterdir(), spec.repository]
         grant(user, reach=(home, spec.node_dir, java), own=[*own, *(home / d for d in engine.owned_in_home)])
     env = engine.env(java=java, heap=spec.heap, tmp=spec.node_dir / "tmp", conf=conf)
     argv = [str(home / "bin" / engine.name)]
@@ -108,8 +114,8 @@ def start_node(settings: Settings, engine: Engine, spec: NodeSpec) -> int:
 def _prepare(settings: Settings, *, engine: Engine, spec: NodeSpec, home: Path) -> Path:
     """Make the node's dirs and (re)write its config at every start, so changed ports or paths apply;
     return its config dir."""
-    for sub in ("data", "logs", "tmp"):
-        (spec.node_dir / sub).mkdir(parents=True, exist_ok=True)
+    for folder in (spec.node_dir / "data", spec.node_dir / "logs", spec.node_dir / "tmp", spec.repository):
+        folder.mkdir(parents=True, exist_ok=True)
     conf = spec.config_dir or home / "config"
     if not conf.exists():  # a node of its own config: start from the distribution's, less its secrets
         shutil.copytree(home / "config", conf, ignore=shutil.ignore_patterns("*.keystore"))

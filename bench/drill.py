@@ -200,11 +200,17 @@ def post(drill: Drill, send: Callable[[], requests.Response]) -> dict[str, Any]:
     raise RuntimeError("the API did not answer for 10 minutes")
 
 
-def ingest(drill: Drill, base: str, name: str, items: list[tuple[str, Any]]) -> set[str]:
-    """Post the items in chunks (NDJSON for text, multipart for images); returns the accepted ids."""
+def ingest(
+    drill: Drill, base: str, name: str, items: list[tuple[str, Any]], rate: float | None = None
+) -> set[str]:
+    """Post the items in chunks (NDJSON for text, multipart for images), at most `rate` items a second
+    when given (work keeps arriving, so every kill finds the worker busy); returns the accepted ids."""
     url = f"{base}/v1/collections/{name}"
     accepted: set[str] = set()
+    began = time.monotonic()
     for start in range(0, len(items), CHUNK):
+        if rate:
+            time.sleep(max(0.0, began + start / rate - time.monotonic()))
         chunk = items[start : start + CHUNK]
         texts = [doc for kind, doc in chunk if kind == "text"]
         files = [doc for kind, doc in chunk if kind == "image"]
@@ -394,6 +400,7 @@ def run(
     queues: Sequence[str] = ("all",),
     kill_target: int = 0,
     reconcile_after: int = 300,
+    rate: float | None = None,
 ) -> Report:
     """The drill on its own stack with one worker per entry of `queues` (see `worker_queues`), the
     `kill_target`-th of them killed `kills` times."""
@@ -415,9 +422,11 @@ def run(
         target=chaos, args=(drill, kills, stop), kwargs={"name": name, "n": n}, daemon=True
     )
     began = time.monotonic()
+    if rate:
+        drill.note(f"posting at most {rate:g} documents a second")
     monkey.start()
     try:
-        accepted = ingest(drill, base, name, items)
+        accepted = ingest(drill, base, name, items, rate)
         drill.ingested.set()
         ingest_s = time.monotonic() - began
         wait_settled(settings, name, len(accepted), monkey, timeout=timeout)
@@ -451,6 +460,7 @@ def run(
 @click.option("--kill-worker", default=0, show_default=True, help="index of the worker that is killed")
 @click.option("--reconcile-after", default=300, show_default=True, help="the last-resort deadline (s)")
 @click.option("--down/--keep", default=True, help="stop the drill's Elasticsearch and Redis at the end")
+@click.option("--rate", type=click.FloatRange(min=0.1), help="documents posted per second (default: at once)")
 def main(
     *,
     n: int,
@@ -464,6 +474,7 @@ def main(
     kill_worker: int,
     reconcile_after: int,
     down: bool,
+    rate: float | None,
 ) -> None:
     """Run the drill, print the table, write data/bench/drill.json; exit 1 when it fails."""
     console = Console(width=200)
@@ -479,6 +490,7 @@ def main(
             queues=[specs[i % len(specs)] for i in range(workers)],
             kill_target=kill_worker,
             reconcile_after=reconcile_after,
+            rate=rate,
         )
     finally:
         if down:

@@ -201,7 +201,7 @@ def post(drill: Drill, send: Callable[[], requests.Response]) -> dict[str, Any]:
 
 
 def ingest(
-    drill: Drill, base: str, name: str, items: list[tuple[str, Any]], rate: float | None = None
+    drill: Drill, base: str, name: str, items: list[tuple[str, Any]], *, rate: float | None = None
 ) -> set[str]:
     """Post the items in chunks (NDJSON for text, multipart for images), at most `rate` items a second
     when given (work keeps arriving, so every kill finds the worker busy); returns the accepted ids."""
@@ -426,7 +426,7 @@ def run(
         drill.note(f"posting at most {rate:g} documents a second")
     monkey.start()
     try:
-        accepted = ingest(drill, base, name, items, rate)
+        accepted = ingest(drill, base, name, items, rate=rate)
         drill.ingested.set()
         ingest_s = time.monotonic() - began
         wait_settled(settings, name, len(accepted), monkey, timeout=timeout)

@@ -59,10 +59,10 @@ def new_cluster(settings: Settings, backup: Path) -> Iterator[Settings]:
     shutil.rmtree(root, ignore_errors=True)
     node = root / "node"
     spec = NodeSpec("new", f"{engine.name}-new", http, transport, node, "384m", config_dir=node / "config")
-    shutil.copytree(backup, node / "snapshots")
+    shutil.copytree(backup, spec.repository)
     user = node_user()
     if user is not None:  # the node runs unprivileged and writes into its repository
-        for path in [node / "snapshots", *(node / "snapshots").rglob("*")]:
+        for path in [spec.repository, *spec.repository.rglob("*")]:
             os.chown(path, user.pw_uid, user.pw_gid)
     (root / "data").mkdir()
     (root / "data" / "models").symlink_to(settings.engine.data_dir / "models")

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,7 +32,7 @@ from evaluation.tuning import cross_validate, fixed_folds, folds, summary
 from search.fusion import blend
 from search.schema import Profile, Rerank
 
-CANDIDATE = "rerank-candidate"  # the profile a candidate is scored under, removed afterwards
+CANDIDATE = "rerank-candidate"  # the prefix of the profiles a candidate is scored under, removed afterwards
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # the cross-encoder's share; 0 = fusion alone
 
 
@@ -124,24 +127,20 @@ def compare(
     profiles = client.profiles(collection)
     base = Profile.model_validate(profiles["default"]) if "default" in profiles else Profile()
     candidate = base.model_copy(update={"rerank": Rerank(model=model, top_k=top_k)})
-    path = f"/v1/collections/{collection}/profiles/{CANDIDATE}"
-    client.request("PUT", path, json=candidate.model_dump(mode="json"))
-    try:
-        without, without_ms = held_ndcg(client, collection, queries, qrels, profile=CANDIDATE, rerank=False)
+    with scoring_profile(client, collection, candidate) as name:
+        without, without_ms = held_ndcg(client, collection, queries, qrels, profile=name, rerank=False)
         judged = {qid: qrels[qid] for qid in queries}
-        reranked, window_ms = windows(client, collection, queries, top_k)
-        matrix = weight_matrix(judged, reranked)
-        splits = folds(len(judged), n_folds)
-        _, per_fold = cross_validate(matrix, splits)
-        best = int(np.argmax(matrix.mean(axis=1)))
-        weight = WEIGHTS[best]
-        with_, with_ms = without, window_ms  # at weight 0 the cost is the one the windows' searches paid
-        if weight > 0:
-            candidate.rerank = Rerank(model=model, top_k=top_k, weight=weight)
-            client.request("PUT", path, json=candidate.model_dump(mode="json"))
-            with_, with_ms = held_ndcg(client, collection, queries, qrels, profile=CANDIDATE)
-    finally:
-        client.request("DELETE", path)
+        reranked, window_ms = windows(client, collection, queries, profile=name, top_k=top_k)
+    matrix = weight_matrix(judged, reranked)
+    splits = folds(len(judged), n_folds)
+    _, per_fold = cross_validate(matrix, splits)
+    best = int(np.argmax(matrix.mean(axis=1)))
+    weight = WEIGHTS[best]
+    with_, with_ms = without, window_ms  # at weight 0 the cost is the one the windows' searches paid
+    if weight > 0:
+        candidate.rerank = Rerank(model=model, top_k=top_k, weight=weight)
+        with scoring_profile(client, collection, candidate) as name:
+            with_, with_ms = held_ndcg(client, collection, queries, qrels, profile=name)
     return {
         "queries": len(queries),
         "top_k": top_k,
@@ -159,8 +158,23 @@ def compare(
     }
 
 
+@contextmanager
+def scoring_profile(client: ApiClient, collection: str, profile: Profile) -> Iterator[str]:
+    """`profile` saved under a name of its own for the searches in the block, deleted afterwards. A new
+    name each time, never a changed profile under an old one: each API process caches a collection's
+    profiles for a few seconds and reads afresh only for a name it lacks, so the process answering the
+    next search may not be the one that took the write."""
+    name = f"{CANDIDATE}-{uuid.uuid4().hex[:12]}"
+    path = f"/v1/collections/{collection}/profiles/{name}"
+    client.request("PUT", path, json=profile.model_dump(mode="json"))
+    try:
+        yield name
+    finally:
+        client.request("DELETE", path)
+
+
 def windows(
-    client: ApiClient, collection: str, queries: dict[str, str], top_k: int
+    client: ApiClient, collection: str, queries: dict[str, str], *, profile: str, top_k: int
 ) -> tuple[dict[str, Window], list[float]]:
     """One reranked search per query, read back from its explanation: each window hit's two scores, and
     each search's server time."""
@@ -172,7 +186,7 @@ def windows(
             "mode": "hybrid",
             "size": min(max(top_k, 10), 100),
             "explain": True,
-            "profile": CANDIDATE,
+            "profile": profile,
             "cutoff": False,
         },
     )

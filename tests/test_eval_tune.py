@@ -144,10 +144,8 @@ def test_eval_tune_rerank_and_the_saved_profiles(
     assert again["corpus_reused"] is True and again["profile"] == "tuned"
     assert set(again["modes"]) == {"hybrid", "lexical"}
 
-    # One segment first: `rerank` compares the API's searches before and after training, and the merges of
-    # the workers' many small segments finish in the background meanwhile; a merged HNSW graph can answer
-    # an approximate kNN differently (seen once in CI: the API's nDCG at the chosen weight 0.9387, the
-    # offline blend of the earlier searches 0.95).
+    # One segment first: `rerank` compares the API's searches before and after training, and background
+    # merges of the workers' many small segments in between could make an approximate kNN answer otherwise.
     _invoke("optimize", "--collection", slice_collection)
     # a reranker trained on half the queries, judged on the other half at each weight against fusion
     _invoke(

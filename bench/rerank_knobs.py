@@ -83,11 +83,11 @@ def _torch_scorer(reranker: Reranker, tokens: int, batch: int) -> Scorer:
 
 
 def _openvino_scorer(reranker: Reranker, run: runtime.Runner, tokens: int, batch: int) -> Scorer:
+    import torch
+
     def score(query: str, passages: list[str]) -> list[float]:
         model = reranker.load()
         model.max_length = tokens
-        import torch
-
         logits = runtime.run_batched(model, run, [(query, p) for p in passages], batch)
         # through the model's activation, as `Reranker.score` and torch's `predict` return them: the
         # correlation with torch's scores then measures the backend, not a sigmoid

@@ -129,9 +129,9 @@ def compare(
     profiles = client.profiles(collection)
     base = Profile.model_validate(profiles["default"]) if "default" in profiles else Profile()
     candidate = base.model_copy(update={"rerank": Rerank(model=model, top_k=top_k)})
+    judged = {qid: qrels[qid] for qid in queries}
     with scoring_profile(client, collection, candidate) as name:
         without, without_ms = held_ndcg(client, collection, queries, qrels, profile=name, rerank=False)
-        judged = {qid: qrels[qid] for qid in queries}
         reranked, window_ms = windows(client, collection, queries, profile=name, top_k=top_k)
     matrix = weight_matrix(judged, reranked)
     splits = folds(len(judged), n_folds)

@@ -3,8 +3,8 @@
 Everything else (BM25 with `combined_fields`, `nested`, aliases, `_meta`, filters, highlighting, our own
 fusion) is the same request on both engines. The differences (Elasticsearch | OpenSearch k-NN plugin):
 
-- vector field: `dense_vector` + `bbq_hnsw` (384+ dims; `int8_hnsw` below) | `knn_vector`, Lucene `hnsw` +
-  `sq` encoder (int7);
+- vector field: `dense_vector` + `bbq_hnsw` (384+ dims; `int8_hnsw` below, and for nested passages) |
+  `knn_vector`, Lucene `hnsw` + `sq` encoder (int7);
 - bit vector (pHash): `element_type: bit`, `l2_norm` | `data_type: binary`, `hamming`; both take the
   packed bits as signed bytes;
 - kNN clause: top-level `knn` (`k`, `num_candidates`, `filter`) | `knn` query (`k`, `ef_search`, `filter`);
@@ -29,7 +29,10 @@ Vector = list[float] | list[int] | str  # str: a hex string of packed bits (perc
 RESCORE_OVERSAMPLE = 3.0
 # From this many dimensions vectors are 1-bit quantised (bbq), Elasticsearch's own default since 9.1 (below
 # it, one bit per dimension leaves too little to rank by). Measured by `bench.scale` (README): at a million
-# 384-d vectors bbq finds the right documents as often as int8 in a sixth of the memory.
+# 384-d vectors bbq finds the right documents as often as int8 in a sixth of the memory. Not for nested
+# vectors (passages): Elasticsearch 9.2 does not rescore a nested kNN over bbq, so a parent kept its 1-bit
+# estimate (off by up to 0.05) and 6 % of the exact top 100 went missing; int8 is rescored (`bench
+# knn-recall`, README "Passages and quantisation").
 BBQ_MIN_DIMS = 384
 MAX_CANDIDATES = 10_000
 
@@ -78,8 +81,9 @@ class Engine:
         yes on `flattened`; OpenSearch's `flat_object` answers such a count with internal objects."""
         return not self.is_opensearch
 
-    def vector_mapping(self, dims: int, similarity: str, element_type: str) -> Body:
-        """The field mapping of one encoder's vectors: quantised HNSW for floats, exact-hamming bits."""
+    def vector_mapping(self, dims: int, similarity: str, element_type: str, *, nested: bool = False) -> Body:
+        """The field mapping of one encoder's vectors: quantised HNSW for floats, exact-hamming bits;
+        `nested`: a field under a `nested` object (passages), which Elasticsearch never maps to bbq."""
         if not self.is_opensearch:
             if element_type == "bit":
                 return {
@@ -95,7 +99,7 @@ class Engine:
                 "dims": dims,
                 "similarity": similarity,
                 "index": True,
-                "index_options": {"type": "bbq_hnsw" if dims >= BBQ_MIN_DIMS else "int8_hnsw"},
+                "index_options": {"type": "bbq_hnsw" if dims >= BBQ_MIN_DIMS and not nested else "int8_hnsw"},
             }
         method: Body = {"name": "hnsw", "engine": "lucene"}
         if element_type == "bit":

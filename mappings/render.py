@@ -73,7 +73,7 @@ def index_body(
     mappings["properties"]["ingest"]["properties"]["encoders"] = engine.object_type()
     mappings["properties"]["vectors"]["properties"] = _vector_fields(engine, encoders)
     passage_vectors = mappings["properties"]["passages"]["properties"]["vectors"]
-    passage_vectors["properties"] = _vector_fields(engine, split_by)
+    passage_vectors["properties"] = _vector_fields(engine, split_by, nested=True)
     mappings["_meta"] = {
         "collection": collection,
         "encoders": {enc.name: enc.describe() for enc in encoders},
@@ -84,6 +84,9 @@ def index_body(
     return body
 
 
-def _vector_fields(engine: Engine, encoders: list[Encoder]) -> dict[str, Any]:
+def _vector_fields(engine: Engine, encoders: list[Encoder], *, nested: bool = False) -> dict[str, Any]:
     """One vector field per encoder, in the engine's dialect (quantised HNSW for floats)."""
-    return {enc.name: engine.vector_mapping(enc.dims, enc.similarity, enc.element_type) for enc in encoders}
+    return {
+        enc.name: engine.vector_mapping(enc.dims, enc.similarity, enc.element_type, nested=nested)
+        for enc in encoders
+    }

@@ -2,7 +2,8 @@
 
 End to end, a slice of SciFact (the positives of a few training queries plus filler) is ingested; the
 text model is fine-tuned on those training judgments for two tiny steps; a re-encode job then moves the
-collection to its next generation while searches run and documents arrive in and leave the old index.
+collection to its next generation while searches run and documents arrive in and leave the old index. A
+re-encode with the same model moves the vectors instead of encoding again (a mapping upgrade).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import pytest
 
 from client.api import ApiClient, ApiClientError
 from core.config import EngineSettings, ModelSettings, Settings
-from core.es import Client
+from core.es import Client, engine_of, scan
 from encoders.text import resolve_model_path
 from encoders.training import CARD, TrainConfig, version_name
 from evaluation.training import fine_tune, held_queries, judged_pairs, split_queries
@@ -294,3 +296,61 @@ def test_deleting_a_collection_mid_reencode_leaves_no_index(
     api.delete_collection(name)
     time.sleep(3)  # the job's next step runs into the deleted collection and must not recreate it
     assert not es.indices.get(index=f"mmsearch-{name}*", allow_no_indices=True, ignore_unavailable=True)
+
+
+def stored_vectors(es: Client, alias: str) -> dict[str, dict[str, Any]]:
+    """Each document's encoding time, vector and passage vectors, as stored."""
+    body = {"query": {"match_all": {}}, "_source": engine_of(es).source_with_vectors()}
+    return {
+        hit["_id"]: {
+            "encoded_at": hit["_source"]["ingest"]["encoded_at"],
+            "vector": hit["_source"]["vectors"]["text"],
+            "passages": [p["vectors"]["text"] for p in hit["_source"].get("passages", [])],
+        }
+        for hit in scan(es, index=alias, query=body)
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_reencode_with_the_same_model_moves_the_vectors_instead_of_encoding_again(
+    api: ApiClient, es: Client, slice_dir: Path
+) -> None:
+    """What a collection made before a mapping change (e.g. passage vectors quantised anew) runs: the new
+    generation has today's mapping, and every document its old vectors, encoded at the same moment."""
+    name = f"t-keep-{uuid.uuid4().hex[:8]}"
+    api.create_collection(name)
+    rows = list(islice(iter_jsonl(slice_dir / "corpus.jsonl.gz"), 8))
+    long_text = "\n\n".join(row["text"] for row in rows)  # far past the encoder's window: passages
+    docs = [{"id": "long", "title": "Collected abstracts", "text": long_text}]
+    docs += [{"id": str(row["_id"]), "text": row["text"]} for row in rows[:3]]
+    try:
+        assert not api.add_documents(name, docs, refresh=True)["errors"]
+        assert api.wait_encoded(name, timeout=300).get("encoded") == 4
+        before = api.collection(name)
+        vectors = stored_vectors(es, before["alias"])
+        assert len(vectors["long"]["passages"]) > 1
+
+        model = before["encoders"]["text"]["model"]
+        job = api.request("POST", f"/v1/collections/{name}/reencode", json={"models": {"text": model}})
+        assert job["keep_vectors"] is True
+        path = f"/v1/collections/{name}/jobs/{job['id']}"
+        job = wait_for(api, path, lambda j: j["status"] in ("done", "failed", "cancelled"))
+        assert job["status"] == "done", job
+
+        after = api.collection(name)
+        assert after["index"] == job["target_index"] != before["index"]
+        assert after["documents"] == {"encoded": 4, "total": 4}
+        assert stored_vectors(es, after["alias"]) == vectors  # not one document encoded again
+        mapping = es.indices.get_mapping(index=after["index"])[after["index"]]["mappings"]
+        passage_field = mapping["properties"]["passages"]["properties"]["vectors"]["properties"]["text"]
+        if engine_of(es).is_opensearch:
+            assert passage_field["method"]["parameters"]["encoder"]["name"] == "sq"
+        else:  # passages are int8 now (a nested kNN over bbq is not rescored); documents stay bbq
+            assert passage_field["index_options"]["type"] == "int8_hnsw"
+            document_field = mapping["properties"]["vectors"]["properties"]["text"]
+            assert document_field["index_options"]["type"] == "bbq_hnsw"
+        hit = api.search(name, rows[6]["text"][:300], mode="vector", size=1)["hits"][0]
+        assert hit["id"] == "long" and hit["passages"][0]["text"] in long_text  # found by its passage
+    finally:
+        api.delete_collection(name)

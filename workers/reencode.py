@@ -8,7 +8,8 @@ Searches keep hitting the old generation through the alias until the switch.
 
 The steps, each moving the job on only from the state it expects:
   copying   `reencode_copy` copies every document into the new index as `pending`, vectors dropped,
-            queueing encode batches as it goes.
+            queueing encode batches as it goes; with the same models (`keep_vectors`: a mapping
+            upgrade) encoded documents are copied with their vectors and only the others queued.
   encoding  `reencode_finish` polls until the new index has no `pending` document, copies what was
             ingested into the old index meanwhile, then moves the alias in one `update_aliases` call.
   switched  after a grace longer than the API's collection cache (a writer may still hold the old
@@ -96,12 +97,19 @@ def start_reencode(
         "source_index": coll.index,
         "target_index": target,
         "models": {enc.name: enc.version for enc in encoders},
+        # The same models (a mapping upgrade): encoded documents move with their vectors.
+        "keep_vectors": all(enc.version == coll.encoders[enc.name].get("version") for enc in encoders),
         "total": es.count(index=coll.index)["count"],
         "started_at": now_iso(),
     }
     create_job(es, settings, collection_name, job)
     reencode_copy.apply_async((collection_name, job["id"]))
     return job
+
+
+def keeps_vectors(job: Mapping[str, Any]) -> bool:
+    """Whether the job copies encoded documents with their vectors (jobs from before say nothing: no)."""
+    return bool(job.get("keep_vectors"))
 
 
 def generation(index: str) -> int:
@@ -204,7 +212,9 @@ def run_copy(es: Client, settings: Settings, name: str, job_id: str) -> bool:
     if state_of(job) != JobState.COPYING:
         return False
     sync_from = ago(LOOKBACK)
-    copied = copy_documents(es, job["source_index"], job["target_index"], {"match_all": {}})
+    copied = copy_documents(
+        es, job["source_index"], job["target_index"], {"match_all": {}}, keep_vectors=keeps_vectors(job)
+    )
     fields = {"status": JobState.ENCODING, "copied": copied, "copied_at": now_iso(), "sync_from": sync_from}
     moved = update_job(es, settings, name, job_id, expected={JobState.COPYING}, change=lambda _: fields)
     return moved is not None
@@ -230,7 +240,7 @@ def _switch_when_encoded(es: Client, settings: Settings, name: str, job: Mapping
     if status_counts(es, target).get(PENDING, 0):
         return POLL_S
     sync_from = ago(LOOKBACK)
-    caught_up = copy_documents(es, source, target, since(job["sync_from"]))
+    caught_up = copy_documents(es, source, target, since(job["sync_from"]), keep_vectors=keeps_vectors(job))
     fields = {
         "status": JobState.SWITCHED,
         "switched_at": now_iso(),
@@ -268,7 +278,7 @@ def _retire_source(es: Client, settings: Settings, name: str, job: Mapping[str, 
     source, target = job["source_index"], job["target_index"]
     es.indices.put_settings(index=source, settings={"index.blocks.write": True})
     es.indices.refresh(index=source)  # the replay's scan sees only refreshed writes
-    caught_up = copy_documents(es, source, target, since(job["sync_from"]))
+    caught_up = copy_documents(es, source, target, since(job["sync_from"]), keep_vectors=keeps_vectors(job))
     before = (datetime.fromisoformat(job["switched_at"]) - CLOCK_SKEW).isoformat(timespec="milliseconds")
     removed = delete_removed(es, source, target, before)
     retired = retire_index(es, settings, source)

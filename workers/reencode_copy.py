@@ -1,5 +1,6 @@
 """A re-encode's data movement: documents copied from the old generation into the new one as `pending`
-(their encoding queued), and copies whose original was deleted meanwhile removed.
+(their encoding queued), or with their vectors when the models stay the same, and copies whose original
+was deleted meanwhile removed.
 
 No `_reindex` on this Elasticsearch build, so the copy scans and bulk-writes. Catch-up keys on
 `@timestamp`, which every (re)ingest sets and encoding leaves alone: a document of the old index is copied
@@ -13,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from core.es import Client, bulk, scan
-from ingest.lifecycle import requeued
+from core.es import Client, bulk, engine_of, scan
+from ingest.lifecycle import ENCODED, requeued
 from ingest.priority import Priority
 from workers.tasks import enqueue
 
@@ -22,19 +23,35 @@ CHUNK = 500
 EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def copy_documents(es: Client, source: str, target: str, query: Mapping[str, Any]) -> int:
+def copy_documents(
+    es: Client, source: str, target: str, query: Mapping[str, Any], *, keep_vectors: bool = False
+) -> int:
     """Write the `query` documents of `source` that `target` lacks or holds older into `target` as
-    `pending`, and queue their encoding; returns how many. Safe to repeat."""
-    hits = scan(es, index=source, query={"query": query}, size=CHUNK, source_excludes=["vectors", "passages"])
+    `pending`, and queue their encoding; returns how many. Safe to repeat. `keep_vectors` (the same
+    models, a new mapping): encoded documents are copied as they are, vectors and passages included,
+    and only the others are queued."""
+    body: dict[str, Any] = {"query": query}
+    if keep_vectors:
+        body["_source"] = engine_of(es).source_with_vectors()
+        hits = scan(es, index=source, query=body, size=CHUNK)
+    else:
+        hits = scan(es, index=source, query=body, size=CHUNK, source_excludes=["vectors", "passages"])
     copied = 0
     for chunk in chunks(hits, CHUNK):
         held = _timestamps(es, target, [hit["_id"] for hit in chunk])
         newer = [hit for hit in chunk if stamp_of(hit["_source"]) > held.get(hit["_id"], EPOCH)]
-        if newer:
-            bulk(es, (_pending_action(target, hit) for hit in newer))
-            docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in newer]
+        kept: list[dict[str, Any]] = []
+        queued: list[dict[str, Any]] = []
+        for hit in newer:
+            encoded = keep_vectors and status_of(hit["_source"]) == ENCODED
+            (kept if encoded else queued).append(hit)
+        if kept:
+            bulk(es, (_action(target, hit["_id"], hit["_source"]) for hit in kept))
+        if queued:
+            bulk(es, (_action(target, hit["_id"], requeued(hit["_source"])) for hit in queued))
+            docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in queued]
             enqueue(target, docs, Priority.BULK)  # a re-encode is bulk work, in its collection's lane
-            copied += len(newer)
+        copied += len(newer)
     return copied
 
 
@@ -53,8 +70,12 @@ def delete_removed(es: Client, source: str, target: str, before: str) -> int:
     return removed
 
 
-def _pending_action(target: str, hit: Mapping[str, Any]) -> dict[str, Any]:
-    return {"_op_type": "index", "_index": target, "_id": hit["_id"], "_source": requeued(hit["_source"])}
+def _action(target: str, doc_id: str, source: Mapping[str, Any]) -> dict[str, Any]:
+    return {"_op_type": "index", "_index": target, "_id": doc_id, "_source": source}
+
+
+def status_of(source: Mapping[str, Any]) -> str | None:
+    return (source.get("ingest") or {}).get("status")
 
 
 def _timestamps(es: Client, index: str, ids: list[str]) -> dict[str, datetime]:

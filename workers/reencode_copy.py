@@ -30,27 +30,19 @@ def copy_documents(
     `pending`, and queue their encoding; returns how many. Safe to repeat. `keep_vectors` (the same
     models, a new mapping): encoded documents are copied as they are, vectors and passages included,
     and only the others are queued."""
-    body: dict[str, Any] = {"query": query}
-    if keep_vectors:
-        body["_source"] = engine_of(es).source_with_vectors()
-        hits = scan(es, index=source, query=body, size=CHUNK)
-    else:
-        hits = scan(es, index=source, query=body, size=CHUNK, source_excludes=["vectors", "passages"])
+    fields = engine_of(es).source_with_vectors() if keep_vectors else {"excludes": ["vectors", "passages"]}
+    hits = scan(es, index=source, query={"query": query, "_source": fields}, size=CHUNK)
     copied = 0
     for chunk in chunks(hits, CHUNK):
         held = _timestamps(es, target, [hit["_id"] for hit in chunk])
         newer = [hit for hit in chunk if stamp_of(hit["_source"]) > held.get(hit["_id"], EPOCH)]
-        kept: list[dict[str, Any]] = []
-        queued: list[dict[str, Any]] = []
-        for hit in newer:
-            encoded = keep_vectors and status_of(hit["_source"]) == ENCODED
-            (kept if encoded else queued).append(hit)
-        if kept:
-            bulk(es, (_action(target, hit["_id"], hit["_source"]) for hit in kept))
+        # with `keep_vectors`, an encoded document moves as it is; every other one is copied as pending
+        copies = [(hit, not (keep_vectors and status_of(hit["_source"]) == ENCODED)) for hit in newer]
+        if copies:
+            bulk(es, (_copy_action(target, hit, pending=pending) for hit, pending in copies))
+        queued = [(hit["_id"], hit["_source"].get("modality", "text")) for hit, pending in copies if pending]
         if queued:
-            bulk(es, (_action(target, hit["_id"], requeued(hit["_source"])) for hit in queued))
-            docs = [(hit["_id"], hit["_source"].get("modality", "text")) for hit in queued]
-            enqueue(target, docs, Priority.BULK)  # a re-encode is bulk work, in its collection's lane
+            enqueue(target, queued, Priority.BULK)  # a re-encode is bulk work, in its collection's lane
         copied += len(newer)
     return copied
 
@@ -70,8 +62,9 @@ def delete_removed(es: Client, source: str, target: str, before: str) -> int:
     return removed
 
 
-def _action(target: str, doc_id: str, source: Mapping[str, Any]) -> dict[str, Any]:
-    return {"_op_type": "index", "_index": target, "_id": doc_id, "_source": source}
+def _copy_action(target: str, hit: Mapping[str, Any], *, pending: bool) -> dict[str, Any]:
+    source = requeued(hit["_source"]) if pending else hit["_source"]
+    return {"_op_type": "index", "_index": target, "_id": hit["_id"], "_source": source}
 
 
 def status_of(source: Mapping[str, Any]) -> str | None:
